@@ -1,0 +1,21 @@
+// Command kubelvs is the kubelvs binary: the cluster controller, the node agent and the debugging
+// tools for generic netlink, IPVS and taskstats, as subcommands of one program.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRootCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "kubelvs:", err)
+		stop()
+		os.Exit(1)
+	}
+}
