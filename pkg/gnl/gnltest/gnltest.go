@@ -42,6 +42,8 @@ type Message struct {
 	Attrs []byte
 	// Flags are extra netlink header flags, such as NLM_F_DUMP_INTR (0x10).
 	Flags uint16
+	// PortID, when non-zero, overrides the port id in the header (default: the requester's).
+	PortID uint32
 }
 
 // Reply builds a reply message from an attribute-set struct.
@@ -222,7 +224,7 @@ func (k *Kernel) handle(t *transport, b []byte) error {
 			continue
 		}
 		for _, m := range msgs {
-			t.queue(message(nil, req.Type, m.Flags, req.Sequence, t.port, m.Cmd, m.Attrs))
+			t.queue(message(nil, req.Type, m.Flags, req.Sequence, portOf(m, t), m.Cmd, m.Attrs))
 		}
 		if err != nil || req.Flags&nlmFAck != 0 {
 			t.queue(ack(req, hdr, err))
@@ -238,7 +240,7 @@ func (k *Kernel) sendDump(t *transport, req Request, msgs []Message, err error) 
 	}
 	var dg []byte
 	for i, m := range msgs {
-		dg = message(dg, req.Type, m.Flags|nlmFMulti, req.Sequence, t.port, m.Cmd, m.Attrs)
+		dg = message(dg, req.Type, m.Flags|nlmFMulti, req.Sequence, portOf(m, t), m.Cmd, m.Attrs)
 		if (i+1)%batch == 0 {
 			t.queue(dg)
 			dg = nil
@@ -291,6 +293,13 @@ func (k *Kernel) ctrl(req Request) ([]Message, error) {
 	}
 	m, err := info(f)
 	return []Message{m}, err
+}
+
+func portOf(m Message, t *transport) uint32 {
+	if m.PortID != 0 {
+		return m.PortID
+	}
+	return t.port
 }
 
 func errnoOf(err error) int32 {
