@@ -93,6 +93,9 @@ func (t *socketTransport) Receive(b []byte) (int, error) {
 	return n, nil
 }
 
+func (t *socketTransport) JoinGroup(group uint32) error  { return t.nl.JoinGroup(group) }
+func (t *socketTransport) LeaveGroup(group uint32) error { return t.nl.LeaveGroup(group) }
+
 func (t *socketTransport) SetReadDeadline(d time.Time) error { return t.nl.SetReadDeadline(d) }
 func (t *socketTransport) PortID() uint32                    { return t.pid }
 func (t *socketTransport) Close() error                      { return t.nl.Close() }
