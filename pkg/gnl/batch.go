@@ -25,6 +25,7 @@ type batchOp struct {
 	family   *Family
 	name     string
 	off, end int
+	onReply  func(msg []byte) error // for AddDo: the reply, generic netlink header included
 }
 
 // ackBudget is the receive-buffer space one acknowledgement takes in the kernel's accounting
@@ -52,9 +53,13 @@ func (b *Batch) Err(i int) error {
 // Sends is how many sendmsg calls the last SendBatch made.
 func (b *Batch) Sends() int { return b.sends }
 
-func (b *Batch) add(f *Family, name string, cmd uint8, build func([]byte) ([]byte, error)) error {
+func (b *Batch) add(f *Family, name string, cmd uint8, onReply func([]byte) error, build func([]byte) ([]byte, error)) error {
 	off := len(b.buf)
-	buf := appendHeader(b.buf, 0, flagRequest|flagAck, 0, 0, cmd, f.Version)
+	flags := uint16(flagRequest | flagAck)
+	if onReply != nil {
+		flags = flagRequest
+	}
+	buf := appendHeader(b.buf, 0, flags, 0, 0, cmd, f.Version)
 	buf, err := build(buf)
 	if err != nil {
 		b.buf = buf[:off]
@@ -62,7 +67,7 @@ func (b *Batch) add(f *Family, name string, cmd uint8, build func([]byte) ([]byt
 	}
 	finishMessage(buf, off)
 	b.buf = buf
-	b.ops = append(b.ops, batchOp{family: f, name: name, off: off, end: len(buf)})
+	b.ops = append(b.ops, batchOp{family: f, name: name, off: off, end: len(buf), onReply: onReply})
 	return nil
 }
 
@@ -172,11 +177,23 @@ func (c *Conn) collectAcks(x *exchange, b *Batch, i, j int, seq0 uint32, done []
 			}
 			dg = rest
 			idx := m.seq - seq0
-			if m.typ != typeError || idx >= n {
-				c.stash(m) // kept if unsolicited; replies to batched requests are not used
+			if idx >= n {
+				c.stash(m) // kept if unsolicited; a stale reply is dropped
 				continue
 			}
 			k := i + int(idx)
+			if m.typ != typeError {
+				op := &b.ops[k]
+				if op.onReply == nil || done[k] || m.typ < 0x10 {
+					continue // a reply to a request that only wanted an acknowledgement
+				}
+				b.results[k] = op.onReply(m.data)
+				done[k] = true
+				if idx == n-1 && !lost {
+					return false, nil
+				}
+				continue
+			}
 			errno, msg, off, perr := ackError(m)
 			switch {
 			case perr != nil:

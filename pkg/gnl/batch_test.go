@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/kubelvs/kubelvs/pkg/gnl"
 	"github.com/kubelvs/kubelvs/pkg/gnl/gnltest"
 )
@@ -132,5 +134,52 @@ func TestBatchEncodeError(t *testing.T) {
 	}
 	if b.Len() != 0 {
 		t.Errorf("batch has %d requests after a failed add", b.Len())
+	}
+}
+
+func TestBatchWithReplies(t *testing.T) {
+	ctx := context.Background()
+	k, _, c := newKV(t)
+	for i := range 5 {
+		_ = kvAdd.Exec(ctx, c, &kvEntry{Key: fmt.Sprint(i), Value: uint32(i * i)})
+	}
+	before := k.Requests()
+	got := map[string]uint32{}
+	var b gnl.Batch
+	for i := range 7 { // 5 and 6 do not exist
+		if err := kvGet.AddDo(&b, &kvEntry{Key: fmt.Sprint(i)}, func(e *kvEntry) error {
+			got[e.Key] = e.Value
+			if e.Key == "3" {
+				return errors.New("refused by the callback")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = kvAdd.Add(&b, &kvEntry{Key: "new"})
+	if err := c.SendBatch(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]uint32{"0": 0, "1": 1, "2": 4, "3": 9, "4": 16}; !cmp.Equal(got, want) {
+		t.Errorf("replies %v, want %v", got, want)
+	}
+	for i := range 8 {
+		err := b.Err(i)
+		switch {
+		case i == 3:
+			if err == nil || err.Error() != "refused by the callback" {
+				t.Errorf("request 3: %v", err)
+			}
+		case i == 5 || i == 6:
+			if !errors.Is(err, syscall.ENOENT) {
+				t.Errorf("request %d: %v", i, err)
+			}
+		case err != nil:
+			t.Errorf("request %d: %v", i, err)
+		}
+	}
+	if n := k.Requests() - before; n != 8 || b.Sends() != 1 {
+		t.Errorf("%d requests in %d sends, want 8 in 1", n, b.Sends())
 	}
 }

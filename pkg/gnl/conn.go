@@ -63,8 +63,9 @@ type Conn struct {
 	closed bool
 	fams   map[string]*FamilyInfo
 
-	unsolicited []message // messages sent unasked that arrived during requests, for Listen
-	stashLost   bool
+	unsolicited   []message // messages sent unasked that arrived during requests, for Listen
+	stashLost     bool
+	reportedDrops uint32 // the socket's drop counter at the last loss a listener was told of
 
 	dlMu  sync.Mutex // guards deadline changes against a late context cancellation
 	dlGen uint64
@@ -108,6 +109,7 @@ type operation struct {
 	cmd     uint8
 	reply   uint8
 	dump    bool
+	noAck   bool // a do request: its reply (or an error) ends it, no NLM_F_ACK is asked for
 	onReply func(attrs []byte) error
 }
 
@@ -254,8 +256,11 @@ func (c *Conn) roundTrip(ctx context.Context, op *operation, build func([]byte) 
 func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func([]byte) ([]byte, error)) error {
 	seq := c.nextSeq()
 	flags := uint16(flagRequest | flagAck)
-	if op.dump {
+	switch {
+	case op.dump:
 		flags = flagRequest | flagDump
+	case op.noAck:
+		flags = flagRequest
 	}
 	b := appendHeader(c.wbuf[:0], id, flags, seq, c.t.PortID(), op.cmd, op.family.Version)
 	b, err := build(b)
@@ -295,7 +300,7 @@ func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func(
 			}
 			switch m.typ {
 			case typeError, typeDone:
-				if m.typ == typeDone && !op.dump {
+				if m.typ == typeDone && !op.dump && !op.noAck {
 					continue
 				}
 				c.dirty = false
@@ -329,9 +334,13 @@ func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func(
 			if op.onReply != nil && cbErr == nil {
 				cbErr = op.onReply(m.data[genlHdrLen:])
 				if cbErr != nil && !op.dump {
-					c.dirty = true // the ACK is still to come; the next call discards it
+					c.dirty = !op.noAck // an ACK would still be on its way: the next call discards it
 					return cbErr
 				}
+			}
+			if op.noAck && m.flags&flagMulti == 0 {
+				c.dirty = false
+				return nil
 			}
 		}
 	}

@@ -282,6 +282,7 @@ func TestLostAndLateReplies(t *testing.T) {
 	_ = fi
 	for _, seq := range []uint32{1, 2} {
 		m, _ := gnltest.Reply(kvCmdNew, &kvEntry{Key: "stale", Value: 666})
+		m.PortID = c.PortID()
 		if err := k.Send(c.PortID(), fi.ID, seq, m); err != nil {
 			t.Fatal(err)
 		}

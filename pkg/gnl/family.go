@@ -54,25 +54,24 @@ func (c Command[Req, Rep]) Exec(ctx context.Context, conn *Conn, req *Req) error
 	return c.run(ctx, conn, req, false, nil)
 }
 
-// Do sends the request and decodes the one reply into rep. A request the kernel answers with
-// no message at all is an error wrapping [ErrUnexpectedReply].
+// Do sends the request and decodes the one reply into rep. It asks for no acknowledgement: the
+// reply, or the kernel's error, ends the call (one read instead of two). For commands the kernel
+// answers with an acknowledgement only, use [Command.Exec].
 func (c Command[Req, Rep]) Do(ctx context.Context, conn *Conn, req *Req, rep *Rep) error {
 	p, err := planFor(reflect.TypeFor[Rep]())
 	if err != nil {
 		return err
 	}
-	got := false
-	err = c.run(ctx, conn, req, false, func(data []byte) error {
-		if got {
-			return nil // a second reply to a do request is not ours to interpret; keep the first
-		}
-		got = true
-		return decodeSet(data, p, unsafe.Pointer(rep))
-	})
-	if err == nil && !got {
-		err = fmt.Errorf("%w: %s %s: acknowledged without a reply", ErrUnexpectedReply, c.Family.Name, c.Name)
+	preq, err := planFor(reflect.TypeFor[Req]())
+	if err != nil {
+		return err
 	}
-	return err
+	// No NLM_F_ACK: the reply, or the kernel's error, ends the request, one read instead of two.
+	op := operation{family: c.Family, name: c.Name, cmd: c.Cmd, reply: c.Reply, noAck: true,
+		onReply: func(data []byte) error { return decodeSet(data, p, unsafe.Pointer(rep)) }}
+	return conn.roundTrip(ctx, &op, func(b []byte) ([]byte, error) {
+		return appendSet(b, preq, unsafe.Pointer(req))
+	})
 }
 
 // Dump sends the request as a dump (NLM_F_DUMP) and calls fn for each reply, decoded into the
@@ -110,13 +109,45 @@ func (c Command[Req, Rep]) DumpAll(ctx context.Context, conn *Conn, req *Req) ([
 	return out, err
 }
 
-// Add appends the request to a batch, to be sent with [Conn.SendBatch].
+// Add appends the request to a batch, to be sent with [Conn.SendBatch]; the kernel
+// acknowledges it.
 func (c Command[Req, Rep]) Add(b *Batch, req *Req) error {
 	p, err := planFor(reflect.TypeFor[Req]())
 	if err != nil {
 		return err
 	}
-	return b.add(c.Family, c.Name, c.Cmd, func(buf []byte) ([]byte, error) {
+	return b.add(c.Family, c.Name, c.Cmd, nil, func(buf []byte) ([]byte, error) {
+		return appendSet(buf, p, unsafe.Pointer(req))
+	})
+}
+
+// AddDo appends a request with a reply to a batch: when [Conn.SendBatch] receives the reply it
+// decodes it and calls fn, whose error becomes the request's result. Like [Command.Do], no
+// acknowledgement is asked for. The *Rep passed to fn is reused by the batch's other replies of
+// this request's Add call only (each AddDo has its own).
+func (c Command[Req, Rep]) AddDo(b *Batch, req *Req, fn func(*Rep) error) error {
+	p, err := planFor(reflect.TypeFor[Req]())
+	if err != nil {
+		return err
+	}
+	prep, err := planFor(reflect.TypeFor[Rep]())
+	if err != nil {
+		return err
+	}
+	var rep Rep
+	onReply := func(data []byte) error {
+		if len(data) < genlHdrLen {
+			return fmt.Errorf("%w: %s %s: reply of %d bytes", ErrMalformed, c.Family.Name, c.Name, len(data))
+		}
+		if c.Reply != 0 && data[0] != c.Reply {
+			return fmt.Errorf("%w: %s %s: reply command %d, want %d", ErrUnexpectedReply, c.Family.Name, c.Name, data[0], c.Reply)
+		}
+		if err := decodeSet(data[genlHdrLen:], prep, unsafe.Pointer(&rep)); err != nil {
+			return err
+		}
+		return fn(&rep)
+	}
+	return b.add(c.Family, c.Name, c.Cmd, onReply, func(buf []byte) ([]byte, error) {
 		return appendSet(buf, p, unsafe.Pointer(req))
 	})
 }

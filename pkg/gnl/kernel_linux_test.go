@@ -12,12 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
 )
@@ -366,4 +368,48 @@ func unprivilegedChild(t *testing.T) {
 		t.Fatalf("admin-only command as nobody: got %v, want os.ErrPermission", err)
 	}
 	fmt.Println("unprivileged child: permission denied as expected:", err)
+}
+
+// Requests with replies pipelined on the real kernel: every family's description, in one batch,
+// equals what the dump says.
+func TestKernelBatchWithReplies(t *testing.T) {
+	c := dialKernel(t, nil)
+	ctx := context.Background()
+	fams, err := c.Families(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b gnl.Batch
+	got := make([]gnl.FamilyInfo, len(fams))
+	for i, f := range fams {
+		if err := gnl.CtrlGetFamily.AddDo(&b, &gnl.CtrlRequest{Name: f.Name}, func(fi *gnl.FamilyInfo) error {
+			got[i] = *fi
+			got[i].Ops = slices.Clone(fi.Ops)
+			got[i].Groups = slices.Clone(fi.Groups)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = gnl.CtrlGetFamily.AddDo(&b, &gnl.CtrlRequest{Name: "KUBELVS_NOFAM"}, func(*gnl.FamilyInfo) error {
+		t.Error("a reply for a family that does not exist")
+		return nil
+	})
+	if err := c.SendBatch(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range fams {
+		if err := b.Err(i); err != nil {
+			t.Errorf("%s: %v", fams[i].Name, err)
+		}
+	}
+	if err := b.Err(len(fams)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing family: %v", err)
+	}
+	if diff := cmp.Diff(fams, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("batched lookups differ from the dump (-dump +batch):\n%s", diff)
+	}
+	if b.Sends() != 1 {
+		t.Errorf("%d sends", b.Sends())
+	}
 }

@@ -12,16 +12,56 @@ import (
 )
 
 // ErrMessagesLost: the kernel dropped messages for this socket because its receive buffer was
-// full (ENOBUFS). A listener gets it in place of the records it will never see.
+// full (ENOBUFS). A listener gets it, as a [*LostError], in place of the records it will never see.
 var ErrMessagesLost = errors.New("gnl: messages lost: receive buffer overflow")
+
+// LostError reports messages the kernel dropped. It matches [ErrMessagesLost] and
+// syscall.ENOBUFS.
+type LostError struct {
+	// Count is how many messages the kernel dropped since the last report, from the socket's
+	// drop counter (SO_MEMINFO); 0 when the transport cannot tell.
+	Count uint32
+}
+
+func (e *LostError) Error() string {
+	if e.Count == 0 {
+		return ErrMessagesLost.Error()
+	}
+	return fmt.Sprintf("%v: %d dropped", ErrMessagesLost, e.Count)
+}
+
+// Is makes errors.Is(err, ErrMessagesLost) and errors.Is(err, syscall.ENOBUFS) true.
+func (e *LostError) Is(target error) bool {
+	return target == ErrMessagesLost || target == syscall.ENOBUFS //nolint:errorlint // sentinel identity
+}
+
+// dropCounter is a transport that knows how many messages the kernel dropped for it.
+type dropCounter interface {
+	Drops() (uint32, bool)
+}
+
+// drops returns the transport's drop counter, 0 when it has none.
+func (c *Conn) drops() uint32 {
+	if d, ok := c.t.(dropCounter); ok {
+		if n, ok := d.Drops(); ok {
+			return n
+		}
+	}
+	return 0
+}
 
 // maxStash bounds how many unsolicited messages a connection keeps while it waits for a reply.
 const maxStash = 4096
 
-// stash keeps a copy of a message the kernel sent unasked (sequence 0: a multicast
-// notification, a taskstats exit record) that arrived during a request, for the next Listen.
+// isUnsolicited tells messages the kernel sends unasked: multicast notifications and taskstats
+// exit records carry port id 0 (exit records a per-CPU sequence number, notifications usually
+// sequence 0); replies carry the requester's port id.
+func isUnsolicited(m message) bool { return m.typ >= 0x10 && (m.pid == 0 || m.seq == 0) }
+
+// stash keeps a copy of an unsolicited message that arrived during a request, for the next
+// Listen; anything else that is not the pending request's (a stale reply) is dropped.
 func (c *Conn) stash(m message) {
-	if m.seq != 0 || m.typ < 0x10 {
+	if !isUnsolicited(m) {
 		return
 	}
 	if len(c.unsolicited) >= maxStash {
@@ -99,7 +139,7 @@ func (c Command[Req, Rep]) Listen(ctx context.Context, conn *Conn, fn func(rep *
 	var rep Rep
 	rv := unsafe.Pointer(&rep)
 	deliver := func(m message) error {
-		if m.typ != id || m.seq != 0 || len(m.data) < genlHdrLen || (c.Reply != 0 && m.data[0] != c.Reply) {
+		if m.typ != id || !isUnsolicited(m) || len(m.data) < genlHdrLen || (c.Reply != 0 && m.data[0] != c.Reply) {
 			return nil
 		}
 		if err := decodeSet(m.data[genlHdrLen:], p, rv); err != nil {
@@ -108,7 +148,10 @@ func (c Command[Req, Rep]) Listen(ctx context.Context, conn *Conn, fn func(rep *
 		return fn(&rep, nil)
 	}
 	lost := func() error {
-		return fn(nil, fmt.Errorf("%s %s: %w: %w", c.Family.Name, c.Name, ErrMessagesLost, syscall.ENOBUFS))
+		n := conn.drops()
+		err := &LostError{Count: n - conn.reportedDrops}
+		conn.reportedDrops = n
+		return fn(nil, fmt.Errorf("%s %s: %w", c.Family.Name, c.Name, err))
 	}
 	if conn.stashLost {
 		conn.stashLost = false

@@ -25,9 +25,10 @@ func TestListen(t *testing.T) {
 	var conn *gnl.Conn
 	id = k.Register(&gnltest.Family{Name: "KV", Groups: []gnl.McastGrp{{Name: "events", ID: 7}},
 		Handle: func(req gnltest.Request) ([]gnltest.Message, error) {
-			// An event arrives between the request and its acknowledgement.
+			// An event arrives between the request and its acknowledgement, with port id 0
+			// and a sequence number of its own, as taskstats stamps exit records.
 			m, _ := gnltest.Reply(kvCmdNew, &kvEntry{Key: "during", Value: 1})
-			_ = k.Send(conn.PortID(), id, 0, m)
+			_ = k.Send(conn.PortID(), id, 77, m)
 			return nil, nil
 		}})
 	conn = k.Dial(nil)
@@ -95,8 +96,9 @@ func TestListenReportsLoss(t *testing.T) {
 	var n, losses int
 	err := kvEvents.Listen(ctx, conn, func(e *kvEntry, lost error) error {
 		if lost != nil {
-			if !errors.Is(lost, gnl.ErrMessagesLost) || !errors.Is(lost, syscall.ENOBUFS) {
-				t.Errorf("loss reported as %v", lost)
+			var le *gnl.LostError
+			if !errors.Is(lost, gnl.ErrMessagesLost) || !errors.Is(lost, syscall.ENOBUFS) || !errors.As(lost, &le) || le.Count != 13 {
+				t.Errorf("loss reported as %v, want 13 messages lost", lost)
 			}
 			losses++
 			return nil

@@ -115,6 +115,21 @@ func (t *socketTransport) read(fd uintptr) bool {
 	return errno != unix.EAGAIN
 }
 
+// Drops reads the kernel's count of messages dropped for this socket (SK_MEMINFO_DROPS).
+func (t *socketTransport) Drops() (uint32, bool) {
+	var (
+		info [16]uint32
+		ok   bool
+	)
+	_ = t.raw.Control(func(fd uintptr) {
+		l := uint32(unsafe.Sizeof(info))
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&l)), 0)
+		ok = errno == 0 && l/4 > unix.SK_MEMINFO_DROPS
+	})
+	return info[unix.SK_MEMINFO_DROPS], ok
+}
+
 func (t *socketTransport) JoinGroup(group uint32) error  { return t.nl.JoinGroup(group) }
 func (t *socketTransport) LeaveGroup(group uint32) error { return t.nl.LeaveGroup(group) }
 

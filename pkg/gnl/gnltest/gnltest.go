@@ -149,9 +149,9 @@ func (k *Kernel) Dial(cfg *gnl.Config) *gnl.Conn {
 	return gnl.NewConn(t, cfg)
 }
 
-// Send queues an unsolicited message (sequence 0), such as a multicast notification or a
-// taskstats exit record, to the connection with the given port id. A stale reply can be
-// simulated with a non-zero seq.
+// Send queues a message to the connection with the given port id, as the kernel sends
+// unsolicited messages (a taskstats exit record: port id 0 in the header, any sequence number).
+// A stale reply can be simulated with the connection's port id in m.PortID and an old seq.
 func (k *Kernel) Send(port uint32, familyID uint16, seq uint32, m Message) error {
 	k.mu.Lock()
 	t := k.conns[port]
@@ -159,7 +159,7 @@ func (k *Kernel) Send(port uint32, familyID uint16, seq uint32, m Message) error
 	if t == nil {
 		return fmt.Errorf("gnltest: no connection with port %d", port)
 	}
-	t.queue(message(nil, familyID, m.Flags, seq, port, m.Cmd, m.Attrs))
+	t.queue(message(nil, familyID, m.Flags, seq, m.PortID, m.Cmd, m.Attrs))
 	return nil
 }
 
@@ -390,6 +390,7 @@ type transport struct {
 	q        [][]byte
 	queued   int
 	overflow bool
+	dropped  uint32
 	deadline time.Time
 	closed   bool
 	groups   map[uint32]bool
@@ -417,6 +418,7 @@ func (t *transport) queue(dg []byte) {
 	size := len(dg) + overhead
 	if t.k.ReceiveBuffer > 0 && t.queued+size > t.k.ReceiveBuffer {
 		t.overflow = true
+		t.dropped++
 	} else {
 		t.q = append(t.q, dg)
 		t.queued += size
@@ -491,6 +493,13 @@ func (t *transport) SetReadDeadline(d time.Time) error {
 }
 
 func (t *transport) PortID() uint32 { return t.port }
+
+// Drops is how many datagrams the fake kernel dropped for this connection.
+func (t *transport) Drops() (uint32, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dropped, true
+}
 
 func (t *transport) Buffers() (rcv, snd int) {
 	rcv = t.k.ReceiveBuffer
