@@ -1,0 +1,115 @@
+package taskstats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// Process returns a process-level record of the thread group pid that matches what /proc/<pid>
+// reports, composed from one TGID request and one PID request per live thread (listed in
+// <proc>/<pid>/task):
+//
+//   - from the TGID reply, which covers live and exited threads: the delays, CPU run totals,
+//     user and system time and context switches;
+//   - from the thread group leader's PID reply: the identity and accounting fields (comm, uid,
+//     gid, pid, ppid, tgid, begin time, elapsed times, nice, policy, flags, exit code, binary);
+//   - summed over the live threads: page faults, scaled times, accumulated memory (CoreMem,
+//     VirtMem) and the I/O counters; the high-water marks are the largest any thread reports (the
+//     threads share one address space).
+//
+// The kernel keeps no per-process I/O or fault totals that taskstats exports, so the summed
+// fields lack the share of threads that have exited, and unlike /proc/<pid>/io they never
+// include the I/O of reaped children (the kernel adds a reaped child's I/O to its parent's
+// /proc/<pid>/io). Read and write chars and bytes are each rounded down to whole KiB per thread
+// by the kernel. A process that is not there is an error matching os.ErrNotExist.
+func (c *Client) Process(ctx context.Context, pid int) (*Stats, error) {
+	s := new(Stats)
+	if err := c.ProcessInto(ctx, pid, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ProcessInto is [Client.Process] decoding into s.
+func (c *Client) ProcessInto(ctx context.Context, pid int, s *Stats) error {
+	if err := c.ThreadGroupInto(ctx, pid, s); err != nil {
+		return err
+	}
+	tids, err := c.threads(pid)
+	if err != nil {
+		return err
+	}
+	var (
+		t      Stats
+		leader bool
+	)
+	s.MinorFaults, s.MajorFaults, s.UserTimeScaled, s.SystemTimeScaled, s.CoreMem, s.VirtMem = 0, 0, 0, 0, 0, 0
+	s.ReadChar, s.WriteChar, s.ReadSyscalls, s.WriteSyscalls = 0, 0, 0, 0
+	s.ReadBytes, s.WriteBytes, s.CancelledWriteBytes = 0, 0, 0
+	s.HiwaterRSSKiB, s.HiwaterVMKiB = 0, 0
+	for _, tid := range tids {
+		if err := c.ThreadInto(ctx, tid, &t); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // the thread exited since the listing
+			}
+			return err
+		}
+		if t.TGID != 0 && t.TGID != uint32(pid) {
+			continue // the id was reused by another process's thread since the listing
+		}
+		if tid == pid {
+			leader = true
+			s.Comm, s.ExitCode, s.Flag, s.Nice, s.Sched = t.Comm, t.ExitCode, t.Flag, t.Nice, t.Sched
+			s.UID, s.GID, s.PID, s.PPID, s.TGID = t.UID, t.GID, t.PID, t.PPID, t.TGID
+			s.BeginTime, s.Elapsed, s.ThreadGroupElapsed = t.BeginTime, t.Elapsed, t.ThreadGroupElapsed
+			s.ExeDev, s.ExeInode = t.ExeDev, t.ExeInode
+		}
+		s.MinorFaults += t.MinorFaults
+		s.MajorFaults += t.MajorFaults
+		s.UserTimeScaled += t.UserTimeScaled
+		s.SystemTimeScaled += t.SystemTimeScaled
+		s.CoreMem += t.CoreMem
+		s.VirtMem += t.VirtMem
+		s.ReadChar += t.ReadChar
+		s.WriteChar += t.WriteChar
+		s.ReadSyscalls += t.ReadSyscalls
+		s.WriteSyscalls += t.WriteSyscalls
+		s.ReadBytes += t.ReadBytes
+		s.WriteBytes += t.WriteBytes
+		s.CancelledWriteBytes += t.CancelledWriteBytes
+		s.HiwaterRSSKiB = max(s.HiwaterRSSKiB, t.HiwaterRSSKiB)
+		s.HiwaterVMKiB = max(s.HiwaterVMKiB, t.HiwaterVMKiB)
+	}
+	if !leader {
+		return fmt.Errorf("taskstats: process %d: its thread group leader is gone: %w", pid, os.ErrNotExist)
+	}
+	return nil
+}
+
+// threads lists the thread ids of a process in procfs.
+func (c *Client) threads(pid int) ([]int, error) {
+	dir := c.proc + "/" + strconv.Itoa(pid) + "/task"
+	f, err := os.Open(dir)
+	if err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			err = fmt.Errorf("%w: %w", os.ErrNotExist, err)
+		}
+		return nil, fmt.Errorf("taskstats: process %d: listing its threads: %w", pid, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("taskstats: process %d: listing its threads: %w", pid, err)
+	}
+	tids := make([]int, 0, len(names))
+	for _, n := range names {
+		if tid, err := strconv.Atoi(n); err == nil && tid > 0 {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
+}
