@@ -32,8 +32,9 @@ type Config struct {
 // Client asks the kernel for task statistics. Its methods are safe for concurrent use; requests
 // on one Client are serialized (open several for parallelism).
 type Client struct {
-	conn *gnl.Conn
-	proc string
+	conn    *gnl.Conn
+	proc    string
+	netlink *gnl.Config
 }
 
 // Dial opens a TASKSTATS client.
@@ -49,7 +50,7 @@ func Dial(cfg *Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("taskstats: %w", err)
 	}
-	return &Client{conn: conn, proc: c.Proc}, nil
+	return &Client{conn: conn, proc: c.Proc, netlink: c.Netlink}, nil
 }
 
 // NewClient makes a Client on an existing gnl connection (such as one to a gnltest kernel).
