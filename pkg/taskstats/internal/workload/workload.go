@@ -105,6 +105,15 @@ func (p *Process) Finish() error {
 	return p.Cmd.Wait()
 }
 
+func init() {
+	if _, ok := os.LookupEnv(Env); ok {
+		// Keep the main goroutine on the main thread (package init runs there), so that worker
+		// goroutines lock threads of their own: a locked goroutine that exits on the main
+		// thread would leave it wedged instead of ending it.
+		runtime.LockOSThread()
+	}
+}
+
 // Main runs the workload when Env is set (call it first thing in TestMain) and never returns
 // then; otherwise it returns at once.
 func Main() {
