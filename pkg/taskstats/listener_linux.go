@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -120,14 +121,13 @@ func (l *Listener) register(ctx context.Context) error {
 	for {
 		msgs, err := l.nl.Receive()
 		if err != nil {
-			var oe *netlink.OpError
 			switch {
 			case errors.Is(err, syscall.ENOBUFS):
 				l.noteDrops(err)
 				continue
-			case errors.As(err, &oe) && oe.Err != nil && errors.Is(oe.Err, syscall.EINVAL):
-				return fmt.Errorf("taskstats: register exit listener on CPUs %q: the kernel accepts listeners only from the initial user and PID namespaces and for possible CPUs: %w", l.cpus, err)
-			case errors.As(err, &oe) && (errors.Is(oe.Err, syscall.EPERM) || errors.Is(oe.Err, syscall.EACCES)):
+			case errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ERANGE):
+				return fmt.Errorf("taskstats: register exit listener: the kernel refused CPU list %q (it takes possible CPUs only, and listeners only from the initial user and PID namespaces): %w", l.cpus, err)
+			case errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES):
 				return fmt.Errorf("taskstats: register exit listener: %w (%w)", ErrPermission, err)
 			}
 			return fmt.Errorf("taskstats: register exit listener: %w", err)
@@ -194,6 +194,12 @@ func (l *Listener) Receive(ctx context.Context) (*Exit, error) {
 			}
 			if cerr := ctx.Err(); cerr != nil {
 				return nil, cerr
+			}
+			l.closeMu.Lock()
+			closed := l.closed
+			l.closeMu.Unlock()
+			if closed {
+				return nil, fmt.Errorf("taskstats: exit listener: %w", net.ErrClosed)
 			}
 			return nil, fmt.Errorf("taskstats: exit listener: %w", err)
 		}
