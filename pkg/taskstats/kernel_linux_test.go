@@ -215,9 +215,9 @@ func TestProcessAgreesWithProc(t *testing.T) {
 
 // groupSum adds up the fields a TGID reply aggregates over threads.
 type groupSum struct {
-	Delays                              [8][2]uint64 // count, total of each category
-	RunReal, RunVirtual, Utime, Stime   time.Duration
-	Nvcsw, Nivcsw                       uint64
+	Delays                            [8][2]uint64 // count, total of each category
+	RunReal, RunVirtual, Utime, Stime time.Duration
+	Nvcsw, Nivcsw                     uint64
 }
 
 func sumOf(s *Stats) groupSum {

@@ -227,5 +227,3 @@ func (l *Listener) Close() error {
 	}
 	return err
 }
-
-

@@ -30,7 +30,9 @@ type procReader struct {
 	fields [16][]byte
 }
 
-func newProcReader() *procReader { return &procReader{buf: make([]byte, 8192), path: make([]byte, 0, 64)} }
+func newProcReader() *procReader {
+	return &procReader{buf: make([]byte, 8192), path: make([]byte, 0, 64)}
+}
 
 func (r *procReader) read(pid int, file string) ([]byte, error) {
 	r.path = append(r.path[:0], "/proc/"...)

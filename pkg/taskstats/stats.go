@@ -132,10 +132,10 @@ type layout struct {
 	cpu, blkio, swapin, freepages, thrashing, compact, wpcopy, irq delayOffsets
 
 	runReal, runVirtual, comm, sched, uid, gid, pid, ppid, btime, etime, utime, stime int
-	minflt, majflt, coremem, virtmem, hiwaterRSS, hiwaterVM                          int
-	rchar, wchar, syscr, syscw, readBytes, writeBytes, cancelledWriteBytes           int
-	nvcsw, nivcsw, utimeScaled, stimeScaled, scaledRunReal                           int
-	btime64, tgid, tgetime, exeDev, exeInode                                         int
+	minflt, majflt, coremem, virtmem, hiwaterRSS, hiwaterVM                           int
+	rchar, wchar, syscr, syscw, readBytes, writeBytes, cancelledWriteBytes            int
+	nvcsw, nivcsw, utimeScaled, stimeScaled, scaledRunReal                            int
+	btime64, tgid, tgetime, exeDev, exeInode                                          int
 }
 
 // stable is the layout of versions 8–14, 16 and 17 (fields a version lacks lie beyond its size
