@@ -45,7 +45,7 @@ func (c *Client) Probe(ctx context.Context) (*Environment, error) {
 		env.DelayAccounting = strings.TrimSpace(string(b)) == "1"
 	}
 	var s Stats
-	err = c.ThreadInto(ctx, syscall.Gettid(), &s)
+	err = c.ThreadInto(ctx, gettid(), &s)
 	switch {
 	case err == nil:
 		env.Permitted, env.Version = true, s.Version

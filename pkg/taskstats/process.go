@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"syscall"
+	"sync"
 )
+
+var tidBuffers = sync.Pool{New: func() any { return new([]int) }}
 
 // Process returns a process-level record of the thread group pid that matches what /proc/<pid>
 // reports, composed from one TGID request and one PID request per live thread (listed in
@@ -39,10 +40,13 @@ func (c *Client) ProcessInto(ctx context.Context, pid int, s *Stats) error {
 	if err := c.ThreadGroupInto(ctx, pid, s); err != nil {
 		return err
 	}
-	tids, err := c.threads(pid)
+	buf := tidBuffers.Get().(*[]int)
+	defer tidBuffers.Put(buf)
+	tids, err := listThreads(c.proc, pid, (*buf)[:0])
 	if err != nil {
 		return err
 	}
+	*buf = tids
 	var (
 		t      Stats
 		leader bool
@@ -92,24 +96,5 @@ func (c *Client) ProcessInto(ctx context.Context, pid int, s *Stats) error {
 
 // threads lists the thread ids of a process in procfs.
 func (c *Client) threads(pid int) ([]int, error) {
-	dir := c.proc + "/" + strconv.Itoa(pid) + "/task"
-	f, err := os.Open(dir)
-	if err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			err = fmt.Errorf("%w: %w", os.ErrNotExist, err)
-		}
-		return nil, fmt.Errorf("taskstats: process %d: listing its threads: %w", pid, err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("taskstats: process %d: listing its threads: %w", pid, err)
-	}
-	tids := make([]int, 0, len(names))
-	for _, n := range names {
-		if tid, err := strconv.Atoi(n); err == nil && tid > 0 {
-			tids = append(tids, tid)
-		}
-	}
-	return tids, nil
+	return listThreads(c.proc, pid, nil)
 }
