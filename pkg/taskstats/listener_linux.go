@@ -20,6 +20,11 @@ import (
 // Listener receives the final records of exiting tasks (TASKSTATS_CMD_ATTR_REGISTER_CPUMASK). It
 // runs on its own netlink socket, because the kernel sends exit records as unsolicited messages
 // to the registered port. Receive and Close may be called from different goroutines.
+//
+// It reads that socket with mdlayher/netlink rather than gnl's Command.Listen: the kernel stamps
+// exit records with a per-CPU sequence number (prepare_reply uses taskstats_seqnum) and port id
+// 0, and gnl treats only sequence-0 messages as unsolicited, so it would discard every record.
+// The payloads are decoded with gnl.Unmarshal and the same declarations as the requests.
 type Listener struct {
 	nl      *netlink.Conn
 	family  uint16
