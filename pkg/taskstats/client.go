@@ -123,7 +123,7 @@ func (c *Client) wrap(what string, err error) error {
 	var ge *gnl.Error
 	switch {
 	case errors.As(err, &ge) && ge.Errno == syscall.ESRCH:
-		return fmt.Errorf("taskstats: %s: %w (%w)", what, os.ErrNotExist, err)
+		return fmt.Errorf("taskstats: %s: %w", what, noSuchTaskError{err})
 	case errors.As(err, &ge) && (ge.Errno == syscall.EPERM || ge.Errno == syscall.EACCES):
 		return fmt.Errorf("taskstats: %s: %w (%w)", what, ErrPermission, err)
 	case errors.Is(err, gnl.ErrFamilyNotFound):
@@ -131,3 +131,9 @@ func (c *Client) wrap(what string, err error) error {
 	}
 	return fmt.Errorf("taskstats: %s: %w", what, err)
 }
+
+// noSuchTaskError is the kernel's ESRCH for a PID or TGID: it matches os.ErrNotExist.
+type noSuchTaskError struct{ err error }
+
+func (e noSuchTaskError) Error() string   { return "no such task (" + e.err.Error() + ")" }
+func (e noSuchTaskError) Unwrap() []error { return []error{os.ErrNotExist, e.err} }

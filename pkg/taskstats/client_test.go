@@ -214,7 +214,7 @@ func TestProcessComposition(t *testing.T) {
 	stranger := payload(v, func(put func(string, uint64)) {
 		put("ac_pid", 103)
 		put("ac_tgid", 555)
-		put("read_char", 1 << 30)
+		put("read_char", 1<<30)
 	})
 	k := fakeKernel(t, map[uint32]*fakeTask{
 		100: {thread: leader, group: group},
