@@ -20,7 +20,6 @@ import (
 
 // fakeTask is a task the fake TASKSTATS kernel knows: its payload for PID and TGID requests.
 type fakeTask struct {
-	pid, tgid  uint32
 	thread     []byte // struct taskstats for a PID request
 	group      []byte // for a TGID request (leaders only)
 	errno      syscall.Errno

@@ -32,10 +32,12 @@ type Listener struct {
 	portid  uint32
 	mu      sync.Mutex // serializes Receive
 	pending []Exit
-	drops   uint64 // kernel drop count at the last report
-	dropped uint64 // records reported dropped so far
-	closeMu sync.Mutex
-	closed  bool
+	// lostEarly is a drop that happened while registering, for the first Receive to report.
+	lostEarly *DroppedError
+	drops     uint64 // kernel drop count at the last report
+	dropped   uint64 // records reported dropped so far
+	closeMu   sync.Mutex
+	closed    bool
 }
 
 // Listen registers a listener for the exits of tasks on the CPUs of cfg. The kernel accepts
@@ -128,7 +130,12 @@ func (l *Listener) register(ctx context.Context) error {
 		if err != nil {
 			switch {
 			case errors.Is(err, syscall.ENOBUFS):
-				l.noteDrops(err)
+				// Reported by the first Receive.
+				d := l.noteDrops(err)
+				if l.lostEarly != nil {
+					d.Records += l.lostEarly.Records
+				}
+				l.lostEarly = d
 				continue
 			case errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ERANGE):
 				return fmt.Errorf("taskstats: register exit listener: the kernel refused CPU list %q (it takes possible CPUs only, and listeners only from the initial user and PID namespaces): %w", l.cpus, err)
@@ -184,6 +191,10 @@ func (l *Listener) noteDrops(err error) *DroppedError {
 func (l *Listener) Receive(ctx context.Context) (*Exit, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if d := l.lostEarly; d != nil {
+		l.lostEarly = nil
+		return nil, d
+	}
 	for len(l.pending) == 0 {
 		if err := ctx.Err(); err != nil {
 			return nil, err
