@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
@@ -102,8 +103,9 @@ func (c *Client) query(ctx context.Context, what string, id int, req *getRequest
 	if id <= 0 || id > 1<<31-1 {
 		return fmt.Errorf("taskstats: %s %d: %w", what, id, os.ErrInvalid)
 	}
-	var rep reply
-	if err := get.Do(ctx, c.conn, req, &rep); err != nil {
+	rep := replies.Get().(*reply)
+	defer replies.Put(rep)
+	if err := get.Do(ctx, c.conn, req, rep); err != nil {
 		return c.wrap(fmt.Sprintf("%s %d", what, id), err)
 	}
 	agg, attr := &rep.AggrPID, uint16(4)
@@ -116,6 +118,10 @@ func (c *Client) query(ctx context.Context, what string, id int, req *getRequest
 	*s = agg.Stats
 	return nil
 }
+
+// replies are reused between requests: a reply holds two struct taskstats (1.7 KiB), and gnl
+// decodes into a zeroed value each time.
+var replies = sync.Pool{New: func() any { return new(reply) }}
 
 // wrap gives kernel errors their meaning for this family: ESRCH (no such task) matches
 // os.ErrNotExist, EPERM names the capability, a missing family says so.
