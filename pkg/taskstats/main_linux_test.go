@@ -15,8 +15,18 @@ import (
 // (CAP_NET_ADMIN for taskstats, writing kernel.task_delayacct) and a kernel with TASKSTATS.
 var kernelSkip string
 
+// permissionChildEnv makes the test binary run TestPermission's child check instead of tests.
+const permissionChildEnv = "KUBELVS_TASKSTATS_PERMISSION_CHILD"
+
 func TestMain(m *testing.M) {
 	workload.Main() // when this binary was started as a test workload, it never returns
+	if os.Getenv(permissionChildEnv) != "" {
+		if err := permissionChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "permission child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(run(m))
 }
 
