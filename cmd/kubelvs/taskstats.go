@@ -69,7 +69,7 @@ PIDs). Needs CAP_NET_ADMIN; delays other than CPU need kernel.task_delayacct=1
 			case probe:
 				return printProbe(ctx, w, c, output)
 			case listen:
-				return listenExits(ctx, w, c, cpus, output)
+				return listenExits(ctx, w, cmd.ErrOrStderr(), c, cpus, output)
 			case len(args) == 0:
 				return errors.New("give at least one PID (or --listen, --probe)")
 			}
@@ -162,25 +162,25 @@ type statsJSON struct {
 	HiwaterRssKiB         uint64 `json:"hiwaterRssKiB"`
 	HiwaterVMKiB          uint64 `json:"hiwaterVmKiB"`
 
-	PPID                      uint32           `json:"ppid"`
-	UID                       uint32           `json:"uid"`
-	GID                       uint32           `json:"gid"`
-	ExitCode                  uint32           `json:"exitCode"`
-	Flag                      uint8            `json:"flag"`
-	Nice                      int8             `json:"nice"`
-	Sched                     uint8            `json:"sched"`
-	BeginTime                 string           `json:"beginTime"`
-	ElapsedUs                 int64            `json:"elapsedUs"`
-	ThreadGroupElapsedUs      int64            `json:"threadGroupElapsedUs"`
-	UtimeScaledUs             int64            `json:"utimeScaledUs"`
-	StimeScaledUs             int64            `json:"stimeScaledUs"`
-	CPUScaledRunRealTotalNs   int64            `json:"cpuScaledRunRealTotalNs"`
-	Coremem                   uint64           `json:"coremem"`
-	Virtmem                   uint64           `json:"virtmem"`
-	ExeDev                    uint64           `json:"exeDev"`
-	ExeInode                  uint64           `json:"exeInode"`
-	DelayMaxMin               map[string]delay `json:"delays,omitempty"`
-	RawBase64IfNewerThanKnown []byte           `json:"raw,omitempty"`
+	PPID                    uint32           `json:"ppid"`
+	UID                     uint32           `json:"uid"`
+	GID                     uint32           `json:"gid"`
+	ExitCode                uint32           `json:"exitCode"`
+	Flag                    uint8            `json:"flag"`
+	Nice                    int8             `json:"nice"`
+	Sched                   uint8            `json:"sched"`
+	BeginTime               string           `json:"beginTime"`
+	ElapsedUs               int64            `json:"elapsedUs"`
+	ThreadGroupElapsedUs    int64            `json:"threadGroupElapsedUs"`
+	UtimeScaledUs           int64            `json:"utimeScaledUs"`
+	StimeScaledUs           int64            `json:"stimeScaledUs"`
+	CPUScaledRunRealTotalNs int64            `json:"cpuScaledRunRealTotalNs"`
+	Coremem                 uint64           `json:"coremem"`
+	Virtmem                 uint64           `json:"virtmem"`
+	ExeDev                  uint64           `json:"exeDev"`
+	ExeInode                uint64           `json:"exeInode"`
+	DelayMaxMin             map[string]delay `json:"delays,omitempty"`
+	Raw                     []byte           `json:"raw,omitempty"`
 }
 
 // delay is the max/min of one category (struct taskstats v15 and later).
@@ -211,7 +211,7 @@ func toJSON(s *taskstats.Stats) statsJSON {
 		ElapsedUs: s.Elapsed.Microseconds(), ThreadGroupElapsedUs: s.ThreadGroupElapsed.Microseconds(),
 		UtimeScaledUs: s.UserTimeScaled.Microseconds(), StimeScaledUs: s.SystemTimeScaled.Microseconds(),
 		CPUScaledRunRealTotalNs: int64(s.CPUScaledRunRealTotal), Coremem: s.CoreMem, Virtmem: s.VirtMem,
-		ExeDev: s.ExeDev, ExeInode: s.ExeInode, RawBase64IfNewerThanKnown: s.Raw,
+		ExeDev: s.ExeDev, ExeInode: s.ExeInode, Raw: s.Raw,
 	}
 	if !s.BeginTime.IsZero() && s.BeginTime.Unix() != 0 {
 		j.BeginTime = s.BeginTime.UTC().Format(time.RFC3339)
@@ -327,18 +327,18 @@ func printProbe(ctx context.Context, w io.Writer, c *taskstats.Client, format st
 	return nil
 }
 
-func listenExits(ctx context.Context, w io.Writer, c *taskstats.Client, cpus, format string) error {
+func listenExits(ctx context.Context, w, errW io.Writer, c *taskstats.Client, cpus, format string) error {
 	l, err := c.Listen(ctx, &taskstats.ListenConfig{CPUs: cpus})
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	fmt.Fprintf(os.Stderr, "listening for exits on CPUs %s\n", l.CPUs())
+	fmt.Fprintf(errW, "listening for exits on CPUs %s\n", l.CPUs())
 	for {
 		e, err := l.Receive(ctx)
 		switch {
 		case errors.Is(err, taskstats.ErrDropped):
-			fmt.Fprintln(os.Stderr, "kubelvs taskstats:", err)
+			fmt.Fprintln(errW, "kubelvs taskstats:", err)
 			continue
 		case ctx.Err() != nil:
 			return nil

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -148,5 +150,55 @@ func TestTaskstatsJSONMatchesProc(t *testing.T) {
 	probe, err := runKubelvs(t, "taskstats", "--probe", "-o", "json")
 	if err != nil || !strings.Contains(probe, `"permitted":true`) || !strings.Contains(probe, `"hostPIDs":true`) {
 		t.Errorf("probe: %v %s", err, probe)
+	}
+}
+
+func TestTaskstatsListen(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("real-kernel test: taskstats listeners need CAP_NET_ADMIN (run as root)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pr, pw := io.Pipe()
+	root := newRootCommand()
+	root.SetOut(pw)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"taskstats", "--listen", "-o", "json"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx); _ = pw.Close() }()
+	lines := bufio.NewScanner(pr)
+	lines.Buffer(nil, 1<<20)
+	// The listener registers asynchronously: start exiting children until one is seen.
+	found := make(chan map[string]any, 1)
+	go func() {
+		for lines.Scan() {
+			var rec map[string]any
+			if err := json.Unmarshal(lines.Bytes(), &rec); err != nil {
+				t.Errorf("not JSON: %q", lines.Text())
+				continue
+			}
+			if rec["comm"] == "sh" && rec["exitCode"] == float64(5<<8) {
+				found <- rec
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		select {
+		case rec := <-found:
+			t.Logf("exit record: pid %v exitCode %v", rec["pid"], rec["exitCode"])
+			waiting = false
+		case <-tick.C:
+			_ = exec.Command("sh", "-c", "exit 5").Run()
+		case <-ctx.Done():
+			t.Fatal("no exit record of sh -c 'exit 5' within a minute")
+		}
+	}
+	cancel()
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if err := <-done; err != nil {
+		t.Errorf("--listen after the context ended: %v, want a clean stop", err)
 	}
 }
