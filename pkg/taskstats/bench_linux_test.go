@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // startSleepers starts n idle processes for the sampling benchmark and stops them when b ends.
@@ -79,5 +80,44 @@ func BenchmarkSample1000Processes(b *testing.B) {
 			}
 		}
 		perProcess(b)
+	})
+	// The three, interleaved pass by pass so that they share whatever else the machine is doing
+	// (a shared host's load drifts between sequential sub-benchmarks): one op is a pass of each
+	// over the 1,000 processes; the metrics are each one's time per process and the ratios.
+	b.Run("interleaved", func(b *testing.B) {
+		r := newProcReader()
+		var (
+			s                   Stats
+			ps                  procSample
+			tgid, process, proc time.Duration
+		)
+		for b.Loop() {
+			t0 := time.Now()
+			for _, pid := range pids {
+				if err := c.ThreadGroupInto(ctx, pid, &s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			t1 := time.Now()
+			for _, pid := range pids {
+				if err := r.sample(pid, &ps); err != nil {
+					b.Fatal(err)
+				}
+			}
+			t2 := time.Now()
+			for _, pid := range pids {
+				if err := c.ProcessInto(ctx, pid, &s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			t3 := time.Now()
+			tgid, proc, process = tgid+t1.Sub(t0), proc+t2.Sub(t1), process+t3.Sub(t2)
+		}
+		per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N*n) }
+		b.ReportMetric(per(tgid), "tgid-ns/process")
+		b.ReportMetric(per(process), "composed-ns/process")
+		b.ReportMetric(per(proc), "proc-ns/process")
+		b.ReportMetric(float64(proc)/float64(tgid), "proc/tgid")
+		b.ReportMetric(float64(proc)/float64(process), "proc/composed")
 	})
 }

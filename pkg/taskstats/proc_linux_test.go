@@ -51,13 +51,13 @@ func (r *procReader) read(pid int, file string) ([]byte, error) {
 			_ = unix.Close(fd)
 			return nil, fmt.Errorf("read %s: %w", p, err)
 		}
-		if k == 0 {
+		n += k
+		// These files are single seq_file records: a read that leaves room in the buffer has
+		// returned all of it, so no second read for the end of file.
+		if k == 0 || n < len(r.buf) {
 			break
 		}
-		n += k
-		if n == len(r.buf) {
-			r.buf = append(r.buf, make([]byte, len(r.buf))...)
-		}
+		r.buf = append(r.buf, make([]byte, len(r.buf))...)
 	}
 	_ = unix.Close(fd)
 	return r.buf[:n], nil

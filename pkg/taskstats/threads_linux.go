@@ -38,6 +38,9 @@ func listThreads(proc string, pid int, tids []int) ([]int, error) {
 		if n <= 0 {
 			return tids, nil
 		}
+		// procfs fills the buffer until the next entry does not fit: when there is room left
+		// for a longer entry than a thread id's, the listing is complete (saves a getdents).
+		done := n <= len(buf)-64
 		// struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name.
 		for b := buf[:n]; len(b) >= 19; {
 			reclen := int(binary.NativeEndian.Uint16(b[16:]))
@@ -55,6 +58,9 @@ func listThreads(proc string, pid int, tids []int) ([]int, error) {
 				tids = append(tids, tid)
 			}
 			b = b[reclen:]
+		}
+		if done {
+			return tids, nil
 		}
 	}
 }
