@@ -84,8 +84,9 @@ func (c *Client) ThreadInto(ctx context.Context, tid int, s *Stats) error {
 // ThreadGroup returns the kernel's statistics of a thread group (TASKSTATS_CMD_ATTR_TGID): the
 // delays, CPU times and context switches of its live threads plus those its exited threads left
 // behind. On recent kernels its I/O counters and memory high-water marks are zero, and its
-// identity fields (comm, uid, pid, ...) those of whichever thread the kernel filled them from;
-// use [Client.Process] for a record that matches /proc/<pid>.
+// identity fields (comm, uid, pid, ...) zero, and the delay maxima and minima are one thread's
+// (the kernel assigns them thread after thread); use [Client.Process] for a record that matches
+// /proc/<pid>.
 func (c *Client) ThreadGroup(ctx context.Context, tgid int) (*Stats, error) {
 	s := new(Stats)
 	if err := c.ThreadGroupInto(ctx, tgid, s); err != nil {

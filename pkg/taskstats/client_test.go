@@ -178,6 +178,8 @@ func TestProcessComposition(t *testing.T) {
 		put("nivcsw", 4)
 		put("cpu_run_virtual_total", 700_000)
 		put("ac_etime", 9_999_999) // summed over threads by the kernel; replaced by the leader's
+		put("cpu_delay_max", 50)   // one thread's, by assignment
+		put("cpu_delay_min", 20)
 	})
 	leader := payload(v, func(put func(string, uint64)) {
 		put("ac_pid", 100)
@@ -209,6 +211,8 @@ func TestProcessComposition(t *testing.T) {
 		put("hiwater_rss", 2100) // read a moment later: the largest wins
 		put("hiwater_vm", 9000)
 		put("coremem", 6)
+		put("cpu_delay_max", 70)
+		put("cpu_delay_min", 5)
 	})
 	stranger := payload(v, func(put func(string, uint64)) {
 		put("ac_pid", 103)
@@ -229,7 +233,7 @@ func TestProcessComposition(t *testing.T) {
 	}
 	want := &Stats{
 		Version: v,
-		CPU:     Delay{Count: 10, Total: 1000}, BlkIO: Delay{Count: 3},
+		CPU:     Delay{Count: 10, Total: 1000, Max: 70, Min: 5}, BlkIO: Delay{Count: 3},
 		UserTime: 500 * time.Microsecond, SystemTime: 200 * time.Microsecond, Nvcsw: 40, Nivcsw: 4,
 		CPURunVirtualTotal: 700 * time.Microsecond,
 		Comm:               "server", PID: 100, TGID: 100, PPID: 1, UID: 1000,

@@ -20,7 +20,9 @@ var tidBuffers = sync.Pool{New: func() any { return new([]int) }}
 //     gid, pid, ppid, tgid, begin time, elapsed times, nice, policy, flags, exit code, binary);
 //   - summed over the live threads: page faults, scaled times, accumulated memory (CoreMem,
 //     VirtMem) and the I/O counters; the high-water marks are the largest any thread reports (the
-//     threads share one address space).
+//     threads share one address space);
+//   - the longest and shortest delays (v15 and later) over the TGID reply and the live threads
+//     (the kernel's TGID reply carries one thread's, not the group's extremes).
 //
 // The kernel keeps no per-process I/O or fault totals that taskstats exports, so the summed
 // fields lack the share of threads that have exited, and unlike /proc/<pid>/io they never
@@ -87,11 +89,30 @@ func (c *Client) ProcessInto(ctx context.Context, pid int, s *Stats) error {
 		s.CancelledWriteBytes += t.CancelledWriteBytes
 		s.HiwaterRSSKiB = max(s.HiwaterRSSKiB, t.HiwaterRSSKiB)
 		s.HiwaterVMKiB = max(s.HiwaterVMKiB, t.HiwaterVMKiB)
+		for i, d := range s.delays() {
+			mergeExtremes(d, t.delays()[i])
+		}
 	}
 	if !leader {
 		return fmt.Errorf("taskstats: process %d: its thread group leader is gone: %w", pid, os.ErrNotExist)
 	}
 	return nil
+}
+
+// delays lists the delay categories, for loops over them.
+func (s *Stats) delays() [8]*Delay {
+	return [8]*Delay{&s.CPU, &s.BlkIO, &s.SwapIn, &s.FreePages, &s.Thrashing, &s.Compact, &s.WPCopy, &s.IRQ}
+}
+
+// mergeExtremes folds a thread's longest and shortest delay into the process's. The kernel fills
+// a TGID reply's maxima and minima by assignment, thread after thread, so they are one thread's.
+func mergeExtremes(p, t *Delay) {
+	if t.Max > p.Max {
+		p.Max, p.MaxAt = t.Max, t.MaxAt
+	}
+	if t.Min != 0 && (p.Min == 0 || t.Min < p.Min) {
+		p.Min = t.Min
+	}
 }
 
 // threads lists the thread ids of a process in procfs.
