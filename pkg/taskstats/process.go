@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 )
 
@@ -47,6 +48,9 @@ func (c *Client) ProcessInto(ctx context.Context, pid int, s *Stats) error {
 	tids, err := listThreads(c.proc, pid, (*buf)[:0])
 	if err != nil {
 		return err
+	}
+	if !slices.Contains(tids, pid) {
+		tids = append(tids, pid) // the leader is asked for in any case: its reply names the process
 	}
 	*buf = tids
 	var (

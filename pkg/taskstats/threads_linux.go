@@ -17,6 +17,8 @@ var direntBuffers = sync.Pool{New: func() any { b := make([]byte, 8192); return 
 
 // listThreads appends to tids the thread ids of process pid, listed in <proc>/<pid>/task with
 // getdents64 into a pooled buffer (this runs once per sampled process: no os.File, no strings).
+// It reads until getdents returns 0: a short read does not mean the end (procfs may return only
+// "." and ".." from a first call, which a shortcut here once took for an empty thread list).
 func listThreads(proc string, pid int, tids []int) ([]int, error) {
 	dir := proc + "/" + strconv.Itoa(pid) + "/task"
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -38,9 +40,6 @@ func listThreads(proc string, pid int, tids []int) ([]int, error) {
 		if n <= 0 {
 			return tids, nil
 		}
-		// procfs fills the buffer until the next entry does not fit: when there is room left
-		// for a longer entry than a thread id's, the listing is complete (saves a getdents).
-		done := n <= len(buf)-64
 		// struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name.
 		for b := buf[:n]; len(b) >= 19; {
 			reclen := int(binary.NativeEndian.Uint16(b[16:]))
@@ -58,9 +57,6 @@ func listThreads(proc string, pid int, tids []int) ([]int, error) {
 				tids = append(tids, tid)
 			}
 			b = b[reclen:]
-		}
-		if done {
-			return tids, nil
 		}
 	}
 }
