@@ -28,8 +28,8 @@ var tidBuffers = sync.Pool{New: func() any { return new([]int) }}
 // The kernel keeps no per-process I/O or fault totals that taskstats exports, so the summed
 // fields lack the share of threads that have exited, and unlike /proc/<pid>/io they never
 // include the I/O of reaped children (the kernel adds a reaped child's I/O to its parent's
-// /proc/<pid>/io). Read and write chars and bytes are each rounded down to whole KiB per thread
-// by the kernel. A process that is not there is an error matching os.ErrNotExist.
+// /proc/<pid>/io). The kernel rounds each thread's read/write chars, bytes and syscall counts
+// down to multiples of 1024. A process that is not there is an error matching os.ErrNotExist.
 func (c *Client) Process(ctx context.Context, pid int) (*Stats, error) {
 	s := new(Stats)
 	if err := c.ProcessInto(ctx, pid, s); err != nil {

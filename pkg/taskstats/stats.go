@@ -90,7 +90,8 @@ type Stats struct {
 	HiwaterRSSKiB uint64 // high-water RSS (VmHWM), KiB
 	HiwaterVMKiB  uint64 // high-water virtual memory (VmPeak), KiB
 
-	// Extended accounting: I/O (as /proc/<pid>/io).
+	// Extended accounting: I/O (as /proc/<pid>/io). The kernel rounds all seven down to
+	// multiples of 1024 (KB_MASK), syscall counts included.
 	ReadChar            uint64
 	WriteChar           uint64
 	ReadSyscalls        uint64
