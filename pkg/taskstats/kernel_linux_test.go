@@ -405,11 +405,11 @@ func permissionChild() error {
 	ctx := context.Background()
 	_, perr := c.Thread(ctx, os.Getpid())
 	if !errors.Is(perr, ErrPermission) || !errors.Is(perr, os.ErrPermission) || !strings.Contains(perr.Error(), "CAP_NET_ADMIN") {
-		return fmt.Errorf("without CAP_NET_ADMIN: %v, want ErrPermission naming CAP_NET_ADMIN", perr)
+		return fmt.Errorf("without CAP_NET_ADMIN: %w, want ErrPermission naming CAP_NET_ADMIN", perr)
 	}
 	env, err := c.Probe(ctx)
 	if err != nil || env.Permitted || !errors.Is(env.PermissionError, ErrPermission) {
-		return fmt.Errorf("probe without CAP_NET_ADMIN: %+v, %v", env, err)
+		return fmt.Errorf("probe without CAP_NET_ADMIN: %+v, %w", env, err)
 	}
 	fmt.Println("CHILD OK:", perr)
 	return nil
