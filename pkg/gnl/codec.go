@@ -1,6 +1,7 @@
 package gnl
 
 import (
+	"bytes"
 	"encoding"
 	"encoding/binary"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // Attribute sets are Go structs whose fields carry a `gnl` tag:
@@ -102,6 +104,7 @@ type field struct {
 	omitempty bool
 	multi     bool
 	ptr       bool // the field is a pointer to the nested set or binary type
+	offset    uintptr
 	sub       *plan
 	elem      *field // slice element codec
 	typ       reflect.Type
@@ -116,7 +119,9 @@ type plan struct {
 	ignore  map[uint16]bool
 	unknown int // index of the []Attr field, -1 when none
 	present int // index of the Present field, -1 when none
-	err     error
+
+	unknownOff, presentOff uintptr
+	err                    error
 }
 
 func (p *plan) lookup(t uint16) *field {
@@ -183,10 +188,10 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 		}
 		switch f.kind {
 		case kindUnknown:
-			p.unknown = i
+			p.unknown, p.unknownOff = i, sf.Offset
 			continue
 		case kindPresent:
-			p.present = i
+			p.present, p.presentOff = i, sf.Offset
 			continue
 		case kindIgnore:
 			if p.ignore == nil {
@@ -222,7 +227,7 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 
 func parseField(sf reflect.StructField, index int, tag string, building map[reflect.Type]*plan) (field, error) {
 	parts := strings.Split(tag, ",")
-	f := field{name: sf.Name, index: index, typ: sf.Type}
+	f := field{name: sf.Name, index: index, typ: sf.Type, offset: sf.Offset}
 	var ignore, unknown, present bool
 	for _, o := range parts[1:] {
 		switch o {
@@ -363,12 +368,18 @@ func AppendMarshal(b []byte, v any) ([]byte, error) {
 			return b, fmt.Errorf("gnl: marshal of a nil %s", rv.Type())
 		}
 		rv = rv.Elem()
+	} else if rv.IsValid() {
+		c := reflect.New(rv.Type()).Elem() // the codec reads through a pointer
+		c.Set(rv)
+		rv = c
+	} else {
+		return b, fmt.Errorf("gnl: marshal of nil")
 	}
 	p, err := planFor(rv.Type())
 	if err != nil {
 		return b, err
 	}
-	return appendSet(b, p, rv)
+	return appendSet(b, p, rv.Addr().UnsafePointer())
 }
 
 // Unmarshal decodes an attribute list into the tagged struct v points to. It is lenient where
@@ -380,67 +391,93 @@ func Unmarshal(b []byte, v any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("gnl: unmarshal needs a non-nil pointer, not %T", v)
 	}
-	rv = rv.Elem()
-	p, err := planFor(rv.Type())
+	p, err := planFor(rv.Type().Elem())
 	if err != nil {
 		return err
 	}
-	return decodeSet(b, p, rv)
+	return decodeSet(b, p, rv.UnsafePointer())
 }
 
-func appendSet(b []byte, p *plan, v reflect.Value) ([]byte, error) {
+// The codec works on the memory of the struct through the field offsets of its plan, so that
+// integers, strings and nested sets cost no reflection calls; slices, binary structs, zeroing
+// and allocation of pointed-to sets go through reflect, which keeps the garbage collector's
+// write barriers for every pointer store.
+
+func fieldPtr(base unsafe.Pointer, f *field) unsafe.Pointer { return unsafe.Add(base, f.offset) }
+
+// value is the reflect view of the memory at ptr, of type t.
+func value(t reflect.Type, ptr unsafe.Pointer) reflect.Value { return reflect.NewAt(t, ptr).Elem() }
+
+func appendSet(b []byte, p *plan, base unsafe.Pointer) ([]byte, error) {
 	var err error
 	for i := range p.fields {
 		f := &p.fields[i]
-		fv := v.Field(f.index)
+		ptr := fieldPtr(base, f)
 		if f.kind == kindSlice {
-			if fv.Len() == 0 {
-				continue
-			}
-			if b, err = appendSlice(b, f, fv); err != nil {
+			if b, err = appendSlice(b, f, value(f.typ, ptr)); err != nil {
 				return b, err
 			}
 			continue
 		}
-		if f.omitempty && fv.IsZero() {
+		if f.omitempty && isZero(f, ptr) {
 			continue
 		}
-		if b, err = appendValue(b, f, f.attr, fv); err != nil {
+		if b, err = appendValue(b, f, f.attr, ptr); err != nil {
 			return b, err
 		}
 	}
 	return b, nil
 }
 
+func isZero(f *field, ptr unsafe.Pointer) bool {
+	switch f.kind {
+	case kindU8, kindS8:
+		return *(*uint8)(ptr) == 0
+	case kindU16, kindS16:
+		return *(*uint16)(ptr) == 0
+	case kindU32, kindS32:
+		return *(*uint32)(ptr) == 0
+	case kindU64, kindS64:
+		return *(*uint64)(ptr) == 0
+	case kindString:
+		return *(*string)(ptr) == ""
+	}
+	return value(f.typ, ptr).IsZero()
+}
+
 func appendSlice(b []byte, f *field, fv reflect.Value) ([]byte, error) {
+	n := fv.Len()
+	if n == 0 {
+		return b, nil
+	}
 	var err error
 	if f.multi {
-		for j := range fv.Len() {
-			if b, err = appendValue(b, f.elem, f.attr, fv.Index(j)); err != nil {
+		for j := range n {
+			if b, err = appendValue(b, f.elem, f.attr, fv.Index(j).Addr().UnsafePointer()); err != nil {
 				return b, err
 			}
 		}
 		return b, nil
 	}
+	if n > int(typeMask) {
+		return b, fmt.Errorf("%w: %s has more than %d entries", ErrTooLarge, f.name, typeMask)
+	}
 	b, off := appendAttrHeader(b, f.attr|FlagNested)
-	for j := range fv.Len() {
-		if j+1 > int(typeMask) {
-			return b, fmt.Errorf("%w: %s has more than %d entries", ErrTooLarge, f.name, typeMask)
-		}
-		if b, err = appendValue(b, f.elem, uint16(j+1), fv.Index(j)); err != nil {
+	for j := range n {
+		if b, err = appendValue(b, f.elem, uint16(j+1), fv.Index(j).Addr().UnsafePointer()); err != nil {
 			return b, err
 		}
 	}
 	return finishAttr(b, off)
 }
 
-// appendValue appends v as attribute typ. Nil pointers and false flags are absent.
-func appendValue(b []byte, f *field, typ uint16, v reflect.Value) ([]byte, error) {
+// appendValue appends the value at ptr as attribute typ. Nil pointers and false flags are absent.
+func appendValue(b []byte, f *field, typ uint16, ptr unsafe.Pointer) ([]byte, error) {
 	if f.ptr {
-		if v.IsNil() {
+		ptr = *(*unsafe.Pointer)(ptr)
+		if ptr == nil {
 			return b, nil
 		}
-		v = v.Elem()
 	}
 	var order binary.AppendByteOrder = binary.NativeEndian
 	if f.net {
@@ -448,14 +485,14 @@ func appendValue(b []byte, f *field, typ uint16, v reflect.Value) ([]byte, error
 	}
 	switch f.kind {
 	case kindFlag:
-		if !v.Bool() {
+		if !*(*bool)(ptr) {
 			return b, nil
 		}
 		b, off := appendAttrHeader(b, typ)
 		return finishAttr(b, off)
 	case kindNested:
 		b, off := appendAttrHeader(b, typ|FlagNested)
-		b, err := appendSet(b, f.sub, v)
+		b, err := appendSet(b, f.sub, ptr)
 		if err != nil {
 			return b, err
 		}
@@ -463,38 +500,28 @@ func appendValue(b []byte, f *field, typ uint16, v reflect.Value) ([]byte, error
 	}
 	b, off := appendAttrHeader(b, typ)
 	switch f.kind {
-	case kindU8:
-		b = append(b, uint8(v.Uint()))
-	case kindS8:
-		b = append(b, uint8(v.Int()))
-	case kindU16:
-		b = order.AppendUint16(b, uint16(v.Uint()))
-	case kindS16:
-		b = order.AppendUint16(b, uint16(v.Int()))
-	case kindU32:
-		b = order.AppendUint32(b, uint32(v.Uint()))
-	case kindS32:
-		b = order.AppendUint32(b, uint32(v.Int()))
-	case kindU64:
-		b = order.AppendUint64(b, v.Uint())
-	case kindS64:
-		b = order.AppendUint64(b, uint64(v.Int()))
+	case kindU8, kindS8:
+		b = append(b, *(*uint8)(ptr))
+	case kindU16, kindS16:
+		b = order.AppendUint16(b, *(*uint16)(ptr))
+	case kindU32, kindS32:
+		b = order.AppendUint32(b, *(*uint32)(ptr))
+	case kindU64, kindS64:
+		b = order.AppendUint64(b, *(*uint64)(ptr))
 	case kindString:
-		s := v.String()
+		s := *(*string)(ptr)
 		if strings.IndexByte(s, 0) >= 0 {
 			return b, fmt.Errorf("gnl: %s: string contains a NUL byte", f.name)
 		}
 		b = append(b, s...)
 		b = append(b, 0)
 	case kindBytes:
-		b = append(b, v.Bytes()...)
+		b = append(b, *(*[]byte)(ptr)...)
 	case kindFixed:
-		for i := range v.Len() {
-			b = append(b, uint8(v.Index(i).Uint()))
-		}
+		b = append(b, unsafe.Slice((*byte)(ptr), f.size)...)
 	case kindBinary:
 		var err error
-		if b, err = appendBinary(b, f, v); err != nil {
+		if b, err = appendBinary(b, f, ptr); err != nil {
 			return b, err
 		}
 	default:
@@ -503,14 +530,12 @@ func appendValue(b []byte, f *field, typ uint16, v reflect.Value) ([]byte, error
 	return finishAttr(b, off)
 }
 
-func appendBinary(b []byte, f *field, v reflect.Value) ([]byte, error) {
-	var x any
-	if v.CanAddr() {
-		x = v.Addr().Interface()
-	} else {
-		x = v.Interface()
+func appendBinary(b []byte, f *field, ptr unsafe.Pointer) ([]byte, error) {
+	t := f.typ
+	if f.ptr {
+		t = t.Elem()
 	}
-	switch m := x.(type) {
+	switch m := reflect.NewAt(t, ptr).Interface().(type) {
 	case encoding.BinaryAppender:
 		return m.AppendBinary(b)
 	case encoding.BinaryMarshaler:
@@ -523,26 +548,27 @@ func appendBinary(b []byte, f *field, v reflect.Value) ([]byte, error) {
 	return b, fmt.Errorf("gnl: %s: %s is decode-only (it has no AppendBinary or MarshalBinary)", f.name, f.typ)
 }
 
-// decodeSet fills v from the attributes in b. Fields whose attribute is absent are zeroed;
-// present ones reuse what v already holds where they can (string contents that did not change,
-// byte and slice capacity, pointed-to nested sets), so that decoding again into the same value,
-// as a dump does, allocates nothing for unchanged attributes.
-func decodeSet(b []byte, p *plan, v reflect.Value) error {
-	if len(p.fields) > 256 {
-		v.SetZero()
+// decodeSet fills the struct at base from the attributes in b. Fields whose attribute is absent
+// are zeroed; present ones reuse what the struct already holds where they can (string contents
+// that did not change, byte and slice capacity, pointed-to nested sets), so that decoding again
+// into the same value, as a dump does, allocates nothing for unchanged attributes.
+func decodeSet(b []byte, p *plan, base unsafe.Pointer) error {
+	many := len(p.fields) > 256
+	if many {
+		value(p.typ, base).SetZero()
 	}
 	var seen [4]uint64
 	var pres *Present
 	if p.present >= 0 {
-		pres = v.Field(p.present).Addr().Interface().(*Present)
+		pres = (*Present)(unsafe.Add(base, p.presentOff))
 		*pres = Present{}
 	}
 	if p.unknown >= 0 {
-		v.Field(p.unknown).SetLen(0)
+		value(typAttr, unsafe.Add(base, p.unknownOff)).SetLen(0)
 	}
 	for i := range p.fields {
-		if p.fields[i].kind == kindSlice {
-			v.Field(p.fields[i].index).SetLen(0)
+		if f := &p.fields[i]; f.kind == kindSlice {
+			value(f.typ, fieldPtr(base, f)).SetLen(0)
 		}
 	}
 	it := attrIter{b: b}
@@ -554,7 +580,7 @@ func decodeSet(b []byte, p *plan, v reflect.Value) error {
 		f := p.lookup(a.Type)
 		if f == nil {
 			if p.unknown >= 0 && !p.ignore[a.Type] {
-				uf := v.Field(p.unknown)
+				uf := value(typAttr, unsafe.Add(base, p.unknownOff))
 				a.Data = append([]byte(nil), a.Data...) // the receive buffer is reused
 				uf.Set(reflect.Append(uf, reflect.ValueOf(a)))
 			}
@@ -562,15 +588,15 @@ func decodeSet(b []byte, p *plan, v reflect.Value) error {
 		}
 		fi := int(p.byAttr[a.Type])
 		seen[fi/64&3] |= 1 << (fi % 64)
-		fv := v.Field(f.index)
+		ptr := fieldPtr(base, f)
 		var err error
 		switch {
 		case f.kind != kindSlice:
-			err = decodeValue(f, a.Data, fv)
+			err = decodeValue(f, a.Data, ptr)
 		case f.multi:
-			err = decodeElem(f.elem, a.Data, fv)
+			err = decodeElem(f.elem, a.Data, value(f.typ, ptr))
 		default:
-			err = decodeIndexed(f, a.Data, fv)
+			err = decodeIndexed(f, a.Data, value(f.typ, ptr))
 		}
 		if err != nil {
 			return fmt.Errorf("%s.%s (attribute %d): %w", p.name, f.name, a.Type, err)
@@ -579,14 +605,36 @@ func decodeSet(b []byte, p *plan, v reflect.Value) error {
 	if it.err != nil {
 		return fmt.Errorf("%s: %w", p.name, it.err)
 	}
-	if len(p.fields) <= 256 {
+	if !many {
 		for i := range p.fields {
-			if seen[i/64]&(1<<(i%64)) == 0 && p.fields[i].kind != kindSlice {
-				v.Field(p.fields[i].index).SetZero()
+			if f := &p.fields[i]; seen[i/64]&(1<<(i%64)) == 0 && f.kind != kindSlice {
+				zero(f, fieldPtr(base, f))
 			}
 		}
 	}
 	return nil
+}
+
+// zero clears a field; integers directly, anything that may hold pointers through reflect.
+func zero(f *field, ptr unsafe.Pointer) {
+	if f.ptr {
+		value(f.typ, ptr).SetZero()
+		return
+	}
+	switch f.kind {
+	case kindU8, kindS8, kindFlag:
+		*(*uint8)(ptr) = 0
+	case kindU16, kindS16:
+		*(*uint16)(ptr) = 0
+	case kindU32, kindS32:
+		*(*uint32)(ptr) = 0
+	case kindU64, kindS64:
+		*(*uint64)(ptr) = 0
+	case kindString:
+		*(*string)(ptr) = ""
+	default:
+		value(f.typ, ptr).SetZero()
+	}
 }
 
 func decodeIndexed(f *field, b []byte, fv reflect.Value) error {
@@ -604,18 +652,22 @@ func decodeElem(elem *field, b []byte, fv reflect.Value) error {
 	n := fv.Len()
 	if n < fv.Cap() {
 		fv.SetLen(n + 1) // the element is reused: decodeValue resets what the attribute lacks
+		if elem.kind != kindNested {
+			fv.Index(n).SetZero()
+		}
 	} else {
 		fv.Set(reflect.Append(fv, reflect.Zero(fv.Type().Elem())))
 	}
-	return decodeValue(elem, b, fv.Index(n))
+	return decodeValue(elem, b, fv.Index(n).Addr().UnsafePointer())
 }
 
-func decodeValue(f *field, b []byte, v reflect.Value) error {
+func decodeValue(f *field, b []byte, ptr unsafe.Pointer) error {
 	if f.ptr {
-		if v.IsNil() {
-			v.Set(reflect.New(f.typ.Elem()))
+		pp := (*unsafe.Pointer)(ptr)
+		if *pp == nil {
+			*pp = reflect.New(f.typ.Elem()).UnsafePointer()
 		}
-		v = v.Elem()
+		ptr = *pp
 	}
 	var order binary.ByteOrder = binary.NativeEndian
 	if f.net {
@@ -628,54 +680,52 @@ func decodeValue(f *field, b []byte, v reflect.Value) error {
 		}
 	}
 	switch f.kind {
-	case kindU8:
-		v.SetUint(uint64(b[0]))
-	case kindS8:
-		v.SetInt(int64(int8(b[0])))
-	case kindU16:
-		v.SetUint(uint64(order.Uint16(b)))
-	case kindS16:
-		v.SetInt(int64(int16(order.Uint16(b))))
-	case kindU32:
-		v.SetUint(uint64(order.Uint32(b)))
-	case kindS32:
-		v.SetInt(int64(int32(order.Uint32(b))))
+	case kindU8, kindS8:
+		*(*uint8)(ptr) = b[0]
+	case kindU16, kindS16:
+		*(*uint16)(ptr) = order.Uint16(b)
+	case kindU32, kindS32:
+		*(*uint32)(ptr) = order.Uint32(b)
 	case kindU64:
 		if len(b) == 4 {
-			v.SetUint(uint64(order.Uint32(b)))
+			*(*uint64)(ptr) = uint64(order.Uint32(b))
 		} else {
-			v.SetUint(order.Uint64(b))
+			*(*uint64)(ptr) = order.Uint64(b)
 		}
 	case kindS64:
 		if len(b) == 4 {
-			v.SetInt(int64(int32(order.Uint32(b))))
+			*(*int64)(ptr) = int64(int32(order.Uint32(b)))
 		} else {
-			v.SetInt(int64(order.Uint64(b)))
+			*(*uint64)(ptr) = order.Uint64(b)
 		}
 	case kindFlag:
-		v.SetBool(true)
+		*(*bool)(ptr) = true
 	case kindString:
-		if i := strings.IndexByte(string(b), 0); i >= 0 { // no allocation: the conversion is only compared
+		if i := bytes.IndexByte(b, 0); i >= 0 {
 			b = b[:i]
 		}
-		if v.String() != string(b) {
-			v.SetString(string(b))
+		if sp := (*string)(ptr); *sp != string(b) { // the conversion is only compared: no allocation
+			*sp = string(b)
 		}
 	case kindBytes:
-		v.SetBytes(append(v.Bytes()[:0], b...))
+		bp := (*[]byte)(ptr)
+		*bp = append((*bp)[:0], b...)
 	case kindFixed:
 		if len(b) > f.size {
 			return fmt.Errorf("%w: payload is %d bytes, the field holds %d", ErrMalformed, len(b), f.size)
 		}
-		v.SetZero()
-		reflect.Copy(v, reflect.ValueOf(b))
+		clear(unsafe.Slice((*byte)(ptr), f.size)[copy(unsafe.Slice((*byte)(ptr), f.size), b):])
 	case kindBinary:
-		u := v.Addr().Interface().(encoding.BinaryUnmarshaler)
+		t := f.typ
+		if f.ptr {
+			t = t.Elem()
+		}
+		u := reflect.NewAt(t, ptr).Interface().(encoding.BinaryUnmarshaler)
 		if err := u.UnmarshalBinary(b); err != nil {
 			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 	case kindNested:
-		return decodeSet(b, f.sub, v)
+		return decodeSet(b, f.sub, ptr)
 	default:
 		return fmt.Errorf("gnl: %s: cannot decode kind %s", f.name, f.kind)
 	}

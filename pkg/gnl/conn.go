@@ -183,7 +183,11 @@ func (x *exchange) receiveWithin(wait time.Duration) ([]byte, error) {
 		if cerr := x.ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("gnl: waiting for a reply: %w", cerr)
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && (x.deadline.IsZero() || d.Before(x.deadline)) {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if !x.deadline.IsZero() && !d.Before(x.deadline) {
+				// The context's deadline passed; its timer may not have fired yet.
+				return nil, fmt.Errorf("gnl: waiting for a reply: %w", context.DeadlineExceeded)
+			}
 			return nil, fmt.Errorf("gnl: no reply within %s: %w", wait, err)
 		}
 		return nil, fmt.Errorf("gnl: receive: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"unsafe"
 )
 
 // Ctrl is the generic netlink controller family, nlctrl, which names and describes the other
@@ -93,7 +94,7 @@ func (c *Conn) familyLocked(x *exchange, name string) (*FamilyInfo, error) {
 	req := CtrlRequest{Name: name}
 	got := false
 	op := operation{family: Ctrl, name: "GETFAMILY", cmd: ctrlCmdGetFamily, reply: ctrlCmdNewFamily,
-		onReply: func(b []byte) error { got = true; return decodeSet(b, p, reflect.ValueOf(fi).Elem()) }}
+		onReply: func(b []byte) error { got = true; return decodeSet(b, p, unsafe.Pointer(fi)) }}
 	err = c.exchangeLocked(x, &op, Ctrl.ID, func(b []byte) ([]byte, error) { return AppendMarshal(b, &req) })
 	if err != nil {
 		if isNotExist(err) {

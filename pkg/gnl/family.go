@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"unsafe"
 )
 
 // Family declares a generic netlink family: the name the kernel registers it under and the
@@ -66,7 +67,7 @@ func (c Command[Req, Rep]) Do(ctx context.Context, conn *Conn, req *Req, rep *Re
 			return nil // a second reply to a do request is not ours to interpret; keep the first
 		}
 		got = true
-		return decodeSet(data, p, reflect.ValueOf(rep).Elem())
+		return decodeSet(data, p, unsafe.Pointer(rep))
 	})
 	if err == nil && !got {
 		err = fmt.Errorf("%w: %s %s: acknowledged without a reply", ErrUnexpectedReply, c.Family.Name, c.Name)
@@ -85,7 +86,7 @@ func (c Command[Req, Rep]) Dump(ctx context.Context, conn *Conn, req *Req, fn fu
 		return err
 	}
 	var rep Rep
-	rv := reflect.ValueOf(&rep).Elem()
+	rv := unsafe.Pointer(&rep)
 	return c.run(ctx, conn, req, true, func(data []byte) error {
 		if err := decodeSet(data, p, rv); err != nil {
 			return err
@@ -104,7 +105,7 @@ func (c Command[Req, Rep]) DumpAll(ctx context.Context, conn *Conn, req *Req) ([
 	var zero Rep
 	err = c.run(ctx, conn, req, true, func(data []byte) error {
 		out = append(out, zero)
-		return decodeSet(data, p, reflect.ValueOf(&out[len(out)-1]).Elem())
+		return decodeSet(data, p, unsafe.Pointer(&out[len(out)-1]))
 	})
 	return out, err
 }
@@ -116,7 +117,7 @@ func (c Command[Req, Rep]) Add(b *Batch, req *Req) error {
 		return err
 	}
 	return b.add(c.Family, c.Name, c.Cmd, func(buf []byte) ([]byte, error) {
-		return appendSet(buf, p, reflect.ValueOf(req).Elem())
+		return appendSet(buf, p, unsafe.Pointer(req))
 	})
 }
 
@@ -127,6 +128,6 @@ func (c Command[Req, Rep]) run(ctx context.Context, conn *Conn, req *Req, dump b
 	}
 	op := operation{family: c.Family, name: c.Name, cmd: c.Cmd, reply: c.Reply, dump: dump, onReply: fn}
 	return conn.roundTrip(ctx, &op, func(b []byte) ([]byte, error) {
-		return appendSet(b, p, reflect.ValueOf(req).Elem())
+		return appendSet(b, p, unsafe.Pointer(req))
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"syscall"
+	"unsafe"
 )
 
 // ErrMessagesLost: the kernel dropped messages for this socket because its receive buffer was
@@ -96,7 +97,7 @@ func (c Command[Req, Rep]) Listen(ctx context.Context, conn *Conn, fn func(rep *
 		return err
 	}
 	var rep Rep
-	rv := reflect.ValueOf(&rep).Elem()
+	rv := unsafe.Pointer(&rep)
 	deliver := func(m message) error {
 		if m.typ != id || m.seq != 0 || len(m.data) < genlHdrLen || (c.Reply != 0 && m.data[0] != c.Reply) {
 			return nil
