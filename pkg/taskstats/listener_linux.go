@@ -199,9 +199,14 @@ func (l *Listener) Receive(ctx context.Context) (*Exit, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		stop := context.AfterFunc(ctx, func() { _ = l.nl.SetReadDeadline(time.Unix(1, 0)) })
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			_ = l.nl.SetReadDeadline(time.Unix(1, 0)) // interrupts the blocked read
+			close(fired)
+		})
 		msgs, err := l.nl.Receive()
 		if !stop() {
+			<-fired // the interruption is done: undo it for the next call
 			_ = l.nl.SetReadDeadline(time.Time{})
 		}
 		if err != nil {
