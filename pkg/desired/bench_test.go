@@ -55,4 +55,3 @@ func BenchmarkEvaluations10kx10(b *testing.B) {
 		}
 	}
 }
-
