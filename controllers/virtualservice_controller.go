@@ -63,6 +63,8 @@ type VirtualServiceReconciler struct {
 	Recorder EventRecorder
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
+	// Observe, when set, is called at the start of every reconcile.
+	Observe func(types.NamespacedName)
 }
 
 // +kubebuilder:rbac:groups=kubelvs.io,resources=virtualservices,verbs=get;list;watch
@@ -77,6 +79,9 @@ type VirtualServiceReconciler struct {
 // Reconcile computes and, when it changed, applies the status of one VirtualService.
 func (r *VirtualServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	logger := log.FromContext(ctx)
+	if r.Observe != nil {
+		r.Observe(req.NamespacedName)
+	}
 	var vs v1alpha1.VirtualService
 	if err := r.Client.Get(ctx, req.NamespacedName, &vs); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)

@@ -102,7 +102,7 @@ func runController(cmd *cobra.Command, o *controllerOptions) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	ctx := cmd.Context()
-	if err := controllers.Setup(ctx, mgr, mgr.GetEventRecorder(o.eventReporterName)); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Options{Recorder: mgr.GetEventRecorder(o.eventReporterName)}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
