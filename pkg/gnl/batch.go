@@ -1,0 +1,201 @@
+package gnl
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Batch collects acknowledged requests to send pipelined: many requests per sendmsg, each with
+// its own sequence number and its own result. Add requests with [Command.Add], send them with
+// [Conn.SendBatch], then read each request's result with [Batch.Err]. A Batch can be reset and
+// reused; it is not safe for concurrent use.
+type Batch struct {
+	buf     []byte
+	ops     []batchOp
+	results []error
+	sends   int
+}
+
+type batchOp struct {
+	family   *Family
+	name     string
+	off, end int
+}
+
+// ackBudget is the receive-buffer space one acknowledgement takes in the kernel's accounting
+// (skb truesize), with margin. The window keeps the acks in flight under the buffer size.
+const ackBudget = 1024
+
+// Len is the number of requests in the batch.
+func (b *Batch) Len() int { return len(b.ops) }
+
+// Reset empties the batch, keeping its memory.
+func (b *Batch) Reset() {
+	b.buf, b.ops, b.results, b.sends = b.buf[:0], b.ops[:0], b.results[:0], 0
+}
+
+// Err is the result of request i after [Conn.SendBatch]: nil when the kernel acknowledged it,
+// an [*Error] when the kernel refused it, an error wrapping [ErrAckLost] when its outcome is
+// unknown, or the transport error that stopped the batch before it was answered.
+func (b *Batch) Err(i int) error {
+	if i < len(b.results) {
+		return b.results[i]
+	}
+	return nil
+}
+
+// Sends is how many sendmsg calls the last SendBatch made.
+func (b *Batch) Sends() int { return b.sends }
+
+func (b *Batch) add(f *Family, name string, cmd uint8, build func([]byte) ([]byte, error)) error {
+	off := len(b.buf)
+	buf := appendHeader(b.buf, 0, flagRequest|flagAck, 0, 0, cmd, f.Version)
+	buf, err := build(buf)
+	if err != nil {
+		b.buf = buf[:off]
+		return fmt.Errorf("gnl: encode %s %s: %w", f.Name, name, err)
+	}
+	finishMessage(buf, off)
+	b.buf = buf
+	b.ops = append(b.ops, batchOp{family: f, name: name, off: off, end: len(buf)})
+	return nil
+}
+
+// SendBatch sends every request of the batch, pipelined in windows sized so that their
+// acknowledgements fit in the socket's receive buffer, and records each request's result in the
+// batch. The kernel handles the requests in order and a failed request does not stop the ones
+// after it. If the receive buffer overflows anyway (ENOBUFS), the requests whose
+// acknowledgement was dropped get [ErrAckLost], the window shrinks and the batch goes on.
+// The returned error is non-nil when requests were not sent or not answered (a transport
+// error, the context, the timeout); their results say so too. Per-request kernel errors are
+// not returned here: check [Batch.Err].
+func (c *Conn) SendBatch(ctx context.Context, b *Batch) error {
+	n := len(b.ops)
+	b.results = append(b.results[:0], make([]error, n)...)
+	b.sends = 0
+	if n == 0 {
+		return nil
+	}
+	x, err := c.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer x.end()
+	ids := map[*Family]uint16{}
+	for i := range b.ops {
+		op := &b.ops[i]
+		id, ok := ids[op.family]
+		if !ok {
+			if id, err = c.familyID(x, op.family); err != nil {
+				return err
+			}
+			ids[op.family] = id
+		}
+		binary.NativeEndian.PutUint16(b.buf[op.off+4:], id)
+		binary.NativeEndian.PutUint32(b.buf[op.off+12:], c.t.PortID())
+	}
+	rcv, snd := c.t.Buffers()
+	window := max(1, min(c.cfg.Window, rcv/ackBudget))
+	maxBytes := max(1, snd/2)
+	done := make([]bool, n)
+	for i := 0; i < n; {
+		j, size := i, 0
+		for j < n && j-i < window && (j == i || size+b.ops[j].end-b.ops[j].off <= maxBytes) {
+			size += b.ops[j].end - b.ops[j].off
+			j++
+		}
+		seq0 := c.seq + 1
+		for k := i; k < j; k++ {
+			binary.NativeEndian.PutUint32(b.buf[b.ops[k].off+8:], c.nextSeq())
+		}
+		if err := c.t.Send(b.buf[b.ops[i].off:b.ops[j-1].end]); err != nil {
+			err = fmt.Errorf("gnl: batch send: %w", err)
+			fillResults(b.results[i:], done[i:], err)
+			return err
+		}
+		b.sends++
+		c.dirty = true
+		lost, err := c.collectAcks(x, b, i, j, seq0, done)
+		if err != nil {
+			fillResults(b.results[i:], done[i:], err)
+			return err
+		}
+		for k := i; k < j; k++ {
+			if !done[k] {
+				if lost {
+					b.results[k] = fmt.Errorf("%s %s: %w: %w", b.ops[k].family.Name, b.ops[k].name, ErrAckLost, syscall.ENOBUFS)
+				} else {
+					b.results[k] = fmt.Errorf("%w: %s %s: no acknowledgement", ErrUnexpectedReply, b.ops[k].family.Name, b.ops[k].name)
+				}
+			}
+		}
+		if lost {
+			window = max(1, window/2)
+		}
+		c.dirty = false
+		i = j
+	}
+	return nil
+}
+
+// collectAcks reads the acknowledgements of requests [i, j) (sequence numbers from seq0) until the
+// last one arrives. After an ENOBUFS it drains what the kernel queued (the kernel handled the whole
+// sendmsg before returning, so everything it will send is already queued) and reports lost.
+func (c *Conn) collectAcks(x *exchange, b *Batch, i, j int, seq0 uint32, done []bool) (lost bool, err error) {
+	n := uint32(j - i)
+	for {
+		var dg []byte
+		if lost {
+			dg, err = x.receiveWithin(5 * time.Millisecond)
+			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && x.ctx.Err() == nil {
+				return true, nil // queue drained
+			}
+		} else {
+			dg, err = x.receive()
+		}
+		if errors.Is(err, syscall.ENOBUFS) {
+			lost = true
+			continue
+		}
+		if err != nil {
+			return lost, err
+		}
+		for len(dg) > 0 {
+			m, rest, err := nextMessage(dg)
+			if err != nil {
+				return lost, fmt.Errorf("gnl: batch: %w", err)
+			}
+			dg = rest
+			idx := m.seq - seq0
+			if m.typ != typeError || idx >= n {
+				c.stash(m) // kept if unsolicited; replies to batched requests are not used
+				continue
+			}
+			k := i + int(idx)
+			errno, msg, off, perr := ackError(m)
+			switch {
+			case perr != nil:
+				b.results[k] = perr
+			case errno != 0:
+				b.results[k] = &Error{Family: b.ops[k].family.Name, Command: b.ops[k].name, Errno: errno, Message: msg, Offset: off}
+			}
+			done[k] = true
+			if idx == n-1 && !lost {
+				return false, nil
+			}
+		}
+	}
+}
+
+func fillResults(results []error, done []bool, err error) {
+	for k := range results {
+		if !done[k] {
+			results[k] = err
+		}
+	}
+}

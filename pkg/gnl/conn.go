@@ -1,0 +1,334 @@
+package gnl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Config configures [Dial]. The zero value (or nil) is usable.
+type Config struct {
+	// NetNS is a file descriptor of a network namespace to open the socket in (as from
+	// /var/run/netns/NAME or /proc/PID/ns/net); 0 means the calling thread's. IPVS tables are per
+	// namespace; families that are not netnsok (TASKSTATS) are only visible from the host's.
+	NetNS int
+	// ReceiveBuffer and SendBuffer size the socket buffers in bytes (default 8 MiB each), with
+	// SO_RCVBUFFORCE/SO_SNDBUFFORCE when the caller may exceed net.core.[rw]mem_max. They bound
+	// how many pipelined requests are in flight at once.
+	ReceiveBuffer int
+	SendBuffer    int
+	// Timeout bounds each wait for a reply when the context has no earlier deadline
+	// (default 30 s), so that a lost reply never hangs a caller.
+	Timeout time.Duration
+	// Window is the maximum number of batched requests per sendmsg (default 1024); it is
+	// lowered to what the socket buffers hold.
+	Window int
+}
+
+func (c *Config) withDefaults() Config {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	if cfg.ReceiveBuffer <= 0 {
+		cfg.ReceiveBuffer = 8 << 20
+	}
+	if cfg.SendBuffer <= 0 {
+		cfg.SendBuffer = 8 << 20
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 1024
+	}
+	return cfg
+}
+
+// Conn is a generic netlink connection. Its methods are safe for concurrent use; requests on one
+// Conn are serialized (open several Conns for parallelism).
+type Conn struct {
+	t   Transport
+	cfg Config
+
+	mu     sync.Mutex // serializes exchanges
+	seq    uint32
+	rbuf   []byte
+	wbuf   []byte
+	dirty  bool // an exchange was abandoned: replies may be in flight; resync before the next
+	closed bool
+	fams   map[string]*FamilyInfo
+
+	unsolicited []message // messages sent unasked that arrived during requests, for Listen
+	stashLost   bool
+
+	dlMu  sync.Mutex // guards deadline changes against a late context cancellation
+	dlGen uint64
+}
+
+// Dial opens a generic netlink socket.
+func Dial(cfg *Config) (*Conn, error) {
+	c := cfg.withDefaults()
+	t, err := dialSocket(&c)
+	if err != nil {
+		return nil, err
+	}
+	return NewConn(t, &c), nil
+}
+
+// NewConn makes a Conn on a transport (gnltest uses it with its in-process kernel).
+func NewConn(t Transport, cfg *Config) *Conn {
+	c := &Conn{t: t, cfg: cfg.withDefaults(), rbuf: make([]byte, 64<<10), fams: map[string]*FamilyInfo{}}
+	c.seq = uint32(time.Now().UnixNano()) // distinct from earlier sockets' stale replies
+	return c
+}
+
+// Close closes the socket.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	return c.t.Close()
+}
+
+// PortID is the netlink port id of the socket.
+func (c *Conn) PortID() uint32 { return c.t.PortID() }
+
+// operation describes one request: what to call it in errors, how to match its replies.
+type operation struct {
+	family  *Family
+	name    string
+	cmd     uint8
+	reply   uint8
+	dump    bool
+	onReply func(attrs []byte) error
+}
+
+func (op *operation) fail(errno syscall.Errno, msg string, off int) error {
+	return &Error{Family: op.family.Name, Command: op.name, Errno: errno, Message: msg, Offset: off}
+}
+
+// exchange holds the deadline bookkeeping of one call.
+type exchange struct {
+	c        *Conn
+	ctx      context.Context
+	deadline time.Time // the context's, or zero
+	stop     func() bool
+}
+
+// begin locks the connection and arms the context: a cancellation interrupts a blocked read.
+func (c *Conn) begin(ctx context.Context) (*exchange, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	x := &exchange{c: c, ctx: ctx}
+	x.deadline, _ = ctx.Deadline()
+	c.dlMu.Lock()
+	gen := c.dlGen
+	c.dlMu.Unlock()
+	x.stop = context.AfterFunc(ctx, func() {
+		c.dlMu.Lock()
+		defer c.dlMu.Unlock()
+		if c.dlGen == gen {
+			_ = c.t.SetReadDeadline(time.Unix(1, 0))
+		}
+	})
+	if c.dirty {
+		if err := c.resync(x); err != nil {
+			x.end()
+			return nil, err
+		}
+	}
+	return x, nil
+}
+
+func (x *exchange) end() {
+	x.stop()
+	x.c.dlMu.Lock()
+	x.c.dlGen++
+	x.c.dlMu.Unlock()
+	x.c.mu.Unlock()
+}
+
+// receive reads one datagram, waiting at most until the context's deadline or the
+// connection's timeout, whichever is earlier.
+func (x *exchange) receive() ([]byte, error) {
+	return x.receiveWithin(x.c.cfg.Timeout)
+}
+
+func (x *exchange) receiveWithin(wait time.Duration) ([]byte, error) {
+	d := time.Now().Add(wait)
+	if !x.deadline.IsZero() && x.deadline.Before(d) {
+		d = x.deadline
+	}
+	x.c.dlMu.Lock()
+	if x.ctx.Err() == nil {
+		_ = x.c.t.SetReadDeadline(d)
+	}
+	x.c.dlMu.Unlock()
+	n, err := x.c.t.Receive(x.c.rbuf)
+	if err != nil {
+		if cerr := x.ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("gnl: waiting for a reply: %w", cerr)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && (x.deadline.IsZero() || d.Before(x.deadline)) {
+			return nil, fmt.Errorf("gnl: no reply within %s: %w", wait, err)
+		}
+		return nil, fmt.Errorf("gnl: receive: %w", err)
+	}
+	return x.c.rbuf[:n], nil
+}
+
+func (c *Conn) nextSeq() uint32 {
+	c.seq++
+	if c.seq == 0 {
+		c.seq++
+	}
+	return c.seq
+}
+
+// resync discards replies of abandoned exchanges: it sends an NLMSG_NOOP that the kernel
+// acknowledges and reads until that acknowledgement. Replies arrive in order, so everything
+// before it is stale. (gnlpy's unread ACK poisoned the next query; ours cannot.)
+func (c *Conn) resync(x *exchange) error {
+	seq := c.nextSeq()
+	b := appendHeader(c.wbuf[:0], typeNoop, flagRequest|flagAck, seq, 0, 0, 0)[:nlHdrLen]
+	finishMessage(b, 0)
+	c.wbuf = b
+	if err := c.t.Send(b); err != nil {
+		return fmt.Errorf("gnl: resync: %w", err)
+	}
+	for {
+		dg, err := x.receive()
+		if err != nil {
+			if errors.Is(err, syscall.ENOBUFS) {
+				continue
+			}
+			return fmt.Errorf("gnl: resync: %w", err)
+		}
+		for len(dg) > 0 {
+			m, rest, err := nextMessage(dg)
+			if err != nil {
+				break // a torn stale datagram: drop it
+			}
+			dg = rest
+			if m.typ == typeError && m.seq == seq {
+				c.dirty = false
+				return nil
+			}
+			c.stash(m)
+		}
+	}
+}
+
+// roundTrip sends one request built by build (attributes only) and processes its replies.
+func (c *Conn) roundTrip(ctx context.Context, op *operation, build func([]byte) ([]byte, error)) error {
+	x, err := c.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer x.end()
+	id, err := c.familyID(x, op.family)
+	if err != nil {
+		return err
+	}
+	return c.exchangeLocked(x, op, id, build)
+}
+
+func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func([]byte) ([]byte, error)) error {
+	seq := c.nextSeq()
+	flags := uint16(flagRequest | flagAck)
+	if op.dump {
+		flags = flagRequest | flagDump
+	}
+	b := appendHeader(c.wbuf[:0], id, flags, seq, c.t.PortID(), op.cmd, op.family.Version)
+	b, err := build(b)
+	if err != nil {
+		return fmt.Errorf("gnl: encode %s %s: %w", op.family.Name, op.name, err)
+	}
+	finishMessage(b, 0)
+	c.wbuf = b
+	if err := c.t.Send(b); err != nil {
+		return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, err)
+	}
+	c.dirty = true // until the final reply has been read
+	var (
+		interrupted bool
+		cbErr       error
+	)
+	for {
+		dg, err := x.receive()
+		if err != nil {
+			return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, err)
+		}
+		for len(dg) > 0 {
+			m, rest, err := nextMessage(dg)
+			if err != nil {
+				return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, err)
+			}
+			dg = rest
+			if m.seq != seq {
+				c.stash(m) // unsolicited, or a reply to an earlier request that was given up on
+				continue
+			}
+			if m.pid != c.t.PortID() && m.pid != 0 {
+				return fmt.Errorf("%w: %s %s: reply for port %d on port %d", ErrUnexpectedReply, op.family.Name, op.name, m.pid, c.t.PortID())
+			}
+			if m.flags&flagDumpIntr != 0 {
+				interrupted = true
+			}
+			switch m.typ {
+			case typeError, typeDone:
+				if m.typ == typeDone && !op.dump {
+					continue
+				}
+				c.dirty = false
+				errno, msg, off, perr := ackError(m)
+				switch {
+				case perr != nil:
+					return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, perr)
+				case errno != 0:
+					return op.fail(errno, msg, off)
+				case cbErr != nil:
+					return cbErr
+				case interrupted:
+					return fmt.Errorf("%s %s: %w", op.family.Name, op.name, ErrDumpInterrupted)
+				}
+				if m.typ == typeError && op.dump {
+					continue // a dump is finished by NLMSG_DONE, not by an ACK
+				}
+				return nil
+			case typeNoop:
+				continue
+			}
+			if m.typ != id {
+				return fmt.Errorf("%w: %s %s: message type %d, want family id %d", ErrUnexpectedReply, op.family.Name, op.name, m.typ, id)
+			}
+			if len(m.data) < genlHdrLen {
+				return fmt.Errorf("gnl: %s %s: %w: reply of %d bytes", op.family.Name, op.name, ErrMalformed, len(m.data))
+			}
+			if op.reply != 0 && m.data[0] != op.reply {
+				return fmt.Errorf("%w: %s %s: reply command %d, want %d", ErrUnexpectedReply, op.family.Name, op.name, m.data[0], op.reply)
+			}
+			if op.onReply != nil && cbErr == nil {
+				cbErr = op.onReply(m.data[genlHdrLen:])
+				if cbErr != nil && !op.dump {
+					c.dirty = true // the ACK is still to come; the next call discards it
+					return cbErr
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package gnl
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+)
+
+// Ctrl is the generic netlink controller family, nlctrl, which names and describes the other
+// families. It is declared with this package like any other family.
+var Ctrl = &Family{Name: "nlctrl", Version: 2, ID: 0x10}
+
+// Commands of nlctrl (linux/genetlink.h).
+const (
+	ctrlCmdNewFamily = 1
+	ctrlCmdGetFamily = 3
+)
+
+// Attributes of nlctrl (linux/genetlink.h).
+const (
+	CtrlAttrFamilyID    = 1
+	CtrlAttrFamilyName  = 2
+	CtrlAttrVersion     = 3
+	CtrlAttrHeaderSize  = 4
+	CtrlAttrMaxAttr     = 5
+	CtrlAttrOps         = 6
+	CtrlAttrMcastGroups = 7
+)
+
+// Operation flags reported by nlctrl (GENL_* in linux/genetlink.h).
+const (
+	OpAdminPerm    = 0x01
+	OpCmdCapDo     = 0x02
+	OpCmdCapDump   = 0x04
+	OpCmdCapHaspol = 0x08
+	OpUnsAdminPerm = 0x10
+)
+
+// FamilyInfo is what the kernel reports about a family (CTRL_CMD_NEWFAMILY).
+type FamilyInfo struct {
+	ID         uint16     `gnl:"1" json:"id"`
+	Name       string     `gnl:"2" json:"name"`
+	Version    uint32     `gnl:"3" json:"version"`
+	HeaderSize uint32     `gnl:"4" json:"headerSize"`
+	MaxAttr    uint32     `gnl:"5" json:"maxAttr"`
+	Ops        []Op       `gnl:"6" json:"ops"`
+	Groups     []McastGrp `gnl:"7" json:"multicastGroups"`
+	Unknown    []Attr     `gnl:",unknown" json:"-"`
+}
+
+// Op is one operation of a family, with its GENL_* flags.
+type Op struct {
+	ID    uint32 `gnl:"1" json:"id"`
+	Flags uint32 `gnl:"2" json:"flags"`
+}
+
+// McastGrp is a multicast group of a family.
+type McastGrp struct {
+	Name string `gnl:"1" json:"name"`
+	ID   uint32 `gnl:"2" json:"id"`
+}
+
+// CtrlRequest selects a family by id or name for [CtrlGetFamily]; empty, it dumps them all.
+type CtrlRequest struct {
+	ID   uint16 `gnl:"1,omitempty"`
+	Name string `gnl:"2,omitempty"`
+}
+
+// CtrlGetFamily is nlctrl's CTRL_CMD_GETFAMILY. [Conn.Family] and [Conn.Families] use it.
+var CtrlGetFamily = Command[CtrlRequest, FamilyInfo]{Family: Ctrl, Name: "GETFAMILY", Cmd: ctrlCmdGetFamily, Reply: ctrlCmdNewFamily}
+
+// Family asks the kernel about a family by name. The answer is cached for the life of the
+// connection (family ids do not change while a kernel runs). A family the kernel does not have
+// gives an error matching [ErrFamilyNotFound] and os.ErrNotExist.
+func (c *Conn) Family(ctx context.Context, name string) (*FamilyInfo, error) {
+	x, err := c.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer x.end()
+	return c.familyLocked(x, name)
+}
+
+func (c *Conn) familyLocked(x *exchange, name string) (*FamilyInfo, error) {
+	if fi, ok := c.fams[name]; ok {
+		return fi, nil
+	}
+	fi := new(FamilyInfo)
+	p, err := planFor(reflect.TypeFor[FamilyInfo]())
+	if err != nil {
+		return nil, err
+	}
+	req := CtrlRequest{Name: name}
+	got := false
+	op := operation{family: Ctrl, name: "GETFAMILY", cmd: ctrlCmdGetFamily, reply: ctrlCmdNewFamily,
+		onReply: func(b []byte) error { got = true; return decodeSet(b, p, reflect.ValueOf(fi).Elem()) }}
+	err = c.exchangeLocked(x, &op, Ctrl.ID, func(b []byte) ([]byte, error) { return AppendMarshal(b, &req) })
+	if err != nil {
+		if isNotExist(err) {
+			return nil, fmt.Errorf("%w: %q: %w", ErrFamilyNotFound, name, err)
+		}
+		return nil, err
+	}
+	if !got || fi.Name != name {
+		return nil, fmt.Errorf("%w: family lookup of %q answered with %q", ErrUnexpectedReply, name, fi.Name)
+	}
+	c.fams[name] = fi
+	return fi, nil
+}
+
+// familyID resolves a family declaration to the id the kernel uses for it on this connection.
+func (c *Conn) familyID(x *exchange, f *Family) (uint16, error) {
+	if f.ID != 0 {
+		return f.ID, nil
+	}
+	fi, err := c.familyLocked(x, f.Name)
+	if err != nil {
+		return 0, err
+	}
+	return fi.ID, nil
+}
+
+// Families lists every generic netlink family the kernel has in the socket's network namespace.
+func (c *Conn) Families(ctx context.Context) ([]FamilyInfo, error) {
+	return CtrlGetFamily.DumpAll(ctx, c, &CtrlRequest{})
+}

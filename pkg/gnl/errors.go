@@ -1,0 +1,55 @@
+package gnl
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrMalformed: a message or attribute could not be decoded (truncated, wrong size, bad length).
+	ErrMalformed = errors.New("gnl: malformed netlink data")
+	// ErrTooLarge: an attribute would exceed netlink's 64 KiB attribute length.
+	ErrTooLarge = errors.New("gnl: attribute too large")
+	// ErrDumpInterrupted: the kernel flagged a dump NLM_F_DUMP_INTR because the table changed
+	// while it was being read. The result is torn; run the dump again.
+	ErrDumpInterrupted = errors.New("gnl: dump interrupted by a concurrent change (retry)")
+	// ErrFamilyNotFound: the kernel has no generic netlink family of that name in this network
+	// namespace. It also matches os.ErrNotExist.
+	ErrFamilyNotFound = errors.New("gnl: generic netlink family not found")
+	// ErrAckLost: the kernel dropped the acknowledgement of a batched request because the
+	// socket's receive buffer overflowed (ENOBUFS); whether the request took effect is unknown.
+	ErrAckLost = errors.New("gnl: acknowledgement lost (receive buffer overflow); outcome unknown")
+	// ErrUnexpectedReply: a reply did not match the request (command, sequence or port).
+	ErrUnexpectedReply = errors.New("gnl: unexpected reply")
+	// ErrClosed: the connection was closed.
+	ErrClosed = errors.New("gnl: connection closed")
+)
+
+// Error is an error the kernel returned for one request. It unwraps to the kernel's errno, so
+// errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission) and
+// errors.Is(err, syscall.EEXIST) work.
+type Error struct {
+	// Family and Command name the request.
+	Family  string
+	Command string
+	// Errno is the kernel's error number.
+	Errno syscall.Errno
+	// Message and Offset are the kernel's extended acknowledgement, when it sent one.
+	Message string
+	Offset  int
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%s %s: %v", e.Family, e.Command, e.Errno)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Unwrap returns the errno.
+func (e *Error) Unwrap() error { return e.Errno }
+
+func isNotExist(err error) bool { return errors.Is(err, syscall.ENOENT) }

@@ -1,0 +1,132 @@
+package gnl
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+)
+
+// Family declares a generic netlink family: the name the kernel registers it under and the
+// version of the protocol the declaration speaks. Its commands are declared as [Command] values
+// that point to it. A Family holds no state; family ids are resolved per [Conn], because they
+// differ between kernels and network namespaces.
+type Family struct {
+	// Name is the family name, as in `genl ctrl list` ("IPVS", "TASKSTATS", "nlctrl").
+	Name string
+	// Version is sent in the generic netlink header of every request.
+	Version uint8
+	// ID, when non-zero, is a fixed family id that needs no lookup (nlctrl is always 0x10).
+	ID uint16
+}
+
+// Command declares one command of a family: its number, the attribute set of its request (Req)
+// and of its reply (Rep), and the command the kernel answers with (TASKSTATS answers GET with NEW,
+// IPVS dumps answer with NEW_*). Req and Rep are attribute-set structs (see the package doc);
+// use struct{} for an empty set.
+type Command[Req, Rep any] struct {
+	Family *Family
+	// Name is used in errors ("IPVS NEW_SERVICE: file exists").
+	Name string
+	// Cmd is the command number sent in the request.
+	Cmd uint8
+	// Reply is the command number replies carry; 0 accepts any.
+	Reply uint8
+}
+
+// Plans are checked when a command is first used; Check lets a package verify its declarations
+// in a test or at start-up.
+func (c Command[Req, Rep]) Check() error {
+	if c.Family == nil {
+		return fmt.Errorf("gnl: command %s has no family", c.Name)
+	}
+	if _, err := planFor(reflect.TypeFor[Req]()); err != nil {
+		return fmt.Errorf("gnl: %s %s request: %w", c.Family.Name, c.Name, err)
+	}
+	if _, err := planFor(reflect.TypeFor[Rep]()); err != nil {
+		return fmt.Errorf("gnl: %s %s reply: %w", c.Family.Name, c.Name, err)
+	}
+	return nil
+}
+
+// Exec sends the request and waits for the kernel's acknowledgement.
+func (c Command[Req, Rep]) Exec(ctx context.Context, conn *Conn, req *Req) error {
+	return c.run(ctx, conn, req, false, nil)
+}
+
+// Do sends the request and decodes the one reply into rep. A request the kernel answers with
+// no message at all is an error wrapping [ErrUnexpectedReply].
+func (c Command[Req, Rep]) Do(ctx context.Context, conn *Conn, req *Req, rep *Rep) error {
+	p, err := planFor(reflect.TypeFor[Rep]())
+	if err != nil {
+		return err
+	}
+	got := false
+	err = c.run(ctx, conn, req, false, func(data []byte) error {
+		if got {
+			return nil // a second reply to a do request is not ours to interpret; keep the first
+		}
+		got = true
+		return decodeSet(data, p, reflect.ValueOf(rep).Elem())
+	})
+	if err == nil && !got {
+		err = fmt.Errorf("%w: %s %s: acknowledged without a reply", ErrUnexpectedReply, c.Family.Name, c.Name)
+	}
+	return err
+}
+
+// Dump sends the request as a dump (NLM_F_DUMP) and calls fn for each reply, decoded into the
+// same *Rep each time: its strings, slices and pointed-to sets are reused by the next reply, so
+// copy deeply what you keep (or use DumpAll). A dump the kernel flags as interrupted returns an
+// error wrapping [ErrDumpInterrupted] after all replies were delivered. An error from fn stops the
+// dump (the rest is read and discarded) and is returned.
+func (c Command[Req, Rep]) Dump(ctx context.Context, conn *Conn, req *Req, fn func(*Rep) error) error {
+	p, err := planFor(reflect.TypeFor[Rep]())
+	if err != nil {
+		return err
+	}
+	var rep Rep
+	rv := reflect.ValueOf(&rep).Elem()
+	return c.run(ctx, conn, req, true, func(data []byte) error {
+		if err := decodeSet(data, p, rv); err != nil {
+			return err
+		}
+		return fn(&rep)
+	})
+}
+
+// DumpAll is Dump collecting every reply, each decoded into a value of its own.
+func (c Command[Req, Rep]) DumpAll(ctx context.Context, conn *Conn, req *Req) ([]Rep, error) {
+	p, err := planFor(reflect.TypeFor[Rep]())
+	if err != nil {
+		return nil, err
+	}
+	var out []Rep
+	var zero Rep
+	err = c.run(ctx, conn, req, true, func(data []byte) error {
+		out = append(out, zero)
+		return decodeSet(data, p, reflect.ValueOf(&out[len(out)-1]).Elem())
+	})
+	return out, err
+}
+
+// Add appends the request to a batch, to be sent with [Conn.SendBatch].
+func (c Command[Req, Rep]) Add(b *Batch, req *Req) error {
+	p, err := planFor(reflect.TypeFor[Req]())
+	if err != nil {
+		return err
+	}
+	return b.add(c.Family, c.Name, c.Cmd, func(buf []byte) ([]byte, error) {
+		return appendSet(buf, p, reflect.ValueOf(req).Elem())
+	})
+}
+
+func (c Command[Req, Rep]) run(ctx context.Context, conn *Conn, req *Req, dump bool, fn func([]byte) error) error {
+	p, err := planFor(reflect.TypeFor[Req]())
+	if err != nil {
+		return err
+	}
+	op := operation{family: c.Family, name: c.Name, cmd: c.Cmd, reply: c.Reply, dump: dump, onReply: fn}
+	return conn.roundTrip(ctx, &op, func(b []byte) ([]byte, error) {
+		return appendSet(b, p, reflect.ValueOf(req).Elem())
+	})
+}
