@@ -158,7 +158,7 @@ func (r *VirtualServiceReconciler) events(vs *v1alpha1.VirtualService, before, a
 		if cur.Status != metav1.ConditionTrue {
 			kind = corev1.EventTypeWarning
 		}
-		r.Recorder.Eventf(vs, nil, kind, cur.Reason, typ, "%s=%s: %s", typ, cur.Status, cur.Message)
+		r.Recorder.Eventf(vs, nil, kind, cur.Reason, typ, "%s", truncate(fmt.Sprintf("%s=%s: %s", typ, cur.Status, cur.Message), 1000))
 	}
 }
 

@@ -56,7 +56,7 @@ build_with_progress() {
   local out=$1 pkg=$2 ldflags=$3 blog="$ASSETS/.build-$(basename "$1").log"
   local start=$SECONDS
   log "building $(basename "$out") from $pkg (first build takes minutes; log: $blog)"
-  nice -n 10 "$GO" build -v -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg" >"$blog" 2>&1 &
+  "$GO" build -v -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg" >"$blog" 2>&1 &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 30 & wait $! || true

@@ -112,7 +112,3 @@ type BackendPoolList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []BackendPool `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&BackendPool{}, &BackendPoolList{})
-}

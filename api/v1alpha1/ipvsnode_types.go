@@ -155,7 +155,3 @@ type IPVSNodeList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []IPVSNode `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&IPVSNode{}, &IPVSNodeList{})
-}

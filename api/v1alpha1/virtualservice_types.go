@@ -427,7 +427,3 @@ type VirtualServiceList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []VirtualService `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&VirtualService{}, &VirtualServiceList{})
-}
