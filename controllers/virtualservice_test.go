@@ -245,7 +245,7 @@ func TestEndpointSliceChangeReconcilesOnlyReferencingVirtualServices(t *testing.
 	kx, ky := client.ObjectKeyFromObject(vx), client.ObjectKeyFromObject(vy)
 	waitStatus(t, kx, expect{backends: &v1alpha1.BackendCounts{}})
 	waitStatus(t, ky, expect{backends: &v1alpha1.BackendCounts{}})
-	time.Sleep(time.Second) // let the reconciles triggered by our own status writes settle
+	time.Sleep(2 * time.Second) // let reconciles triggered by status writes and other tests' cleanups settle
 	beforeX, beforeY := obs.count(kx), obs.count(ky)
 	rvY := get(t, ky).ResourceVersion
 
