@@ -8,6 +8,13 @@ export PATH := $(LOCALBIN):$(PATH)
 GO ?= go
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+
+# envtest: kube-apiserver, etcd and kubectl built from source by hack/envtest-assets.sh and cached
+# under $(CACHE_DIR)/envtest/<version> (setup-envtest cannot download here).
+ENVTEST_K8S_VERSION ?= v1.37.2
+ENVTEST_ASSETS ?= $(CACHE_DIR)/envtest/$(ENVTEST_K8S_VERSION)
 
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
@@ -39,6 +46,24 @@ vet: ## Run go vet.
 lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs (config/crd/bases) and RBAC (config/rbac) from the Go types and markers.
+	$(CONTROLLER_GEN) rbac:roleName=kubelvs-controller crd paths="./api/..." paths="./controllers/..." \
+	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code (api/*/zz_generated.deepcopy.go).
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: generated-check
+generated-check: $(CONTROLLER_GEN) ## Fail when `make manifests generate` would change api/ or config/ (stale generated code).
+	@state() { git diff --no-ext-diff -- api config; git ls-files -o --exclude-standard -z -- api config | xargs -0 -r cat; }; \
+	before=$$(state | sha256sum); \
+	$(MAKE) --no-print-directory manifests generate >/dev/null; \
+	if [ "$$(state | sha256sum)" != "$$before" ]; then \
+	  echo "generated files are stale: 'make manifests generate' changed:"; git status --porcelain -- api config; exit 1; fi; \
+	echo "generated files are up to date"
+
 ##@ Build
 
 .PHONY: build
@@ -48,11 +73,19 @@ build: ## Build the kubelvs binary into bin/.
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint test-go ## Run every test the project has (the CI entry point).
+test: fmt-check vet lint generated-check test-go ## Run every test the project has (the CI entry point).
 
 .PHONY: test-go
-test-go: ## Unit, fuzz-seed and real-kernel tests on this host (needs root for the kernel tests).
-	$(GO) test -count=1 ./...
+test-go: envtest-assets ## Unit, fuzz-seed, real-kernel and real-API-server (envtest) tests on this host.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
+
+.PHONY: test-envtest
+test-envtest: envtest-assets ## Only the tests that run against the real API server.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./api/... ./controllers/...
+
+.PHONY: envtest-assets
+envtest-assets: ## Build (once, cached) kube-apiserver, etcd and kubectl for envtest.
+	K8S_VERSION=$(ENVTEST_K8S_VERSION) CACHE_DIR=$(CACHE_DIR) hack/envtest-assets.sh
 
 .PHONY: bench
 bench: ## Run the Go benchmarks with -benchmem.
@@ -68,6 +101,12 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 	done
 
 ##@ Tools
+
+$(CONTROLLER_GEN):
+	@mkdir -p $(LOCALBIN)
+	@echo "installing controller-gen $(CONTROLLER_TOOLS_VERSION) (built from source, cached in $(LOCALBIN))"
+	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(LOCALBIN)

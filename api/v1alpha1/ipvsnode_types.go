@@ -1,0 +1,157 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// NodeVirtualServiceState is how far one node got with one VirtualService.
+// +kubebuilder:validation:Enum=Programmed;Pending;Failed;Draining
+type NodeVirtualServiceState string
+
+// Node virtual service states.
+const (
+	// StateProgrammed: the node's IPVS table matches the observed generation.
+	StateProgrammed NodeVirtualServiceState = "Programmed"
+	// StatePending: the agent has not yet programmed the observed generation.
+	StatePending NodeVirtualServiceState = "Pending"
+	// StateFailed: programming the observed generation failed (see reason and message).
+	StateFailed NodeVirtualServiceState = "Failed"
+	// StateDraining: the VirtualService no longer applies to the node; its real servers are
+	// being drained before removal.
+	StateDraining NodeVirtualServiceState = "Draining"
+)
+
+// RealServerCounts counts a node's real servers of one VirtualService.
+type RealServerCounts struct {
+	// Active real servers have a non-zero weight.
+	Active int32 `json:"active"`
+	// Draining real servers have weight 0 and wait for their connections to end.
+	Draining int32 `json:"draining"`
+}
+
+// NodeVirtualService is one VirtualService as one node's agent sees it.
+type NodeVirtualService struct {
+	// Namespace of the VirtualService.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// Name of the VirtualService.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// ObservedGeneration is the VirtualService generation the state refers to.
+	// +required
+	ObservedGeneration int64 `json:"observedGeneration"`
+	// State is Programmed, Pending, Failed or Draining.
+	// +required
+	State NodeVirtualServiceState `json:"state"`
+	// Reason is a CamelCase word explaining the state.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason,omitempty"`
+	// Message explains the state to humans.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+	// RealServers counts this node's real servers of the VirtualService.
+	// +optional
+	RealServers *RealServerCounts `json:"realServers,omitempty"`
+}
+
+// AgentInfo describes the node agent.
+type AgentInfo struct {
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Version string `json:"version,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	PodName string `json:"podName,omitempty"`
+}
+
+// KernelInfo describes the node's kernel IPVS.
+type KernelInfo struct {
+	// Release is the kernel release (uname -r).
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Release string `json:"release,omitempty"`
+	// IPVSVersion is the version the IPVS family reports.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	IPVSVersion string `json:"ipvsVersion,omitempty"`
+	// ConnectionTableSize is the IPVS connection hash table size.
+	// +optional
+	ConnectionTableSize int32 `json:"connectionTableSize,omitempty"`
+	// Schedulers the kernel can load.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=16
+	Schedulers []string `json:"schedulers,omitempty"`
+}
+
+// IPVSCounts counts what a node programmed.
+type IPVSCounts struct {
+	VirtualServices int32 `json:"virtualServices"`
+	Services        int32 `json:"services"`
+	Destinations    int32 `json:"destinations"`
+}
+
+// IPVSNodeStatus is written only by the node's agent.
+type IPVSNodeStatus struct {
+	// Conditions: Ready, IPVSAvailable, ConflictFree.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Agent describes the agent.
+	// +optional
+	Agent *AgentInfo `json:"agent,omitempty"`
+
+	// Kernel describes the kernel.
+	// +optional
+	Kernel *KernelInfo `json:"kernel,omitempty"`
+
+	// Counts of what the node programmed.
+	// +optional
+	Counts *IPVSCounts `json:"counts,omitempty"`
+
+	// VirtualServices has one entry per VirtualService selected for the node (or draining
+	// from it).
+	// +optional
+	// +listType=map
+	// +listMapKey=namespace
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=4096
+	VirtualServices []NodeVirtualService `json:"virtualServices,omitempty"`
+}
+
+// IPVSNode is one node's IPVS state, named after the node, owner-referenced to the Node and
+// written only by that node's agent.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,categories=kubelvs
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="IPVS",type=string,JSONPath=`.status.conditions[?(@.type=="IPVSAvailable")].status`
+// +kubebuilder:printcolumn:name="Services",type=integer,JSONPath=`.status.counts.services`
+// +kubebuilder:printcolumn:name="Destinations",type=integer,JSONPath=`.status.counts.destinations`
+// +kubebuilder:printcolumn:name="Kernel",type=string,JSONPath=`.status.kernel.release`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type IPVSNode struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	Status IPVSNodeStatus `json:"status,omitempty"`
+}
+
+// IPVSNodeList is a list of IPVSNodes.
+//
+// +kubebuilder:object:root=true
+type IPVSNodeList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []IPVSNode `json:"items"`
+}

@@ -1,0 +1,83 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/pkg/desired"
+)
+
+// Field indexes on VirtualServices, so that a change to one object reconciles only the
+// VirtualServices that depend on it.
+const (
+	// IndexServiceRef indexes VirtualServices by the names of the Services they reference (in
+	// their own namespace).
+	IndexServiceRef = "kubelvs.io/service-ref"
+	// IndexPoolRef indexes VirtualServices by the names of the BackendPools they reference.
+	IndexPoolRef = "kubelvs.io/pool-ref"
+	// IndexConflictKey indexes VirtualServices by the address:port/protocol and firewall-mark
+	// keys they claim (cluster-wide).
+	IndexConflictKey = "kubelvs.io/conflict-key"
+)
+
+// SetupIndexes registers the field indexes the reconcilers use.
+func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
+	for name, fn := range map[string]client.IndexerFunc{
+		IndexServiceRef:  func(o client.Object) []string { return refNames(o, v1alpha1.BackendKindService) },
+		IndexPoolRef:     func(o client.Object) []string { return refNames(o, v1alpha1.BackendKindBackendPool) },
+		IndexConflictKey: conflictKeys,
+	} {
+		if err := idx.IndexField(ctx, &v1alpha1.VirtualService{}, name, fn); err != nil {
+			return fmt.Errorf("indexing VirtualServices by %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func refNames(o client.Object, kind v1alpha1.BackendKind) []string {
+	vs, ok := o.(*v1alpha1.VirtualService)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, r := range vs.Spec.BackendRefs {
+		k := r.Kind
+		if k == "" {
+			k = v1alpha1.BackendKindService
+		}
+		if k == kind {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
+func conflictKeys(o client.Object) []string {
+	vs, ok := o.(*v1alpha1.VirtualService)
+	if !ok {
+		return nil
+	}
+	return desired.ConflictKeys(vs)
+}
+
+// listByIndex lists the VirtualServices whose index field has value (in namespace ns, or
+// everywhere when ns is empty) as reconcile keys.
+func listByIndex(ctx context.Context, c client.Reader, index, value, ns string) ([]types.NamespacedName, error) {
+	var list v1alpha1.VirtualServiceList
+	opts := []client.ListOption{client.MatchingFields{index: value}}
+	if ns != "" {
+		opts = append(opts, client.InNamespace(ns))
+	}
+	if err := c.List(ctx, &list, opts...); err != nil {
+		return nil, fmt.Errorf("listing VirtualServices by %s=%s: %w", index, value, err)
+	}
+	out := make([]types.NamespacedName, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name})
+	}
+	return out, nil
+}
