@@ -23,6 +23,8 @@
 # VM_KERNEL_PKG (default: what linux-image-amd64 depends on), VM_EXTRA_MODULES (more module names),
 # VM_KERNEL_LOG=1 (kernel messages on the console), VM_KEEP=1 (keep the temp dir, for debugging).
 set -euo pipefail
+# The braces make bash parse the whole script before running it: editing it mid-run is then harmless.
+{
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_CACHE=${VM_CACHE:-${HOME:-/root}/.cache/kubelvs/vm}
@@ -48,8 +50,12 @@ shift $((OPTIND - 1))
 [[ $VM_TIMEOUT =~ ^[0-9]+$ ]] || die "timeout must be whole seconds, got '$VM_TIMEOUT'"
 
 # ---------------------------------------------------------------- host packages
-"$HERE/../ensure-packages.sh" qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod ipvsadm:ipvsadm \
-  /usr/share/doc/busybox-static:busybox-static apt-get:apt >&2 || die "cannot install host packages"
+"$HERE/../ensure-packages.sh" qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod ipvsadm:ipvsadm >&2 ||
+  die "cannot install host packages"
+# busybox-static (not the dynamic busybox package): its binary runs in the guest without libraries.
+if ! dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+  "$HERE/../ensure-packages.sh" /nonexistent/busybox-static:busybox-static >&2 || die "cannot install busybox-static"
+fi
 BUSYBOX=/bin/busybox
 ldd "$BUSYBOX" >/dev/null 2>&1 && die "$BUSYBOX is dynamically linked; install busybox-static"
 
@@ -87,6 +93,7 @@ fetch_kernel() {
 mkdir -p "$VM_CACHE"
 exec 9>"$VM_CACHE/.lock"
 flock 9
+rm -rf "$VM_CACHE"/.fetch.* # left by an interrupted fetch (we hold the lock)
 pkg=${VM_KERNEL_PKG:-$(resolve_kernel_pkg)}
 if [ -z "$pkg" ]; then
   log "apt-cache knows no linux-image-amd64 yet: running apt-get update"
@@ -107,9 +114,7 @@ MODDIR=$KDIR/lib/modules/$kver
 
 # ---------------------------------------------------------------- initramfs
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kubelvs-vm.XXXXXX")
-qpid=
 cleanup() {
-  [ -n "$qpid" ] && kill "$qpid" 2>/dev/null || true
   if [ "${VM_KEEP:-0}" = 1 ]; then log "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -231,6 +236,9 @@ fi
 loglevel="quiet loglevel=1"
 [ "${VM_KERNEL_LOG:-0}" = 1 ] && loglevel="loglevel=6"
 log "booting $kver ($(du -m "$tmp/initrd.cpio" | cut -f1) MiB initramfs, $VM_MEM, $VM_CPUS vCPU, timeout ${VM_TIMEOUT}s)"
+# mawk (Debian's default awk) reads a pipe in blocks unless told otherwise: the console would not stream.
+awk_unbuffered=()
+awk -W version 2>&1 | grep -q mawk && awk_unbuffered=(-W interactive)
 start=$(date +%s)
 set +e
 timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -machine pc -m "$VM_MEM" -smp "$VM_CPUS" \
@@ -239,7 +247,7 @@ timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -machine pc -m "$VM
   -kernel "$KDIR/boot/vmlinuz" -initrd "$tmp/initrd.cpio" \
   -append "console=ttyS0 panic=-1 oops=panic $loglevel rdinit=/init random.trust_cpu=on" \
   </dev/null 2>"$tmp/qemu.err" |
-  awk -v marker="$marker" -v rcfile="$tmp/rc" '
+  awk "${awk_unbuffered[@]}" -v marker="$marker" -v rcfile="$tmp/rc" '
     { sub(/\r$/, "") }
     index($0, marker) {
       pre = substr($0, 1, index($0, marker) - 1)
@@ -263,3 +271,5 @@ fi
 [ -s "$tmp/qemu.err" ] && sed 's/^/vm: qemu: /' "$tmp/qemu.err" >&2
 log "guest ended after ${elapsed}s without reporting an exit status (qemu exit $qrc; VM_KERNEL_LOG=1 shows kernel messages)"
 exit 125
+exit
+}
