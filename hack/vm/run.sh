@@ -14,7 +14,8 @@
 #   -m MEM         guest memory, qemu syntax (default $VM_MEM or 3G: enough for 110,000 IPVS dests)
 #
 # Inside the guest: KUBELVS_VM=1, PATH with busybox applets and /vm, HOME=/root, TMPDIR=/tmp, cwd /vm,
-# ip_vs loaded, /sbin/modprobe (busybox) so the kernel autoloads schedulers, veth/dummy available.
+# ip_vs loaded, /sbin/modprobe (busybox) so the kernel autoloads schedulers, veth/dummy available,
+# ipvsadm and iproute2's ip, every busybox applet (nc, wget, httpd, unshare, nsenter, ...).
 #
 # Exit status: COMMAND's; 124 on timeout; 125 when the guest ended without reporting one (kernel panic,
 # init died); 126 when the VM could not be prepared.
@@ -50,7 +51,7 @@ shift $((OPTIND - 1))
 [[ $VM_TIMEOUT =~ ^[0-9]+$ ]] || die "timeout must be whole seconds, got '$VM_TIMEOUT'"
 
 # ---------------------------------------------------------------- host packages
-"$HERE/../ensure-packages.sh" qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod ipvsadm:ipvsadm >&2 ||
+"$HERE/../ensure-packages.sh" qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod ipvsadm:ipvsadm ip:iproute2 >&2 ||
   die "cannot install host packages"
 # busybox-static (not the dynamic busybox package): its binary runs in the guest without libraries.
 if ! dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
@@ -141,6 +142,14 @@ copy_with_libs() {
   done < <(ldd "$src" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p')
 }
 copy_with_libs "$(command -v ipvsadm)" /sbin/ipvsadm
+# iproute2's ip (busybox's cannot move links between namespaces or run `ip netns`).
+copy_with_libs "$(command -v ip)" /sbin/ip
+# Enough of /etc for libc and Go's resolver (numeric lookups, /etc/services, user root).
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+printf 'root:x:0:\n' >"$root/etc/group"
+printf '127.0.0.1 localhost kubelvs-vm\n::1 localhost ip6-localhost\n' >"$root/etc/hosts"
+printf 'hosts: files\nservices: files\npasswd: files\ngroup: files\n' >"$root/etc/nsswitch.conf"
+[ -r /etc/services ] && cp /etc/services "$root/etc/services"
 
 for spec in "${files[@]+"${files[@]}"}"; do
   src=${spec%%:*} dst=/vm/$(basename "${spec%%:*}")
