@@ -57,7 +57,15 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "time limit for each contender")
 	flag.StringVar(&o.only, "only", "", "comma-separated substrings: run only contenders whose name contains one")
 	flag.StringVar(&o.child, "child", "", "internal: run this contender in the current process")
+	cpuReport := flag.String("cpu-report", "", "on the host: print the table by qemu CPU time from this console log of a hack/vm run")
 	flag.Parse()
+	if *cpuReport != "" {
+		if err := printCPUReport(os.Stdout, *cpuReport); err != nil {
+			fmt.Fprintln(os.Stderr, "ipvs-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.services < 1 || o.dests < 0 || o.window < 1 || o.rbuf < 4096 || o.services > 1<<20 || o.services*o.dests > 1<<22 {
 		fmt.Fprintln(os.Stderr, "ipvs-bench: -services must be 1..1048576, -dests >= 0 (at most 4M in all), -window >= 1, -rbuf >= 4096")
 		os.Exit(2)
@@ -99,11 +107,14 @@ func runChild(o options) result {
 	if err != nil {
 		return fail(err)
 	}
+	// Phase markers for hack/vm, which stamps each with the CPU time qemu has used (see cpureport.go).
+	fmt.Fprintf(os.Stderr, "@@vmcpu program %s\n", o.child)
 	start := time.Now()
 	if err := c.Program(t); err != nil {
 		return fail(err)
 	}
 	res.Program = time.Since(start).Seconds()
+	fmt.Fprintf(os.Stderr, "@@vmcpu read %s\n", o.child)
 	start = time.Now()
 	res.Services, res.Dests, err = c.Read()
 	if err != nil {
@@ -113,6 +124,7 @@ func runChild(o options) result {
 	if ws, wd := t.Objects(); res.Services != ws || res.Dests != wd {
 		return fail(fmt.Errorf("read back %d services and %d dests, want %d and %d", res.Services, res.Dests, ws, wd))
 	}
+	fmt.Fprintf(os.Stderr, "@@vmcpu end %d %d %s\n", res.Services, res.Dests, o.child)
 	return res
 }
 
@@ -176,6 +188,7 @@ func runAll(o options) error {
 		}
 		results = append(results, r)
 	}
+	fmt.Println("Guest wall-clock seconds (inflated by host load; hack/bench/run.sh also prints qemu CPU seconds):")
 	printTable(os.Stdout, results)
 	for _, r := range results {
 		if r.Err != "" {

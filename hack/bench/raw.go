@@ -167,9 +167,16 @@ func errno(payload []byte) error {
 	return nil
 }
 
-// collect reads the replies of one request (a dump or a single reply) and returns their payloads.
+// collect reads the replies of one request (a dump or a single reply) and returns copies of their
+// payloads.
 func (r *raw) collect(seq uint32) ([][]byte, error) {
 	var out [][]byte
+	err := r.replies(seq, func(p []byte) { out = append(out, append([]byte(nil), p...)) })
+	return out, err
+}
+
+// replies reads the replies of one request and calls each with every payload (valid during the call).
+func (r *raw) replies(seq uint32, each func(p []byte)) error {
 	done := false
 	for !done {
 		err := r.recv(func(typ, flags uint16, s uint32, p []byte) error {
@@ -180,24 +187,21 @@ func (r *raw) collect(seq uint32) ([][]byte, error) {
 				return errors.New("dump interrupted (NLM_F_DUMP_INTR)")
 			}
 			switch typ {
-			case nlmsgError:
-				done = true
-				return errno(p)
-			case nlmsgDone:
+			case nlmsgError, nlmsgDone:
 				done = true
 				return errno(p)
 			}
-			out = append(out, append([]byte(nil), p...))
+			each(p)
 			if flags&unix.NLM_F_MULTI == 0 {
 				done = true
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func (r *raw) Program(t *Table) error {
@@ -290,10 +294,16 @@ func (r *raw) Read() (services, dests int, err error) {
 	if err := r.send(m.b); err != nil {
 		return 0, 0, fmt.Errorf("raw: %w", err)
 	}
+	t0 := time.Now()
 	svcs, err := r.collect(seq)
 	if err != nil {
 		return 0, 0, fmt.Errorf("raw: service dump: %w", err)
 	}
+	t1 := time.Now()
+	defer func() {
+		fmt.Fprintf(os.Stderr, "raw: read: service dump %.2fs, %d destination dumps %.2fs\n",
+			t1.Sub(t0).Seconds(), len(svcs), time.Since(t1).Seconds())
+	}()
 	for _, p := range svcs {
 		// Re-encode the identifying attributes of the service (family, protocol, address, port or
 		// fwmark) as the selector of its destination dump.
@@ -321,11 +331,9 @@ func (r *raw) Read() (services, dests int, err error) {
 		if err := r.send(m.b); err != nil {
 			return 0, 0, fmt.Errorf("raw: %w", err)
 		}
-		ds, err := r.collect(seq)
-		if err != nil {
+		if err := r.replies(seq, func([]byte) { dests++ }); err != nil {
 			return 0, 0, fmt.Errorf("raw: destination dump: %w", err)
 		}
-		dests += len(ds)
 	}
 	return len(svcs), dests, nil
 }

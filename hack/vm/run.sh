@@ -17,6 +17,10 @@
 # ip_vs loaded, /sbin/modprobe (busybox) so the kernel autoloads schedulers, veth/dummy available,
 # ipvsadm and iproute2's ip, every busybox applet (nc, wget, httpd, unshare, nsenter, ...).
 #
+# Benchmarks on a shared host: a console line `@@vmcpu LABEL` comes out as `@@vmcpu SECONDS LABEL`, with
+# the CPU time qemu has used so far (measured on the host), which host load does not inflate as it does
+# the guest's clock.
+#
 # Exit status: COMMAND's; 124 on timeout; 125 when the guest ended without reporting one (kernel panic,
 # init died); 126 when the VM could not be prepared.
 #
@@ -252,12 +256,22 @@ start=$(date +%s)
 set +e
 timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -machine pc -m "$VM_MEM" -smp "$VM_CPUS" \
   -nodefaults -no-user-config -display none -no-reboot -nic none \
-  -chardev stdio,id=con,signal=off -serial chardev:con \
+  -chardev stdio,id=con,signal=off -serial chardev:con -pidfile "$tmp/qemu.pid" \
   -kernel "$KDIR/boot/vmlinuz" -initrd "$tmp/initrd.cpio" \
   -append "console=ttyS0 panic=-1 oops=panic $loglevel rdinit=/init random.trust_cpu=on" \
   </dev/null 2>"$tmp/qemu.err" |
-  awk "${awk_unbuffered[@]}" -v marker="$marker" -v rcfile="$tmp/rc" '
+  awk "${awk_unbuffered[@]}" -v marker="$marker" -v rcfile="$tmp/rc" -v pidfile="$tmp/qemu.pid" -v hz="$(getconf CLK_TCK)" '
     { sub(/\r$/, "") }
+    /^@@vmcpu / {
+      # CPU seconds qemu has used so far (all threads: utime + stime, fields 14 and 15 of /proc/PID/stat).
+      if (pid == "") { getline pid < pidfile; close(pidfile) }
+      f = "/proc/" pid "/stat"; st = ""
+      if (pid == "" || (getline st < f) <= 0) { pid = ""; st = "" }
+      close(f)
+      if (st == "") { print "@@vmcpu unknown " substr($0, 9); fflush(); next }
+      sub(/^.*\) /, "", st); split(st, a, " ")
+      printf "@@vmcpu %.2f %s\n", (a[12] + a[13]) / hz, substr($0, 9); fflush(); next
+    }
     index($0, marker) {
       pre = substr($0, 1, index($0, marker) - 1)
       if (pre != "") print pre
