@@ -32,7 +32,7 @@ import (
 type options struct {
 	services, dests int
 	window          int
-	rbuf            int
+	rbuf, svcRbuf   int
 	timeout         time.Duration
 	only            string
 	child           string
@@ -53,7 +53,8 @@ func main() {
 	flag.IntVar(&o.services, "services", 10000, "number of virtual services")
 	flag.IntVar(&o.dests, "dests", 10, "destinations per service")
 	flag.IntVar(&o.window, "window", 1024, "requests per sendmsg for the raw floor writer")
-	flag.IntVar(&o.rbuf, "rbuf", 4096, "receive buffer of the raw floor in bytes (the kernel sizes dump messages to it)")
+	flag.IntVar(&o.rbuf, "rbuf", 4096, "receive buffer in bytes of the raw floor's destination dumps (the kernel sizes dump messages to it)")
+	flag.IntVar(&o.svcRbuf, "svc-rbuf", 65536, "receive buffer in bytes of the raw floor's service dump")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "time limit for each contender")
 	flag.StringVar(&o.only, "only", "", "comma-separated substrings: run only contenders whose name contains one")
 	flag.StringVar(&o.child, "child", "", "internal: run this contender in the current process")
@@ -66,8 +67,8 @@ func main() {
 		}
 		return
 	}
-	if o.services < 1 || o.dests < 0 || o.window < 1 || o.rbuf < 4096 || o.services > 1<<20 || o.services*o.dests > 1<<22 {
-		fmt.Fprintln(os.Stderr, "ipvs-bench: -services must be 1..1048576, -dests >= 0 (at most 4M in all), -window >= 1, -rbuf >= 4096")
+	if o.services < 1 || o.dests < 0 || o.window < 1 || o.rbuf < 4096 || o.svcRbuf < 4096 || o.services > 1<<20 || o.services*o.dests > 1<<22 {
+		fmt.Fprintln(os.Stderr, "ipvs-bench: -services must be 1..1048576, -dests >= 0 (at most 4M in all), -window >= 1, -rbuf and -svc-rbuf >= 4096")
 		os.Exit(2)
 	}
 	if o.child != "" {
@@ -137,7 +138,7 @@ func runChildProcess(o options, name string, services, dests int) result {
 		return result{Name: name, Err: err.Error()}
 	}
 	cmd := exec.CommandContext(ctx, self, "-child", name, "-services", fmt.Sprint(services),
-		"-dests", fmt.Sprint(dests), "-window", fmt.Sprint(o.window), "-rbuf", fmt.Sprint(o.rbuf))
+		"-dests", fmt.Sprint(dests), "-window", fmt.Sprint(o.window), "-rbuf", fmt.Sprint(o.rbuf), "-svc-rbuf", fmt.Sprint(o.svcRbuf))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
 	var stdout bytes.Buffer

@@ -21,6 +21,7 @@ type raw struct {
 	seq    uint32
 	window int
 	rbuf   []byte
+	svc    *raw // for the service dump, with a larger receive buffer
 }
 
 // Generic netlink and IPVS constants, from linux/genetlink.h and linux/ip_vs.h.
@@ -66,11 +67,26 @@ const (
 )
 
 func newRaw(o options) (contender, error) {
+	r, err := dialRaw(o.window, o.rbuf)
+	if err != nil {
+		return nil, err
+	}
+	// The kernel sizes dump messages to the largest receive buffer a socket has used (up to 32 KiB), and
+	// the service dump restarts its walk of the service table at every message, so it is quadratic in
+	// the number of messages: dump services on a socket with a large buffer, destinations (a few per
+	// service) on one with a small buffer, which is cheaper per dump.
+	if r.svc, err = dialRaw(o.window, o.svcRbuf); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func dialRaw(window, rbuf int) (*raw, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
 	if err != nil {
 		return nil, fmt.Errorf("raw: socket: %w", err)
 	}
-	r := &raw{fd: fd, window: o.window, rbuf: make([]byte, o.rbuf)}
+	r := &raw{fd: fd, window: window, rbuf: make([]byte, rbuf)}
 	if err := r.setup(); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("raw: %w", err)
@@ -289,13 +305,13 @@ func (r *raw) Program(t *Table) error {
 
 func (r *raw) Read() (services, dests int, err error) {
 	var m msg
-	seq := r.next()
+	seq := r.svc.next()
 	m.end(m.begin(r.family, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, seq, ipvsCmdGetService, ipvsGenlVersion))
-	if err := r.send(m.b); err != nil {
+	t0 := time.Now()
+	if err := r.svc.send(m.b); err != nil {
 		return 0, 0, fmt.Errorf("raw: %w", err)
 	}
-	t0 := time.Now()
-	svcs, err := r.collect(seq)
+	svcs, err := r.svc.collect(seq)
 	if err != nil {
 		return 0, 0, fmt.Errorf("raw: service dump: %w", err)
 	}
