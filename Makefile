@@ -16,6 +16,12 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 ENVTEST_K8S_VERSION ?= v1.37.2
 ENVTEST_ASSETS ?= $(CACHE_DIR)/envtest/$(ENVTEST_K8S_VERSION)
 
+# Packages whose `ipvsvm`-tagged tests need a kernel with IPVS: `make test-vm` runs them in one VM boot.
+VM_TEST_PKGS ?= ./hack/vm/smoketest
+VM_TEST_FLAGS ?=
+# `make bench-ipvs` table size (BENCH_FLAGS=-services 1000 for a quick run).
+BENCH_FLAGS ?=
+
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 
@@ -73,7 +79,7 @@ build: ## Build the kubelvs binary into bin/.
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint generated-check test-go ## Run every test the project has (the CI entry point).
+test: fmt-check vet lint generated-check test-go test-vm ## Run every test the project has (the CI entry point).
 
 .PHONY: test-go
 test-go: envtest-assets ## Unit, fuzz-seed, real-kernel and real-API-server (envtest) tests on this host.
@@ -86,6 +92,14 @@ test-envtest: envtest-assets ## Only the tests that run against the real API ser
 .PHONY: envtest-assets
 envtest-assets: ## Build (once, cached) kube-apiserver, etcd and kubectl for envtest.
 	K8S_VERSION=$(ENVTEST_K8S_VERSION) CACHE_DIR=$(CACHE_DIR) hack/envtest-assets.sh
+
+.PHONY: test-vm
+test-vm: ## Run the ipvsvm-tagged tests of VM_TEST_PKGS in a real IPVS kernel (hack/vm, one boot).
+	hack/vm/run-tests.sh $(VM_TEST_FLAGS) $(VM_TEST_PKGS)
+
+.PHONY: bench-ipvs
+bench-ipvs: ## Benchmark IPVS programming/reading (pkg/ipvs, moby, cloudflare, ipvsadm, raw floor) in the VM.
+	hack/bench/run.sh $(BENCH_FLAGS)
 
 .PHONY: bench
 bench: ## Run the Go benchmarks with -benchmem.
