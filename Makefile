@@ -54,7 +54,7 @@ build: ## Build the kubelvs binary into bin/.
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint test-go test-vm ## Run every test the project has (the CI entry point).
+test: fmt-check vet lint test-go test-bench test-vm ## Run every test the project has (the CI entry point).
 
 .PHONY: test-go
 test-go: ## Unit, fuzz-seed and real-kernel tests on this host (needs root for the kernel tests).
@@ -63,6 +63,10 @@ test-go: ## Unit, fuzz-seed and real-kernel tests on this host (needs root for t
 .PHONY: test-vm
 test-vm: ## Run the ipvsvm-tagged tests of VM_TEST_PKGS in a real IPVS kernel (hack/vm, one boot).
 	hack/vm/run-tests.sh $(VM_TEST_FLAGS) $(VM_TEST_PKGS)
+
+.PHONY: test-bench
+test-bench: ## Vet and unit-test the benchmark module hack/bench (its own go.mod), so it keeps building.
+	cd hack/bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 .PHONY: bench-ipvs
 bench-ipvs: ## Benchmark IPVS programming/reading (pkg/ipvs, moby, cloudflare, ipvsadm, raw floor) in the VM.
