@@ -79,7 +79,7 @@ build: ## Build the kubelvs binary into bin/.
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint generated-check test-go test-vm ## Run every test the project has (the CI entry point).
+test: fmt-check vet lint generated-check test-go test-bench test-vm ## Run every test the project has (the CI entry point).
 
 .PHONY: test-go
 test-go: envtest-assets ## Unit, fuzz-seed, real-kernel and real-API-server (envtest) tests on this host.
@@ -96,6 +96,10 @@ envtest-assets: ## Build (once, cached) kube-apiserver, etcd and kubectl for env
 .PHONY: test-vm
 test-vm: ## Run the ipvsvm-tagged tests of VM_TEST_PKGS in a real IPVS kernel (hack/vm, one boot).
 	hack/vm/run-tests.sh $(VM_TEST_FLAGS) $(VM_TEST_PKGS)
+
+.PHONY: test-bench
+test-bench: ## Vet and unit-test the benchmark module hack/bench (its own go.mod), so it keeps building.
+	cd hack/bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 .PHONY: bench-ipvs
 bench-ipvs: ## Benchmark IPVS programming/reading (pkg/ipvs, moby, cloudflare, ipvsadm, raw floor) in the VM.

@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -31,7 +32,7 @@ import (
 
 type options struct {
 	services, dests int
-	window          int
+	window, repeat  int
 	rbuf, svcRbuf   int
 	timeout         time.Duration
 	only            string
@@ -52,6 +53,7 @@ func main() {
 	var o options
 	flag.IntVar(&o.services, "services", 10000, "number of virtual services")
 	flag.IntVar(&o.dests, "dests", 10, "destinations per service")
+	flag.IntVar(&o.repeat, "repeat", 1, "rounds over all contenders; the table shows medians")
 	flag.IntVar(&o.window, "window", 1024, "requests per sendmsg for the raw floor writer")
 	flag.IntVar(&o.rbuf, "rbuf", 4096, "receive buffer in bytes of the raw floor's destination dumps (the kernel sizes dump messages to it)")
 	flag.IntVar(&o.svcRbuf, "svc-rbuf", 65536, "receive buffer in bytes of the raw floor's service dump")
@@ -67,8 +69,8 @@ func main() {
 		}
 		return
 	}
-	if o.services < 1 || o.dests < 0 || o.window < 1 || o.rbuf < 4096 || o.svcRbuf < 4096 || o.services > 1<<20 || o.services*o.dests > 1<<22 {
-		fmt.Fprintln(os.Stderr, "ipvs-bench: -services must be 1..1048576, -dests >= 0 (at most 4M in all), -window >= 1, -rbuf and -svc-rbuf >= 4096")
+	if o.services < 1 || o.dests < 0 || o.window < 1 || o.repeat < 1 || o.rbuf < 4096 || o.svcRbuf < 4096 || o.services > 1<<20 || o.services*o.dests > 1<<22 {
+		fmt.Fprintln(os.Stderr, "ipvs-bench: -services must be 1..1048576, -dests >= 0 (at most 4M in all), -window and -repeat >= 1, -rbuf and -svc-rbuf >= 4096")
 		os.Exit(2)
 	}
 	if o.child != "" {
@@ -174,22 +176,28 @@ func runAll(o options) error {
 	if r := runChildProcess(o, floorName, 1, 1); r.Err != "" {
 		return fmt.Errorf("warm-up: %s", r.Err)
 	}
-	var results []result
-	for _, e := range contenders {
-		if !selected(o.only, e.name) {
-			continue
+	// Rounds interleave the contenders (A B C A B C ...) so that a burst of load on a shared host
+	// spreads over all of them; each column is the median of the rounds.
+	var runs []result
+	for round := 1; round <= o.repeat; round++ {
+		for _, e := range contenders {
+			if !selected(o.only, e.name) {
+				continue
+			}
+			waited := settle(2 * time.Minute)
+			fmt.Fprintf(os.Stderr, "ipvs-bench: round %d/%d: %s (after %.1fs waiting for an idle CPU)\n",
+				round, o.repeat, e.name, waited.Seconds())
+			r := runChildProcess(o, e.name, o.services, o.dests)
+			if r.Err != "" {
+				fmt.Fprintf(os.Stderr, "ipvs-bench: %s: %s\n", e.name, r.Err)
+			} else {
+				fmt.Fprintf(os.Stderr, "ipvs-bench: %s: program %.2fs, read %.2fs\n", e.name, r.Program, r.Read)
+			}
+			runs = append(runs, r)
 		}
-		waited := settle(2 * time.Minute)
-		fmt.Fprintf(os.Stderr, "ipvs-bench: %s (after %.1fs waiting for an idle CPU)\n", e.name, waited.Seconds())
-		r := runChildProcess(o, e.name, o.services, o.dests)
-		if r.Err != "" {
-			fmt.Fprintf(os.Stderr, "ipvs-bench: %s: %s\n", e.name, r.Err)
-		} else {
-			fmt.Fprintf(os.Stderr, "ipvs-bench: %s: program %.2fs, read %.2fs\n", e.name, r.Program, r.Read)
-		}
-		results = append(results, r)
 	}
-	fmt.Println("Guest wall-clock seconds (inflated by host load; hack/bench/run.sh also prints qemu CPU seconds):")
+	results := medians(runs)
+	fmt.Printf("Guest wall-clock seconds, median of %d (inflated by host load; hack/bench/run.sh also prints qemu CPU seconds):\n", o.repeat)
 	printTable(os.Stdout, results)
 	for _, r := range results {
 		if r.Err != "" {
@@ -197,6 +205,44 @@ func runAll(o options) error {
 		}
 	}
 	return nil
+}
+
+// medians folds the runs of each contender (in first-run order) into one result whose program and
+// read times are the medians of its runs; a contender with any failed run reports that failure.
+func medians(runs []result) []result {
+	var order []string
+	byName := map[string][]result{}
+	for _, r := range runs {
+		if _, ok := byName[r.Name]; !ok {
+			order = append(order, r.Name)
+		}
+		byName[r.Name] = append(byName[r.Name], r)
+	}
+	median := func(rs []result, f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if n := len(v); n%2 == 0 {
+			return (v[n/2-1] + v[n/2]) / 2
+		}
+		return v[len(v)/2]
+	}
+	var out []result
+	for _, name := range order {
+		rs := byName[name]
+		failed := slices.IndexFunc(rs, func(r result) bool { return r.Err != "" })
+		if failed >= 0 {
+			out = append(out, rs[failed])
+			continue
+		}
+		m := rs[0]
+		m.Program = median(rs, func(r result) float64 { return r.Program })
+		m.Read = median(rs, func(r result) float64 { return r.Read })
+		out = append(out, m)
+	}
+	return out
 }
 
 func selected(only, name string) bool {

@@ -268,7 +268,7 @@ timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -machine pc -m "$VM
       f = "/proc/" pid "/stat"; st = ""
       if (pid == "" || (getline st < f) <= 0) { pid = ""; st = "" }
       close(f)
-      if (st == "") { print "@@vmcpu unknown " substr($0, 9); fflush(); next }
+      if (st == "") { print "@@vmcpu unknown " substr($0, 9); print "vm: cannot read qemu CPU time (pid \"" pid "\" from " pidfile ")" > "/dev/stderr"; fflush(); next }
       sub(/^.*\) /, "", st); split(st, a, " ")
       printf "@@vmcpu %.2f %s\n", (a[12] + a[13]) / hz, substr($0, 9); fflush(); next
     }
