@@ -104,7 +104,10 @@ func (c *Conn) SendBatch(ctx context.Context, b *Batch) error {
 		binary.NativeEndian.PutUint16(b.buf[op.off+4:], id)
 		binary.NativeEndian.PutUint32(b.buf[op.off+12:], c.t.PortID())
 	}
-	rcv, snd := c.t.Buffers()
+	if c.rcvBuf == 0 {
+		c.rcvBuf, c.sndBuf = c.t.Buffers()
+	}
+	rcv, snd := c.rcvBuf, c.sndBuf
 	window := max(1, min(c.cfg.Window, rcv/ackBudget))
 	maxBytes := max(1, snd/2)
 	done := make([]bool, n)
@@ -177,7 +180,7 @@ func (c *Conn) collectAcks(x *exchange, b *Batch, i, j int, seq0 uint32, done []
 			}
 			dg = rest
 			idx := m.seq - seq0
-			if idx >= n {
+			if idx >= n || (m.pid == 0 && isUnsolicited(m)) {
 				c.stash(m) // kept if unsolicited; a stale reply is dropped
 				continue
 			}

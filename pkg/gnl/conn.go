@@ -66,6 +66,8 @@ type Conn struct {
 	unsolicited   []message // messages sent unasked that arrived during requests, for Listen
 	stashLost     bool
 	reportedDrops uint32 // the socket's drop counter at the last loss a listener was told of
+	rcvBuf        int    // socket buffer sizes, read once
+	sndBuf        int
 
 	dlMu  sync.Mutex // guards deadline changes against a late context cancellation
 	dlGen uint64
@@ -209,19 +211,41 @@ func (c *Conn) nextSeq() uint32 {
 // acknowledges and reads until that acknowledgement. Replies arrive in order, so everything
 // before it is stale. (gnlpy's unread ACK poisoned the next query; ours cannot.)
 func (c *Conn) resync(x *exchange) error {
-	seq := c.nextSeq()
-	b := appendHeader(c.wbuf[:0], typeNoop, flagRequest|flagAck, seq, 0, 0, 0)[:nlHdrLen]
-	finishMessage(b, 0)
-	c.wbuf = b
-	if err := c.t.Send(b); err != nil {
-		return fmt.Errorf("gnl: resync: %w", err)
+	send := func() (uint32, error) {
+		seq := c.nextSeq()
+		b := appendHeader(c.wbuf[:0], typeNoop, flagRequest|flagAck, seq, 0, 0, 0)[:nlHdrLen]
+		finishMessage(b, 0)
+		c.wbuf = b
+		if err := c.t.Send(b); err != nil {
+			return 0, fmt.Errorf("gnl: resync: %w", err)
+		}
+		return seq, nil
 	}
+	seq, err := send()
+	if err != nil {
+		return err
+	}
+	overflowed := false
 	for {
-		dg, err := x.receive()
-		if err != nil {
-			if errors.Is(err, syscall.ENOBUFS) {
+		var dg []byte
+		if overflowed {
+			// The kernel answers a NOOP at once: if nothing is queued, its ACK was dropped.
+			dg, err = x.receiveWithin(5 * time.Millisecond)
+			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && x.ctx.Err() == nil {
+				overflowed = false
+				if seq, err = send(); err != nil {
+					return err
+				}
 				continue
 			}
+		} else {
+			dg, err = x.receive()
+		}
+		if errors.Is(err, syscall.ENOBUFS) {
+			overflowed, c.stashLost = true, true // unsolicited messages were lost: tell Listen
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("gnl: resync: %w", err)
 		}
 		for len(dg) > 0 {
@@ -275,10 +299,28 @@ func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func(
 	c.dirty = true // until the final reply has been read
 	var (
 		interrupted bool
+		overflowed  bool
 		cbErr       error
 	)
 	for {
-		dg, err := x.receive()
+		var dg []byte
+		if overflowed {
+			// The kernel handled the request during sendmsg: whatever it answered is queued
+			// already, or was dropped. Nothing more after a short wait: the answer was lost.
+			dg, err = x.receiveWithin(5 * time.Millisecond)
+			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && x.ctx.Err() == nil {
+				c.dirty = false
+				return fmt.Errorf("%s %s: %w: %w", op.family.Name, op.name, ErrAckLost, syscall.ENOBUFS)
+			}
+		} else {
+			dg, err = x.receive()
+		}
+		if errors.Is(err, syscall.ENOBUFS) && !op.dump {
+			// Unsolicited messages (or our answer) overflowed the receive buffer: tell the next
+			// Listen, and look for the answer among what was queued.
+			overflowed, c.stashLost = true, true
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, err)
 		}
@@ -288,7 +330,7 @@ func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func(
 				return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, err)
 			}
 			dg = rest
-			if m.seq != seq {
+			if m.seq != seq || (m.pid == 0 && isUnsolicited(m)) {
 				c.stash(m) // unsolicited, or a reply to an earlier request that was given up on
 				continue
 			}

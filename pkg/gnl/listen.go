@@ -55,7 +55,8 @@ const maxStash = 4096
 
 // isUnsolicited tells messages the kernel sends unasked: multicast notifications and taskstats
 // exit records carry port id 0 (exit records a per-CPU sequence number, notifications usually
-// sequence 0); replies carry the requester's port id.
+// sequence 0); replies, acknowledgements and dumps carry the requester's port id, so a port-0
+// message is never taken for a reply even when its sequence number matches.
 func isUnsolicited(m message) bool { return m.typ >= 0x10 && (m.pid == 0 || m.seq == 0) }
 
 // stash keeps a copy of an unsolicited message that arrived during a request, for the next

@@ -116,3 +116,58 @@ func TestListenReportsLoss(t *testing.T) {
 		t.Errorf("%d records, %d loss reports; want 7 and 1", n, losses)
 	}
 }
+
+// Unsolicited messages that overflow the receive buffer while a request waits do not fail the
+// request when its answer was queued, report it lost when it was dropped (at once, not after the
+// timeout), and are reported to the next Listen.
+func TestRequestDuringOverflow(t *testing.T) {
+	k := &gnltest.Kernel{ReceiveBuffer: 8192}
+	var conn *gnl.Conn
+	var id uint16
+	burst := 0
+	id = k.Register(&gnltest.Family{Name: "KV", Handle: func(req gnltest.Request) ([]gnltest.Message, error) {
+		for i := range burst {
+			m, _ := gnltest.Reply(kvCmdNew, &kvEntry{Key: fmt.Sprint(i)})
+			_ = k.Send(conn.PortID(), id, uint32(i), m)
+		}
+		if burst == 0 {
+			m, _ := gnltest.Reply(kvCmdNew, &kvEntry{Key: "answer"})
+			return []gnltest.Message{m}, nil
+		}
+		return nil, nil
+	}})
+	conn = k.Dial(&gnl.Config{Timeout: 10 * time.Second})
+	defer conn.Close()
+	ctx := context.Background()
+	if _, err := conn.Family(ctx, "KV"); err != nil {
+		t.Fatal(err)
+	}
+	burst = 30 // 30 × 548 bytes: the acknowledgement does not fit either
+	start := time.Now()
+	err := kvAdd.Exec(ctx, conn, &kvEntry{Key: "x"})
+	if !errors.Is(err, gnl.ErrAckLost) || !errors.Is(err, syscall.ENOBUFS) {
+		t.Fatalf("request whose ACK was dropped: %v, want ErrAckLost", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("the lost ACK was waited for %v: the timeout, not the drain, ended the call", time.Since(start))
+	}
+	burst = 0
+	var got kvEntry
+	if err := kvGet.Do(ctx, conn, &kvEntry{Key: "y"}, &got); err != nil || got.Key != "answer" {
+		t.Fatalf("next request: %+v %v", got, err)
+	}
+	var records, losses int
+	lctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_ = kvEvents.Listen(lctx, conn, func(e *kvEntry, lost error) error {
+		if lost != nil {
+			losses++
+		} else {
+			records++
+		}
+		return nil
+	})
+	if losses == 0 || records == 0 || records >= 30 {
+		t.Errorf("Listen saw %d records and %d loss reports; want the queued records and a loss", records, losses)
+	}
+}
