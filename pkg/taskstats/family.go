@@ -14,22 +14,15 @@ const (
 	cmdCgroupstatsNew = 5 // CGROUPSTATS_CMD_NEW
 )
 
-// Attributes of requests (TASKSTATS_CMD_ATTR_*).
-const (
-	attrPID        = 1
-	attrTGID       = 2
-	attrRegister   = 3
-	attrDeregister = 4
-)
-
-// getRequest is TASKSTATS_CMD_GET: exactly one of PID and TGID is set. The cpumask attributes
+// getRequest is TASKSTATS_CMD_GET, its attributes TASKSTATS_CMD_ATTR_PID (1), _TGID (2),
+// _REGISTER_CPUMASK (3) and _DEREGISTER_CPUMASK (4): exactly one of PID and TGID is set. The cpumask attributes
 // (TASKSTATS_CMD_ATTR_[DE]REGISTER_CPUMASK, strings such as "0-3,7") register the sending socket
 // as an exit listener.
 type getRequest struct {
-	PID        uint32 `gnl:"1,omitempty"`
-	TGID       uint32 `gnl:"2,omitempty"`
-	Register   string `gnl:"3,omitempty"`
-	Deregister string `gnl:"4,omitempty"`
+	PID        uint32 `gnl:"1,omitempty"` // TASKSTATS_CMD_ATTR_PID
+	TGID       uint32 `gnl:"2,omitempty"` // TASKSTATS_CMD_ATTR_TGID
+	Register   string `gnl:"3,omitempty"` // TASKSTATS_CMD_ATTR_REGISTER_CPUMASK
+	Deregister string `gnl:"4,omitempty"` // TASKSTATS_CMD_ATTR_DEREGISTER_CPUMASK
 }
 
 // aggregate is TASKSTATS_TYPE_AGGR_PID or _AGGR_TGID: the id and the struct.
@@ -53,6 +46,10 @@ type reply struct {
 }
 
 var get = gnl.Command[getRequest, reply]{Family: family, Name: "GET", Cmd: cmdGet, Reply: cmdNew}
+
+// exitRecords reads the TASKSTATS_CMD_NEW messages the kernel sends unasked to a registered exit
+// listener (Command.Listen); it sends no request of its own.
+var exitRecords = gnl.Command[getRequest, reply]{Family: family, Name: "exit records", Cmd: cmdGet, Reply: cmdNew}
 
 // register is GET with a cpumask attribute: the kernel answers with an acknowledgement only.
 var register = gnl.Command[getRequest, struct{}]{Family: family, Name: "REGISTER_CPUMASK", Cmd: cmdGet}
