@@ -47,6 +47,28 @@ type reply struct {
 
 var get = gnl.Command[getRequest, reply]{Family: family, Name: "GET", Cmd: cmdGet, Reply: cmdNew}
 
+// pidReply and tgidReply are a GET reply with only the aggregate a PID or a TGID request gets:
+// half the size of a reply, for the batches of Client.Process, which decode each reply into a
+// value of its own.
+type pidReply struct {
+	AggrPID aggregate   `gnl:"4"`
+	_       gnl.Ignore  `gnl:"6,ignore"`
+	Seen    gnl.Present `gnl:",present"`
+	Unknown []gnl.Attr  `gnl:",unknown"`
+}
+
+type tgidReply struct {
+	AggrTGID aggregate   `gnl:"5"`
+	_        gnl.Ignore  `gnl:"6,ignore"`
+	Seen     gnl.Present `gnl:",present"`
+	Unknown  []gnl.Attr  `gnl:",unknown"`
+}
+
+var (
+	getPID  = gnl.Command[getRequest, pidReply]{Family: family, Name: "GET", Cmd: cmdGet, Reply: cmdNew}
+	getTGID = gnl.Command[getRequest, tgidReply]{Family: family, Name: "GET", Cmd: cmdGet, Reply: cmdNew}
+)
+
 // exitRecords reads the TASKSTATS_CMD_NEW messages the kernel sends unasked to a registered exit
 // listener (Command.Listen); it sends no request of its own.
 var exitRecords = gnl.Command[getRequest, reply]{Family: family, Name: "exit records", Cmd: cmdGet, Reply: cmdNew}

@@ -5,11 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
+	"syscall"
+
+	"github.com/kubelvs/kubelvs/pkg/gnl"
 )
 
-var tidBuffers = sync.Pool{New: func() any { return new([]int) }}
+// processScratch is what one ProcessInto call needs, pooled: the leader's record, the thread
+// list and the batch of requests (its buffers are kept between calls).
+type processScratch struct {
+	leader Stats
+	tids   []int
+	batch  gnl.Batch
+}
+
+var processScratches = sync.Pool{New: func() any { return new(processScratch) }}
 
 // Process returns a process-level record of the thread group pid that matches what /proc/<pid>
 // reports, composed from one TGID request and one PID request per live thread (listed in
@@ -30,6 +40,13 @@ var tidBuffers = sync.Pool{New: func() any { return new([]int) }}
 // include the I/O of reaped children (the kernel adds a reaped child's I/O to its parent's
 // /proc/<pid>/io). The kernel rounds each thread's read/write chars, bytes and syscall counts
 // down to multiples of 1024. A process that is not there is an error matching os.ErrNotExist.
+//
+// The leader's PID request and the TGID request go first, pipelined in one batch, in that order.
+// When the TGID reply's CPU count, run time and context switches equal the leader's, no other
+// thread (live or exited) has ever been on a CPU: the counters only grow, the TGID reply sums
+// them over every thread and was read after the leader's, and a thread that never ran has all
+// its counters at zero. Then the leader's reply is the live threads' sum and the threads are not
+// listed. Otherwise the other threads are listed and asked for in a second batch.
 func (c *Client) Process(ctx context.Context, pid int) (*Stats, error) {
 	s := new(Stats)
 	if err := c.ProcessInto(ctx, pid, s); err != nil {
@@ -40,67 +57,127 @@ func (c *Client) Process(ctx context.Context, pid int) (*Stats, error) {
 
 // ProcessInto is [Client.Process] decoding into s.
 func (c *Client) ProcessInto(ctx context.Context, pid int, s *Stats) error {
-	if err := c.ThreadGroupInto(ctx, pid, s); err != nil {
-		return err
+	if pid <= 0 || pid > 1<<31-1 {
+		return fmt.Errorf("taskstats: process %d: %w", pid, os.ErrInvalid)
 	}
-	buf := tidBuffers.Get().(*[]int)
-	defer tidBuffers.Put(buf)
-	tids, err := listThreads(c.proc, pid, (*buf)[:0])
+	sc := processScratches.Get().(*processScratch)
+	defer processScratches.Put(sc)
+	b, leader := &sc.batch, &sc.leader
+	b.Reset()
+	err := getPID.AddDo(b, &getRequest{PID: uint32(pid)}, func(rep *pidReply) error {
+		if !rep.Seen.Has(4) || !rep.AggrPID.Seen.Has(3) {
+			return fmt.Errorf("%w: reply without the thread's statistics", gnl.ErrUnexpectedReply)
+		}
+		*leader = rep.AggrPID.Stats
+		return nil
+	})
+	if err == nil {
+		err = getTGID.AddDo(b, &getRequest{TGID: uint32(pid)}, func(rep *tgidReply) error {
+			if !rep.Seen.Has(5) || !rep.AggrTGID.Seen.Has(3) {
+				return fmt.Errorf("%w: reply without the aggregate statistics", gnl.ErrUnexpectedReply)
+			}
+			*s = rep.AggrTGID.Stats
+			return nil
+		})
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("taskstats: process %d: %w", pid, err)
 	}
-	if !slices.Contains(tids, pid) {
-		tids = append(tids, pid) // the leader is asked for in any case: its reply names the process
+	if err := c.conn.SendBatch(ctx, b); err != nil {
+		return c.wrap(fmt.Sprintf("process %d", pid), err)
 	}
-	*buf = tids
-	var (
-		t      Stats
-		leader bool
-	)
+	if err := b.Err(1); err != nil {
+		return c.wrap(fmt.Sprintf("TGID %d", pid), err)
+	}
+	if err := b.Err(0); err != nil {
+		if !errors.Is(err, syscall.ESRCH) {
+			return c.wrap(fmt.Sprintf("PID %d", pid), err)
+		}
+		return fmt.Errorf("taskstats: process %d: its thread group leader is gone: %w", pid, os.ErrNotExist)
+	}
+	alone := leader.CPU.Count > 0 && s.CPU.Count == leader.CPU.Count &&
+		s.CPURunVirtualTotal == leader.CPURunVirtualTotal && s.Nvcsw == leader.Nvcsw && s.Nivcsw == leader.Nivcsw
 	s.MinorFaults, s.MajorFaults, s.UserTimeScaled, s.SystemTimeScaled, s.CoreMem, s.VirtMem = 0, 0, 0, 0, 0, 0
 	s.ReadChar, s.WriteChar, s.ReadSyscalls, s.WriteSyscalls = 0, 0, 0, 0
 	s.ReadBytes, s.WriteBytes, s.CancelledWriteBytes = 0, 0, 0
 	s.HiwaterRSSKiB, s.HiwaterVMKiB = 0, 0
-	for _, tid := range tids {
-		if err := c.ThreadInto(ctx, tid, &t); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue // the thread exited since the listing
-			}
-			return err
-		}
-		if t.TGID != 0 && t.TGID != uint32(pid) {
-			continue // the id was reused by another process's thread since the listing
-		}
-		if tid == pid {
-			leader = true
-			s.Comm, s.ExitCode, s.Flag, s.Nice, s.Sched = t.Comm, t.ExitCode, t.Flag, t.Nice, t.Sched
-			s.UID, s.GID, s.PID, s.PPID, s.TGID = t.UID, t.GID, t.PID, t.PPID, t.TGID
-			s.BeginTime, s.Elapsed, s.ThreadGroupElapsed = t.BeginTime, t.Elapsed, t.ThreadGroupElapsed
-			s.ExeDev, s.ExeInode = t.ExeDev, t.ExeInode
-		}
-		s.MinorFaults += t.MinorFaults
-		s.MajorFaults += t.MajorFaults
-		s.UserTimeScaled += t.UserTimeScaled
-		s.SystemTimeScaled += t.SystemTimeScaled
-		s.CoreMem += t.CoreMem
-		s.VirtMem += t.VirtMem
-		s.ReadChar += t.ReadChar
-		s.WriteChar += t.WriteChar
-		s.ReadSyscalls += t.ReadSyscalls
-		s.WriteSyscalls += t.WriteSyscalls
-		s.ReadBytes += t.ReadBytes
-		s.WriteBytes += t.WriteBytes
-		s.CancelledWriteBytes += t.CancelledWriteBytes
-		s.HiwaterRSSKiB = max(s.HiwaterRSSKiB, t.HiwaterRSSKiB)
-		s.HiwaterVMKiB = max(s.HiwaterVMKiB, t.HiwaterVMKiB)
-		for i, d := range s.delays() {
-			mergeExtremes(d, t.delays()[i])
-		}
-	}
-	if !leader {
+	if !addThread(s, pid, pid, leader) {
 		return fmt.Errorf("taskstats: process %d: its thread group leader is gone: %w", pid, os.ErrNotExist)
 	}
+	if alone {
+		return nil
+	}
+
+	tids, err := listThreads(c.proc, pid, sc.tids[:0])
+	sc.tids = tids
+	if err != nil {
+		return err
+	}
+	b.Reset()
+	for _, tid := range tids {
+		if tid == pid {
+			continue
+		}
+		err := getPID.AddDo(b, &getRequest{PID: uint32(tid)}, func(rep *pidReply) error {
+			if !rep.Seen.Has(4) || !rep.AggrPID.Seen.Has(3) {
+				return fmt.Errorf("%w: reply without the thread's statistics", gnl.ErrUnexpectedReply)
+			}
+			addThread(s, pid, tid, &rep.AggrPID.Stats)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("taskstats: process %d: %w", pid, err)
+		}
+	}
+	if err := c.conn.SendBatch(ctx, b); err != nil {
+		return c.wrap(fmt.Sprintf("process %d", pid), err)
+	}
+	i := 0
+	for _, tid := range tids {
+		if tid == pid {
+			continue
+		}
+		if err := b.Err(i); err != nil && !errors.Is(err, syscall.ESRCH) { // ESRCH: exited since the listing
+			return c.wrap(fmt.Sprintf("PID %d", tid), err)
+		}
+		i++
+	}
 	return nil
+}
+
+// addThread adds a live thread's reply to the process record s, and reports whether it did:
+// a thread id reused by another process's thread since the listing is left out. The leader's
+// (tid == pid) names the process.
+func addThread(s *Stats, pid, tid int, t *Stats) bool {
+	if t.TGID != 0 && t.TGID != uint32(pid) {
+		return false
+	}
+	if tid == pid {
+		s.Comm, s.ExitCode, s.Flag, s.Nice, s.Sched = t.Comm, t.ExitCode, t.Flag, t.Nice, t.Sched
+		s.UID, s.GID, s.PID, s.PPID, s.TGID = t.UID, t.GID, t.PID, t.PPID, t.TGID
+		s.BeginTime, s.Elapsed, s.ThreadGroupElapsed = t.BeginTime, t.Elapsed, t.ThreadGroupElapsed
+		s.ExeDev, s.ExeInode = t.ExeDev, t.ExeInode
+	}
+	s.MinorFaults += t.MinorFaults
+	s.MajorFaults += t.MajorFaults
+	s.UserTimeScaled += t.UserTimeScaled
+	s.SystemTimeScaled += t.SystemTimeScaled
+	s.CoreMem += t.CoreMem
+	s.VirtMem += t.VirtMem
+	s.ReadChar += t.ReadChar
+	s.WriteChar += t.WriteChar
+	s.ReadSyscalls += t.ReadSyscalls
+	s.WriteSyscalls += t.WriteSyscalls
+	s.ReadBytes += t.ReadBytes
+	s.WriteBytes += t.WriteBytes
+	s.CancelledWriteBytes += t.CancelledWriteBytes
+	s.HiwaterRSSKiB = max(s.HiwaterRSSKiB, t.HiwaterRSSKiB)
+	s.HiwaterVMKiB = max(s.HiwaterVMKiB, t.HiwaterVMKiB)
+	sd, td := s.delays(), t.delays()
+	for i := range sd {
+		mergeExtremes(sd[i], td[i])
+	}
+	return true
 }
 
 // delays lists the delay categories, for loops over them.
