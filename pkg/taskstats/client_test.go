@@ -322,4 +322,22 @@ func TestProcessAloneSkipsListing(t *testing.T) {
 			t.Errorf("process %d: minor faults %d, read chars %d, pid %d; want %d, 2048, %d", tc.pid, s.MinorFaults, s.ReadChar, s.PID, tc.minflt, tc.pid)
 		}
 	}
+
+	// The same, all at once, with a missing process and an invalid id among them.
+	pids := []int{400, 777, 500, -1, 600, 400}
+	out, errs := make([]Stats, len(pids)), make([]error, len(pids))
+	if err := c.ProcessesInto(context.Background(), pids, out, errs); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []uint64{9, 0, 13, 0, 13, 9} {
+		switch pid := pids[i]; {
+		case pid == 777 && !errors.Is(errs[i], os.ErrNotExist), pid == -1 && !errors.Is(errs[i], os.ErrInvalid):
+			t.Errorf("ProcessesInto: process %d: %v, want an error", pid, errs[i])
+		case pid > 0 && pid != 777 && (errs[i] != nil || out[i].MinorFaults != want || out[i].PID != uint32(pid)):
+			t.Errorf("ProcessesInto: process %d: %v, minor faults %d, pid %d; want %d, %d", pid, errs[i], out[i].MinorFaults, out[i].PID, want, pid)
+		}
+	}
+	if err := c.ProcessesInto(context.Background(), pids, out[:1], errs); !errors.Is(err, os.ErrInvalid) {
+		t.Errorf("ProcessesInto with too few records: %v, want os.ErrInvalid", err)
+	}
 }

@@ -548,3 +548,40 @@ func TestProcessSingleThreaded(t *testing.T) {
 		t.Errorf("multi-threaded process %d with an empty procfs: %v, want its thread listing to fail", p.PID, err)
 	}
 }
+
+// TestProcessesInto: many processes at once on the real kernel; a single-threaded one, a
+// multi-threaded one whose threads did the I/O (so their replies must have been added) and a
+// missing one.
+func TestProcessesInto(t *testing.T) {
+	c := kernelClient(t)
+	ctx := testContext(t)
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	const threads, write = 2, 256 << 10
+	p := startWorkload(t, workload.Spec{Threads: threads, Burn: 20 * time.Millisecond, WriteBytes: write})
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{cmd.Process.Pid, p.PID, missing}
+	out, errs := make([]Stats, len(pids)), make([]error, len(pids))
+	if err := c.ProcessesInto(ctx, pids, out, errs); err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || out[0].PID != uint32(cmd.Process.Pid) || out[0].Comm != "sleep" {
+		t.Errorf("sleep %d: %v, pid %d comm %q", cmd.Process.Pid, errs[0], out[0].PID, out[0].Comm)
+	}
+	if errs[1] != nil || out[1].PID != uint32(p.PID) || out[1].WriteChar < threads*write || out[1].CPU.Count == 0 {
+		t.Errorf("workload %d: %v, pid %d, wchar %d (want >= %d), CPU count %d", p.PID, errs[1], out[1].PID, out[1].WriteChar, threads*write, out[1].CPU.Count)
+	}
+	if !errors.Is(errs[2], os.ErrNotExist) {
+		t.Errorf("missing process %d: %v, want os.ErrNotExist", missing, errs[2])
+	}
+}

@@ -5,18 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
 )
 
-// processScratch is what one ProcessInto call needs, pooled: the leader's record, the thread
-// list and the batch of requests (its buffers are kept between calls).
+// processScratch is what a ProcessInto or ProcessesInto call needs, pooled: the leaders'
+// records, the thread list and the batches of requests (their buffers are kept between calls).
 type processScratch struct {
-	leader Stats
-	tids   []int
-	batch  gnl.Batch
+	leaders []Stats
+	first   []int // index in the batch of each process's first request, -1 for none
+	tids    []int
+	batch   gnl.Batch
+	threads gnl.Batch
 }
 
 var processScratches = sync.Pool{New: func() any { return new(processScratch) }}
@@ -57,41 +61,87 @@ func (c *Client) Process(ctx context.Context, pid int) (*Stats, error) {
 
 // ProcessInto is [Client.Process] decoding into s.
 func (c *Client) ProcessInto(ctx context.Context, pid int, s *Stats) error {
-	if pid <= 0 || pid > 1<<31-1 {
-		return fmt.Errorf("taskstats: process %d: %w", pid, os.ErrInvalid)
+	var errs [1]error
+	if err := c.ProcessesInto(ctx, []int{pid}, unsafe.Slice(s, 1), errs[:]); err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// ProcessesInto is [Client.Process] for many processes at once, as a node agent samples them:
+// the leader and TGID requests of every process go in one pipelined batch (many requests per
+// sendmsg), then the processes whose other threads have run get their threads listed and asked
+// for. out[i] receives the record of pids[i] and errs[i] its error (nil when out[i] is valid);
+// both must be as long as pids. The returned error is one that stopped the whole batch (the
+// connection, the context), also set in the errs it left unanswered.
+func (c *Client) ProcessesInto(ctx context.Context, pids []int, out []Stats, errs []error) error {
+	if len(out) != len(pids) || len(errs) != len(pids) {
+		return fmt.Errorf("taskstats: %d processes, %d records and %d errors: %w", len(pids), len(out), len(errs), os.ErrInvalid)
 	}
 	sc := processScratches.Get().(*processScratch)
 	defer processScratches.Put(sc)
-	b, leader := &sc.batch, &sc.leader
+	sc.leaders = slices.Grow(sc.leaders[:0], len(pids))[:len(pids)]
+	sc.first = slices.Grow(sc.first[:0], len(pids))[:len(pids)]
+	b := &sc.batch
 	b.Reset()
-	err := getPID.AddDo(b, &getRequest{PID: uint32(pid)}, func(rep *pidReply) error {
-		if !rep.Seen.Has(4) || !rep.AggrPID.Seen.Has(3) {
-			return fmt.Errorf("%w: reply without the thread's statistics", gnl.ErrUnexpectedReply)
+	for i, pid := range pids {
+		sc.first[i], errs[i] = -1, nil
+		if pid <= 0 || pid > 1<<31-1 {
+			errs[i] = fmt.Errorf("taskstats: process %d: %w", pid, os.ErrInvalid)
+			continue
 		}
-		*leader = rep.AggrPID.Stats
-		return nil
-	})
-	if err == nil {
-		err = getTGID.AddDo(b, &getRequest{TGID: uint32(pid)}, func(rep *tgidReply) error {
-			if !rep.Seen.Has(5) || !rep.AggrTGID.Seen.Has(3) {
-				return fmt.Errorf("%w: reply without the aggregate statistics", gnl.ErrUnexpectedReply)
+		leader, s := &sc.leaders[i], &out[i]
+		sc.first[i] = b.Len()
+		err := getPID.AddDo(b, &getRequest{PID: uint32(pid)}, func(rep *pidReply) error {
+			if !rep.Seen.Has(4) || !rep.AggrPID.Seen.Has(3) {
+				return fmt.Errorf("%w: reply without the thread's statistics", gnl.ErrUnexpectedReply)
 			}
-			*s = rep.AggrTGID.Stats
+			*leader = rep.AggrPID.Stats
 			return nil
 		})
-	}
-	if err != nil {
-		return fmt.Errorf("taskstats: process %d: %w", pid, err)
+		if err == nil {
+			err = getTGID.AddDo(b, &getRequest{TGID: uint32(pid)}, func(rep *tgidReply) error {
+				if !rep.Seen.Has(5) || !rep.AggrTGID.Seen.Has(3) {
+					return fmt.Errorf("%w: reply without the aggregate statistics", gnl.ErrUnexpectedReply)
+				}
+				*s = rep.AggrTGID.Stats
+				return nil
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("taskstats: process %d: %w", pid, err)
+		}
 	}
 	if err := c.conn.SendBatch(ctx, b); err != nil {
-		return c.wrap(fmt.Sprintf("process %d", pid), err)
+		what := fmt.Sprintf("%d processes", len(pids))
+		if len(pids) == 1 {
+			what = fmt.Sprintf("process %d", pids[0])
+		}
+		err = c.wrap(what, err)
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return err
 	}
-	if err := b.Err(1); err != nil {
-		return c.wrap(fmt.Sprintf("TGID %d", pid), err)
+	for i, pid := range pids {
+		if k := sc.first[i]; k >= 0 {
+			errs[i] = c.compose(ctx, sc, pid, &out[i], &sc.leaders[i], b.Err(k), b.Err(k+1))
+		}
 	}
-	if err := b.Err(0); err != nil {
-		if !errors.Is(err, syscall.ESRCH) {
-			return c.wrap(fmt.Sprintf("PID %d", pid), err)
+	return nil
+}
+
+// compose finishes the record of process pid from the results of its leader (lerr) and TGID
+// (gerr) requests, asking for its other threads when they have run.
+func (c *Client) compose(ctx context.Context, sc *processScratch, pid int, s, leader *Stats, lerr, gerr error) error {
+	if gerr != nil {
+		return c.wrap(fmt.Sprintf("TGID %d", pid), gerr)
+	}
+	if lerr != nil {
+		if !errors.Is(lerr, syscall.ESRCH) {
+			return c.wrap(fmt.Sprintf("PID %d", pid), lerr)
 		}
 		return fmt.Errorf("taskstats: process %d: its thread group leader is gone: %w", pid, os.ErrNotExist)
 	}
@@ -113,6 +163,7 @@ func (c *Client) ProcessInto(ctx context.Context, pid int, s *Stats) error {
 	if err != nil {
 		return err
 	}
+	b := &sc.threads
 	b.Reset()
 	for _, tid := range tids {
 		if tid == pid {
