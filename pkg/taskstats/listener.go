@@ -127,7 +127,11 @@ func (c *Client) Listen(ctx context.Context, cfg *ListenConfig) (*Listener, erro
 	}
 	nc.ReceiveBuffer = lc.ReceiveBuffer
 	nc.SendBuffer = 64 << 10 // it sends two small requests
-	conn, err := gnl.Dial(&nc)
+	dial := c.dial
+	if dial == nil {
+		dial = gnl.Dial
+	}
+	conn, err := dial(&nc)
 	if err != nil {
 		return nil, fmt.Errorf("taskstats: exit listener: %w", err)
 	}
