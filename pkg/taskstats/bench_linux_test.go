@@ -35,7 +35,8 @@ func startSleepers(b *testing.B, n int) []int {
 // BenchmarkSample1000Processes samples 1,000 live processes side by side: through taskstats (the
 // TGID reply alone, and the composed process record that also carries the I/O counters and
 // high-water marks) and through the /proc files that hold the same numbers (stat, io, schedstat,
-// status). One op samples all 1,000; ns/process is the cost per process.
+// status). One op samples all 1,000; ns/process is the cost per process. taskstats-processes
+// composes the same records for all 1,000 at once (ProcessesInto: their requests pipelined).
 func BenchmarkSample1000Processes(b *testing.B) {
 	c := kernelClient(b)
 	const n = 1000
@@ -68,6 +69,21 @@ func BenchmarkSample1000Processes(b *testing.B) {
 		}
 		perProcess(b)
 	})
+	b.Run("taskstats-processes", func(b *testing.B) {
+		b.ReportAllocs()
+		out, errs := make([]Stats, n), make([]error, n)
+		for b.Loop() {
+			if err := c.ProcessesInto(ctx, pids, out, errs); err != nil {
+				b.Fatal(err)
+			}
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		perProcess(b)
+	})
 	b.Run("proc", func(b *testing.B) {
 		b.ReportAllocs()
 		r := newProcReader()
@@ -87,10 +103,11 @@ func BenchmarkSample1000Processes(b *testing.B) {
 	b.Run("interleaved", func(b *testing.B) {
 		r := newProcReader()
 		var (
-			s                   Stats
-			ps                  procSample
-			tgid, process, proc time.Duration
+			s                            Stats
+			ps                           procSample
+			tgid, process, batched, proc time.Duration
 		)
+		out, errs := make([]Stats, n), make([]error, n)
 		for b.Loop() {
 			t0 := time.Now()
 			for _, pid := range pids {
@@ -111,7 +128,16 @@ func BenchmarkSample1000Processes(b *testing.B) {
 				}
 			}
 			t3 := time.Now()
-			tgid, proc, process = tgid+t1.Sub(t0), proc+t2.Sub(t1), process+t3.Sub(t2)
+			if err := c.ProcessesInto(ctx, pids, out, errs); err != nil {
+				b.Fatal(err)
+			}
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			t4 := time.Now()
+			tgid, proc, process, batched = tgid+t1.Sub(t0), proc+t2.Sub(t1), process+t3.Sub(t2), batched+t4.Sub(t3)
 		}
 		per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N*n) }
 		b.ReportMetric(per(tgid), "tgid-ns/process")
@@ -119,5 +145,7 @@ func BenchmarkSample1000Processes(b *testing.B) {
 		b.ReportMetric(per(proc), "proc-ns/process")
 		b.ReportMetric(float64(proc)/float64(tgid), "proc/tgid")
 		b.ReportMetric(float64(proc)/float64(process), "proc/composed")
+		b.ReportMetric(per(batched), "batched-ns/process")
+		b.ReportMetric(float64(proc)/float64(batched), "proc/batched")
 	})
 }

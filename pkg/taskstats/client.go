@@ -36,6 +36,8 @@ type Client struct {
 	conn    *gnl.Conn
 	proc    string
 	netlink *gnl.Config
+	// dial opens an exit listener's connection (gnl.Dial; a fake kernel's in tests).
+	dial func(*gnl.Config) (*gnl.Conn, error)
 }
 
 // Dial opens a TASKSTATS client.

@@ -265,3 +265,79 @@ func offsetOfName(v int, name string) int {
 	}
 	panic(name)
 }
+
+// TestProcessAloneSkipsListing: when the TGID reply's CPU count, run time and context switches
+// equal the leader's, Process does not list the threads (the fake procfs has no entry for such
+// a process, so listing would fail); otherwise it lists them and adds the others' replies.
+func TestProcessAloneSkipsListing(t *testing.T) {
+	const v = 16
+	counters := func(count, run, nvcsw uint64) func(put func(string, uint64)) {
+		return func(put func(string, uint64)) {
+			put("cpu_count", count)
+			put("cpu_run_virtual_total", run)
+			put("nvcsw", nvcsw)
+			put("nivcsw", 1)
+		}
+	}
+	leader := func(pid uint64, count, run, nvcsw uint64) []byte {
+		return payload(v, func(put func(string, uint64)) {
+			counters(count, run, nvcsw)(put)
+			put("ac_pid", pid)
+			put("ac_tgid", pid)
+			put("ac_minflt", 9)
+			put("read_char", 2048)
+		})
+	}
+	worker := func(pid, tid uint64) []byte {
+		return payload(v, func(put func(string, uint64)) {
+			counters(1, 10, 1)(put)
+			put("ac_pid", tid)
+			put("ac_tgid", pid)
+			put("ac_minflt", 4)
+		})
+	}
+	k := fakeKernel(t, map[uint32]*fakeTask{
+		// Alone: the group's counters are the leader's.
+		400: {thread: leader(400, 5, 7000, 3), group: payload(v, counters(5, 7000, 3))},
+		// Another thread has run: one more timeslice in the group.
+		500: {thread: leader(500, 5, 7000, 3), group: payload(v, counters(6, 7010, 4))},
+		501: {thread: worker(500, 501)},
+		// Equal, but the leader's CPU count is 0: the kernel is not counting timeslices, so
+		// equality proves nothing.
+		600: {thread: leader(600, 0, 0, 0), group: payload(v, counters(0, 0, 0))},
+		601: {thread: worker(600, 601)},
+	})
+	c := NewClient(k.Dial(nil), fakeProc(t, map[int][]int{500: {500, 501}, 600: {600, 601}}))
+	defer c.Close()
+	for _, tc := range []struct {
+		pid    int
+		minflt uint64
+	}{{400, 9}, {500, 13}, {600, 13}} {
+		s, err := c.Process(context.Background(), tc.pid)
+		if err != nil {
+			t.Errorf("process %d: %v", tc.pid, err)
+			continue
+		}
+		if s.MinorFaults != tc.minflt || s.ReadChar != 2048 || s.PID != uint32(tc.pid) {
+			t.Errorf("process %d: minor faults %d, read chars %d, pid %d; want %d, 2048, %d", tc.pid, s.MinorFaults, s.ReadChar, s.PID, tc.minflt, tc.pid)
+		}
+	}
+
+	// The same, all at once, with a missing process and an invalid id among them.
+	pids := []int{400, 777, 500, -1, 600, 400}
+	out, errs := make([]Stats, len(pids)), make([]error, len(pids))
+	if err := c.ProcessesInto(context.Background(), pids, out, errs); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []uint64{9, 0, 13, 0, 13, 9} {
+		switch pid := pids[i]; {
+		case pid == 777 && !errors.Is(errs[i], os.ErrNotExist), pid == -1 && !errors.Is(errs[i], os.ErrInvalid):
+			t.Errorf("ProcessesInto: process %d: %v, want an error", pid, errs[i])
+		case pid > 0 && pid != 777 && (errs[i] != nil || out[i].MinorFaults != want || out[i].PID != uint32(pid)):
+			t.Errorf("ProcessesInto: process %d: %v, minor faults %d, pid %d; want %d, %d", pid, errs[i], out[i].MinorFaults, out[i].PID, want, pid)
+		}
+	}
+	if err := c.ProcessesInto(context.Background(), pids, out[:1], errs); !errors.Is(err, os.ErrInvalid) {
+		t.Errorf("ProcessesInto with too few records: %v, want os.ErrInvalid", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/sys/unix"
 
+	"github.com/kubelvs/kubelvs/pkg/gnl"
 	"github.com/kubelvs/kubelvs/pkg/taskstats/internal/workload"
 )
 
@@ -490,5 +491,97 @@ func TestCgroupStats(t *testing.T) {
 		if _, err := c.CgroupStats(ctx, v2); !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("cgroupstats of the cgroup v2 directory %s: %v, want EINVAL", v2, err)
 		}
+	}
+}
+
+// TestProcessSingleThreaded: for a single-threaded process the kernel's TGID reply carries the
+// leader's counters, so Process needs no thread listing: with a procfs that lists nothing it
+// still composes the record, equal to the leader's and the group's replies; a multi-threaded
+// process, whose threads must be listed, then fails.
+func TestProcessSingleThreaded(t *testing.T) {
+	kc := kernelClient(t)
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	conn, err := gnl.Dial(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(conn, t.TempDir()) // an empty procfs
+	defer c.Close()
+	ctx := testContext(t)
+	for try := 0; ; try++ {
+		l, err := kc.Thread(ctx, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := kc.ThreadGroup(ctx, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Process(ctx, pid)
+		if err != nil {
+			t.Fatalf("single-threaded sleep %d with an empty procfs: %v", pid, err)
+		}
+		l2, err := kc.Thread(ctx, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cmp.Equal(l, l2, movingFields) {
+			if try == 50 {
+				t.Fatal("sleep never stood still")
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue // it was still starting up: sample again
+		}
+		if s.Comm != "sleep" || s.PID != uint32(pid) || s.MinorFaults != l.MinorFaults || s.ReadChar != l.ReadChar ||
+			s.HiwaterRSSKiB != l.HiwaterRSSKiB || s.CPU.Count != g.CPU.Count || s.Nvcsw != g.Nvcsw || s.UserTime != g.UserTime {
+			t.Errorf("composed %+v\nleader %+v\ngroup %+v", *s, *l, *g)
+		}
+		break
+	}
+	p := startWorkload(t, workload.Spec{Threads: 2, Burn: 50 * time.Millisecond})
+	if _, err := c.Process(ctx, p.PID); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("multi-threaded process %d with an empty procfs: %v, want its thread listing to fail", p.PID, err)
+	}
+}
+
+// TestProcessesInto: many processes at once on the real kernel; a single-threaded one, a
+// multi-threaded one whose threads did the I/O (so their replies must have been added) and a
+// missing one.
+func TestProcessesInto(t *testing.T) {
+	c := kernelClient(t)
+	ctx := testContext(t)
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	const threads, write = 2, 256 << 10
+	p := startWorkload(t, workload.Spec{Threads: threads, Burn: 20 * time.Millisecond, WriteBytes: write})
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{cmd.Process.Pid, p.PID, missing}
+	out, errs := make([]Stats, len(pids)), make([]error, len(pids))
+	if err := c.ProcessesInto(ctx, pids, out, errs); err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || out[0].PID != uint32(cmd.Process.Pid) || out[0].Comm != "sleep" {
+		t.Errorf("sleep %d: %v, pid %d comm %q", cmd.Process.Pid, errs[0], out[0].PID, out[0].Comm)
+	}
+	if errs[1] != nil || out[1].PID != uint32(p.PID) || out[1].WriteChar < threads*write || out[1].CPU.Count == 0 {
+		t.Errorf("workload %d: %v, pid %d, wchar %d (want >= %d), CPU count %d", p.PID, errs[1], out[1].PID, out[1].WriteChar, threads*write, out[1].CPU.Count)
+	}
+	if !errors.Is(errs[2], os.ErrNotExist) {
+		t.Errorf("missing process %d: %v, want os.ErrNotExist", missing, errs[2])
 	}
 }

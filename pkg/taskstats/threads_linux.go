@@ -24,7 +24,7 @@ func listThreads(proc string, pid int, tids []int) ([]int, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
-			return tids, fmt.Errorf("taskstats: process %d: %w (%s: %w)", pid, os.ErrNotExist, dir, err)
+			return tids, fmt.Errorf("taskstats: process %d: %w", pid, noSuchTaskError{&os.PathError{Op: "open", Path: dir, Err: err}})
 		}
 		return tids, fmt.Errorf("taskstats: process %d: listing its threads in %s: %w", pid, dir, err)
 	}

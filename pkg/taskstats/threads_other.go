@@ -3,6 +3,7 @@
 package taskstats
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -11,6 +12,9 @@ import (
 // listThreads appends to tids the thread ids of process pid, listed in <proc>/<pid>/task.
 func listThreads(proc string, pid int, tids []int) ([]int, error) {
 	names, err := os.ReadDir(proc + "/" + strconv.Itoa(pid) + "/task")
+	if errors.Is(err, os.ErrNotExist) {
+		return tids, fmt.Errorf("taskstats: process %d: %w", pid, noSuchTaskError{err})
+	}
 	if err != nil {
 		return tids, fmt.Errorf("taskstats: process %d: listing its threads: %w", pid, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -136,7 +137,7 @@ func Main() {
 	os.Exit(run(s))
 }
 
-var sink []byte
+var sink atomic.Uint64 // keeps the burn loop's result alive; threads store to it concurrently
 
 func run(s Spec) int {
 	var (
@@ -191,7 +192,7 @@ func work(s Spec, i int) error {
 				x = x*6364136223846793005 + 1442695040888963407
 			}
 		}
-		sink = append(sink[:0], byte(x))
+		sink.Store(x)
 	}
 	if s.TouchMiB > 0 {
 		m, err := unix.Mmap(-1, 0, s.TouchMiB<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
