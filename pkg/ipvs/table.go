@@ -1,0 +1,306 @@
+package ipvs
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kubelvs/kubelvs/pkg/gnl"
+)
+
+// Table reads the whole table: one service dump, then one destination dump per service
+// (IPVS has no dump of services with their destinations). The destination dumps are pipelined,
+// many per sendmsg, on a second socket; interrupted or refused (EBUSY) dumps are retried.
+// Entries are in the kernel's service order.
+func (c *Client) Table(ctx context.Context) ([]TableEntry, error) {
+	svcs, err := c.Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TableEntry, len(svcs))
+	keys := make([]*wireServiceKey, len(svcs))
+	for i := range svcs {
+		out[i].Service = svcs[i]
+		if keys[i], err = svcs[i].wireKey(); err != nil {
+			return nil, fmt.Errorf("ipvs: table: service %s from the kernel: %w", &svcs[i], err)
+		}
+	}
+	if len(svcs) == 0 {
+		return out, nil
+	}
+	fi, err := c.conn.Family(ctx, family.Name)
+	if err != nil {
+		return nil, classify(opOther, "ipvs: table", err)
+	}
+	if err := c.dumps.dests(ctx, fi.ID, keys, out); err != nil {
+		return nil, fmt.Errorf("ipvs: table: %w", err)
+	}
+	return out, nil
+}
+
+// dumper reads the destinations of many services into out[i].Destinations.
+type dumper interface {
+	dests(ctx context.Context, familyID uint16, keys []*wireServiceKey, out []TableEntry) error
+	Close() error
+}
+
+// seqDumper dumps one service at a time through the client's connection.
+type seqDumper struct{ c *Client }
+
+func (s seqDumper) Close() error { return nil }
+
+func (s seqDumper) dests(ctx context.Context, _ uint16, keys []*wireServiceKey, out []TableEntry) error {
+	for i, k := range keys {
+		var err error
+		for attempt := 0; ; attempt++ {
+			out[i].Destinations = out[i].Destinations[:0]
+			err = dumpDests.Dump(ctx, s.c.conn, &svcKeyMsg{Service: k}, func(m *destReply) error {
+				if m.Dest == nil {
+					return nil
+				}
+				d, err := destFrom(m.Dest, Family(k.AF))
+				out[i].Destinations = append(out[i].Destinations, d)
+				return err
+			})
+			if !errors.Is(err, gnl.ErrDumpInterrupted) || attempt >= maxDumpRetries {
+				break
+			}
+		}
+		if err != nil {
+			return classify(opOther, "destinations of "+out[i].Service.String(), err)
+		}
+	}
+	return nil
+}
+
+func newDumper(c *Client) dumper {
+	if c.cfg.DumpTransport != nil {
+		return &pipeDumper{c: c, t: c.cfg.DumpTransport, seq: uint32(time.Now().UnixNano())}
+	}
+	if c.owned {
+		return &pipeDumper{c: c, seq: uint32(time.Now().UnixNano())}
+	}
+	return seqDumper{c}
+}
+
+// pipeDumper pipelines destination dumps over its own transport. The kernel runs a dump
+// request to completion inside sendmsg when its reply fits in one buffer (a few hundred
+// destinations) and refuses the requests after it with EBUSY while a dump continues; those are
+// sent again in the next window. gnl pipelines only acknowledged requests, hence this.
+type pipeDumper struct {
+	c    *Client
+	mu   sync.Mutex
+	t    gnl.Transport // opened on first use when nil
+	seq  uint32
+	wbuf []byte
+	rbuf []byte
+	fail error // the transport could not be opened: fall back to sequential dumps
+}
+
+// dumpWindow is how many dump requests go in one sendmsg. Each reply takes one skb of up to
+// 32 KiB (netlink sizes dump skbs to the reader's buffer); the window keeps them well inside
+// the receive buffer so the kernel never drops a reply.
+const dumpWindow = 128
+
+func (p *pipeDumper) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.t != nil {
+		err := p.t.Close()
+		p.t = nil
+		return err
+	}
+	return nil
+}
+
+// reqState tracks one pipelined request.
+type reqState uint8
+
+const (
+	reqPending reqState = iota
+	reqDone
+	reqRetry
+)
+
+func (p *pipeDumper) dests(ctx context.Context, famID uint16, keys []*wireServiceKey, out []TableEntry) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.t == nil && p.fail == nil {
+		p.t, p.fail = openDumpTransport(&p.c.cfg)
+	}
+	if p.fail != nil {
+		return seqDumper{p.c}.dests(ctx, famID, keys, out)
+	}
+	if p.rbuf == nil {
+		p.rbuf = make([]byte, 32<<10)
+	}
+	todo := make([]int, len(keys))
+	for i := range todo {
+		todo[i] = i
+	}
+	attempts := make([]uint8, len(keys))
+	for len(todo) > 0 {
+		var retry []int
+		for start := 0; start < len(todo); start += dumpWindow {
+			win := todo[start:min(start+dumpWindow, len(todo))]
+			states, err := p.window(ctx, famID, keys, out, win)
+			if err != nil {
+				return err
+			}
+			for j, i := range win {
+				if states[j] == reqRetry {
+					attempts[i]++
+					if attempts[i] > 100 {
+						return fmt.Errorf("destinations of %s: the kernel refused the dump %d times", out[i].Service.String(), attempts[i]-1)
+					}
+					retry = append(retry, i)
+				}
+			}
+		}
+		todo = retry
+	}
+	return nil
+}
+
+// window sends the dump requests of services win in one sendmsg and reads every reply.
+func (p *pipeDumper) window(ctx context.Context, famID uint16, keys []*wireServiceKey, out []TableEntry, win []int) ([]reqState, error) {
+	seq0 := p.seq + 1
+	b := p.wbuf[:0]
+	var err error
+	for _, i := range win {
+		p.seq++
+		off := len(b)
+		b = binary.NativeEndian.AppendUint32(b, 0) // length, below
+		b = binary.NativeEndian.AppendUint16(b, famID)
+		b = binary.NativeEndian.AppendUint16(b, 0x1|0x300) // NLM_F_REQUEST|NLM_F_DUMP
+		b = binary.NativeEndian.AppendUint32(b, p.seq)
+		b = binary.NativeEndian.AppendUint32(b, p.t.PortID())
+		b = append(b, cmdGetDest, family.Version, 0, 0)
+		if b, err = gnl.AppendMarshal(b, &svcKeyMsg{Service: keys[i]}); err != nil {
+			return nil, err
+		}
+		binary.NativeEndian.PutUint32(b[off:], uint32(len(b)-off))
+		out[i].Destinations = out[i].Destinations[:0]
+	}
+	p.wbuf = b
+	if err := p.t.Send(b); err != nil {
+		return nil, fmt.Errorf("send dump requests: %w", err)
+	}
+	states := make([]reqState, len(win))
+	left := len(win)
+	deadline, hasDL := ctx.Deadline()
+	var w wireDestReply
+	for left > 0 {
+		d := time.Now().Add(p.c.timeout())
+		if hasDL && deadline.Before(d) {
+			d = deadline
+		}
+		_ = p.t.SetReadDeadline(d)
+		n, err := p.t.Receive(p.rbuf)
+		if err != nil {
+			if errors.Is(err, syscall.ENOBUFS) {
+				// A reply was dropped: every request still pending is retried; stale replies
+				// to them are ignored by sequence number.
+				for j := range states {
+					if states[j] == reqPending {
+						states[j] = reqRetry
+					}
+				}
+				return states, p.drain()
+			}
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, cerr
+			}
+			return nil, fmt.Errorf("receive dump replies: %w", err)
+		}
+		dg := p.rbuf[:n]
+		for len(dg) >= 16 {
+			l := int(binary.NativeEndian.Uint32(dg))
+			if l < 16 || l > len(dg) {
+				return nil, fmt.Errorf("%w: netlink message of %d bytes in a %d-byte datagram", gnl.ErrMalformed, l, len(dg))
+			}
+			typ := binary.NativeEndian.Uint16(dg[4:])
+			flags := binary.NativeEndian.Uint16(dg[6:])
+			seq := binary.NativeEndian.Uint32(dg[8:])
+			msg := dg[16:l]
+			dg = dg[min((l+3)&^3, len(dg)):]
+			j := int(seq - seq0)
+			if seq-seq0 >= uint32(len(win)) || states[j] != reqPending {
+				continue // a reply to a request given up on earlier
+			}
+			i := win[j]
+			if flags&0x10 != 0 { // NLM_F_DUMP_INTR
+				states[j], left = reqRetry, left-1
+				continue
+			}
+			switch typ {
+			case 0x3: // NLMSG_DONE
+				states[j], left = reqDone, left-1
+				if len(msg) >= 4 {
+					if errno := int32(binary.NativeEndian.Uint32(msg)); errno < 0 {
+						return nil, &gnl.Error{Family: family.Name, Command: dumpDests.Name, Errno: syscall.Errno(-errno)}
+					}
+				}
+			case 0x2: // NLMSG_ERROR
+				if len(msg) < 4 {
+					return nil, fmt.Errorf("%w: short NLMSG_ERROR", gnl.ErrMalformed)
+				}
+				errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(msg)))
+				switch errno {
+				case 0:
+					continue
+				case syscall.EBUSY, syscall.ENOBUFS, syscall.EINTR:
+					states[j], left = reqRetry, left-1
+				default:
+					return nil, classify(opOther, "destinations of "+out[i].Service.String(),
+						&gnl.Error{Family: family.Name, Command: dumpDests.Name, Errno: errno})
+				}
+			case famID:
+				if len(msg) < 4 {
+					return nil, fmt.Errorf("%w: generic netlink message of %d bytes", gnl.ErrMalformed, len(msg))
+				}
+				if err := gnl.Unmarshal(msg[4:], &w); err != nil {
+					return nil, fmt.Errorf("destinations of %s: %w", out[i].Service.String(), err)
+				}
+				if w.Dest == nil {
+					continue
+				}
+				dst, err := destFrom(w.Dest, Family(keys[i].AF))
+				if err != nil {
+					return nil, fmt.Errorf("destinations of %s: %w", out[i].Service.String(), err)
+				}
+				out[i].Destinations = append(out[i].Destinations, dst)
+			}
+		}
+	}
+	return states, nil
+}
+
+type wireDestReply = destReply
+
+// drain reads whatever the kernel still has queued after an overflow.
+func (p *pipeDumper) drain() error {
+	for {
+		_ = p.t.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if _, err := p.t.Receive(p.rbuf); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			if !errors.Is(err, syscall.ENOBUFS) {
+				return fmt.Errorf("drain dump replies: %w", err)
+			}
+		}
+	}
+}
+
+func (c *Client) timeout() time.Duration {
+	if c.cfg.Timeout > 0 {
+		return c.cfg.Timeout
+	}
+	return 30 * time.Second
+}
