@@ -444,9 +444,6 @@ func appendValue(b []byte, f *field, typ uint16, v reflect.Value) ([]byte, error
 		}
 		v = v.Elem()
 	}
-	if f.net && f.kind >= kindU16 && f.kind <= kindS64 {
-		typ |= FlagNetByteOrder
-	}
 	var order binary.AppendByteOrder = binary.NativeEndian
 	if f.net {
 		order = binary.BigEndian

@@ -60,14 +60,14 @@ type McastGrp struct {
 	ID   uint32 `gnl:"2" json:"id"`
 }
 
-type ctrlRequest struct {
+// CtrlRequest selects a family by id or name for [CtrlGetFamily]; empty, it dumps them all.
+type CtrlRequest struct {
 	ID   uint16 `gnl:"1,omitempty"`
 	Name string `gnl:"2,omitempty"`
 }
 
-var (
-	ctrlGetFamily = Command[ctrlRequest, FamilyInfo]{Family: Ctrl, Name: "GETFAMILY", Cmd: ctrlCmdGetFamily, Reply: ctrlCmdNewFamily}
-)
+// CtrlGetFamily is nlctrl's CTRL_CMD_GETFAMILY. [Conn.Family] and [Conn.Families] use it.
+var CtrlGetFamily = Command[CtrlRequest, FamilyInfo]{Family: Ctrl, Name: "GETFAMILY", Cmd: ctrlCmdGetFamily, Reply: ctrlCmdNewFamily}
 
 // Family asks the kernel about a family by name. The answer is cached for the life of the
 // connection (family ids do not change while a kernel runs). A family the kernel does not have
@@ -90,7 +90,7 @@ func (c *Conn) familyLocked(x *exchange, name string) (*FamilyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := ctrlRequest{Name: name}
+	req := CtrlRequest{Name: name}
 	got := false
 	op := operation{family: Ctrl, name: "GETFAMILY", cmd: ctrlCmdGetFamily, reply: ctrlCmdNewFamily,
 		onReply: func(b []byte) error { got = true; return decodeSet(b, p, reflect.ValueOf(fi).Elem()) }}
@@ -122,5 +122,5 @@ func (c *Conn) familyID(x *exchange, f *Family) (uint16, error) {
 
 // Families lists every generic netlink family the kernel has in the socket's network namespace.
 func (c *Conn) Families(ctx context.Context) ([]FamilyInfo, error) {
-	return ctrlGetFamily.DumpAll(ctx, c, &ctrlRequest{})
+	return CtrlGetFamily.DumpAll(ctx, c, &CtrlRequest{})
 }

@@ -1,0 +1,369 @@
+//go:build linux
+
+package gnl_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kubelvs/kubelvs/pkg/gnl"
+)
+
+// These tests talk to the kernel the tests run on. They need root (CAP_NET_ADMIN and
+// CAP_SYS_ADMIN); CI runs as root, so there they never skip.
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: talks to the real kernel's generic netlink with CAP_NET_ADMIN")
+	}
+}
+
+// ensureTool installs a Debian package when its command is missing, as the project's scripts do.
+func ensureTool(t *testing.T, cmd, pkg string) string {
+	t.Helper()
+	if p, err := exec.LookPath(cmd); err == nil {
+		return p
+	}
+	script, err := filepath.Abs("../../hack/ensure-packages.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(script, cmd+":"+pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("installing %s: %v\n%s", pkg, err, out)
+	}
+	p, err := exec.LookPath(cmd)
+	if err != nil {
+		t.Fatalf("%s still missing after installing %s", cmd, pkg)
+	}
+	return p
+}
+
+func dialKernel(t *testing.T, cfg *gnl.Config) *gnl.Conn {
+	t.Helper()
+	needRoot(t)
+	c, err := gnl.Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// genlFamily is what `genl ctrl list` prints of a family.
+type genlFamily struct {
+	Name                string
+	ID, Version         uint32
+	HeaderSize, MaxAttr uint32
+	Ops                 []uint32
+	Groups              []string // "name=id"
+}
+
+var (
+	reName  = regexp.MustCompile(`^Name: (\S+)`)
+	reID    = regexp.MustCompile(`ID: 0x([0-9a-f]+)\s+Version: 0x([0-9a-f]+)\s+header size: (\d+)\s+max attribs: (\d+)`)
+	reOp    = regexp.MustCompile(`^#\d+:\s+ID-0x([0-9a-f]+)\s*$`)
+	reGroup = regexp.MustCompile(`^#\d+:\s+ID-0x([0-9a-f]+)\s+name: (\S+)`)
+)
+
+func parseGenl(t *testing.T, out []byte) map[string]*genlFamily {
+	t.Helper()
+	fams := map[string]*genlFamily{}
+	var cur *genlFamily
+	inGroups := false
+	hex := func(s string) uint32 { v, _ := strconv.ParseUint(s, 16, 32); return uint32(v) }
+	dec := func(s string) uint32 { v, _ := strconv.ParseUint(s, 10, 32); return uint32(v) }
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case reName.MatchString(line):
+			cur = &genlFamily{Name: reName.FindStringSubmatch(line)[1]}
+			fams[cur.Name] = cur
+			inGroups = false
+		case cur == nil:
+		case reID.MatchString(line):
+			m := reID.FindStringSubmatch(line)
+			cur.ID, cur.Version, cur.HeaderSize, cur.MaxAttr = hex(m[1]), hex(m[2]), dec(m[3]), dec(m[4])
+		case strings.HasPrefix(line, "multicast groups"):
+			inGroups = true
+		case inGroups && reGroup.MatchString(line):
+			m := reGroup.FindStringSubmatch(line)
+			cur.Groups = append(cur.Groups, fmt.Sprintf("%s=%d", m[2], hex(m[1])))
+		case !inGroups && reOp.MatchString(line):
+			cur.Ops = append(cur.Ops, hex(reOp.FindStringSubmatch(line)[1]))
+		}
+	}
+	return fams
+}
+
+// Every family, compared with iproute2's `genl ctrl list`, family by family.
+func TestKernelFamiliesMatchGenl(t *testing.T) {
+	c := dialKernel(t, nil)
+	genl := ensureTool(t, "genl", "iproute2")
+	out, err := exec.Command(genl, "ctrl", "list").Output()
+	if err != nil {
+		t.Fatalf("genl ctrl list: %v", err)
+	}
+	want := parseGenl(t, out)
+	if len(want) < 2 {
+		t.Fatalf("parsed %d families from genl ctrl list:\n%s", len(want), out)
+	}
+	fams, err := c.Families(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*genlFamily{}
+	for _, f := range fams {
+		g := &genlFamily{Name: f.Name, ID: uint32(f.ID), Version: f.Version, HeaderSize: f.HeaderSize, MaxAttr: f.MaxAttr}
+		for _, op := range f.Ops {
+			g.Ops = append(g.Ops, op.ID)
+		}
+		for _, grp := range f.Groups {
+			g.Groups = append(g.Groups, fmt.Sprintf("%s=%d", grp.Name, grp.ID))
+		}
+		got[f.Name] = g
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("families differ from genl ctrl list (-genl +gnl):\n%s", diff)
+	}
+	// Looking each one up by name agrees with the dump.
+	for _, f := range fams {
+		fi, err := c.Family(context.Background(), f.Name)
+		if err != nil || fi.ID != f.ID {
+			t.Errorf("Family(%q) = %+v, %v; the dump says id %d", f.Name, fi, err, f.ID)
+		}
+	}
+}
+
+func TestKernelResolve(t *testing.T) {
+	c := dialKernel(t, nil)
+	ctx := context.Background()
+	for _, name := range []string{"nlctrl", "TASKSTATS"} {
+		fi, err := c.Family(ctx, name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if fi.Name != name || fi.ID == 0 || fi.Version == 0 || len(fi.Ops) == 0 {
+			t.Errorf("%s: %+v", name, fi)
+		}
+	}
+	missing := "IPVS"
+	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+		missing = "KUBELVS_NOFAM" // this kernel has IPVS
+	}
+	_, err := c.Family(ctx, missing)
+	if !errors.Is(err, os.ErrNotExist) || !errors.Is(err, gnl.ErrFamilyNotFound) {
+		t.Errorf("%s: got %v, want an error matching os.ErrNotExist", missing, err)
+	}
+	var ge *gnl.Error
+	if !errors.As(err, &ge) || ge.Errno != syscall.ENOENT {
+		t.Errorf("%s: the kernel's errno is not kept: %#v", missing, err)
+	}
+}
+
+// Pipelined requests on the real kernel: one result per request, a failure in the middle does
+// not disturb the others.
+func TestKernelBatch(t *testing.T) {
+	c := dialKernel(t, nil)
+	const n = 3000
+	var b gnl.Batch
+	for i := range n {
+		name := "TASKSTATS"
+		if i == 1234 {
+			name = "KUBELVS_NOFAM" // GENL_NAMSIZ is 16
+		}
+		if err := gnl.CtrlGetFamily.Add(&b, &gnl.CtrlRequest{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.SendBatch(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		err := b.Err(i)
+		if i == 1234 {
+			if !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("request %d: got %v, want ENOENT", i, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if b.Sends() >= n/10 {
+		t.Errorf("%d sendmsg calls for %d requests: not pipelined", b.Sends(), n)
+	}
+}
+
+// With a receive buffer far too small for the replies, the kernel drops messages (ENOBUFS):
+// the requests whose acknowledgement was lost are reported, and the connection stays usable.
+func TestKernelBatchOverflow(t *testing.T) {
+	c := dialKernel(t, &gnl.Config{ReceiveBuffer: 4096})
+	const n = 2000
+	var b gnl.Batch
+	for range n {
+		// nlctrl's answer about ethtool (or nlctrl) is large: replies fill the buffer fast.
+		_ = gnl.CtrlGetFamily.Add(&b, &gnl.CtrlRequest{Name: "nlctrl"})
+	}
+	if err := c.SendBatch(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	var lost, ok int
+	for i := range n {
+		switch err := b.Err(i); {
+		case err == nil:
+			ok++
+		case errors.Is(err, gnl.ErrAckLost) && errors.Is(err, syscall.ENOBUFS):
+			lost++
+		default:
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	t.Logf("%d acknowledged, %d lost to ENOBUFS, %d sendmsg calls", ok, lost, b.Sends())
+	if ok == 0 {
+		t.Error("no request was acknowledged")
+	}
+	if _, err := c.Family(context.Background(), "TASKSTATS"); err != nil {
+		t.Errorf("connection after overflow: %v", err)
+	}
+}
+
+// A socket opened in another network namespace sees that namespace's families: the same as
+// iproute2 sees there, without the host's families that are not netnsok.
+func TestKernelNetNS(t *testing.T) {
+	needRoot(t)
+	ip := ensureTool(t, "ip", "iproute2")
+	genl := ensureTool(t, "genl", "iproute2")
+	name := fmt.Sprintf("kubelvs-gnl-%d", os.Getpid())
+	if out, err := exec.Command(ip, "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command(ip, "netns", "del", name).Run() })
+	f, err := os.Open("/run/netns/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := dialKernel(t, &gnl.Config{NetNS: int(f.Fd())})
+	host := dialKernel(t, nil)
+	ctx := context.Background()
+	names := func(c *gnl.Conn) map[string]bool {
+		fams, err := c.Families(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, f := range fams {
+			m[f.Name] = true
+		}
+		return m
+	}
+	out, err := exec.Command(ip, "netns", "exec", name, genl, "ctrl", "list").Output()
+	if err != nil {
+		t.Fatalf("genl in the netns: %v", err)
+	}
+	want := map[string]bool{}
+	for n := range parseGenl(t, out) {
+		want[n] = true
+	}
+	got, onHost := names(c), names(host)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("families in the netns (-genl +gnl):\n%s", diff)
+	}
+	for n := range onHost {
+		if !got[n] {
+			if _, err := c.Family(ctx, n); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s is hidden in the netns dump, but looking it up there gave %v", n, err)
+			}
+			return
+		}
+	}
+	t.Errorf("every host family is visible in the new netns: the socket is not in it")
+}
+
+const unprivilegedEnv = "GNL_TEST_UNPRIVILEGED_CHILD"
+
+// An unprivileged caller gets os.ErrPermission from an admin-only command: not a hang, not a
+// panic. The test runs itself again as user nobody, without any capability.
+func TestKernelUnprivileged(t *testing.T) {
+	if os.Getenv(unprivilegedEnv) == "1" {
+		unprivilegedChild(t)
+		return
+	}
+	needRoot(t)
+	dir, err := os.MkdirTemp("", "gnl-unprivileged-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // nobody must be able to run the copy
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "gnl.test")
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestKernelUnprivileged$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), unprivilegedEnv+"=1")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "unprivileged child: permission denied as expected") {
+		t.Fatalf("unprivileged child: %v\n%s", err, out)
+	}
+}
+
+func unprivilegedChild(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Fatal("the child still runs as root")
+	}
+	c, err := gnl.Dial(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	fi, err := c.Family(ctx, "TASKSTATS") // lookups are not privileged
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adminOnly uint8
+	for _, op := range fi.Ops {
+		if op.Flags&gnl.OpAdminPerm != 0 {
+			adminOnly = uint8(op.ID)
+		}
+	}
+	if adminOnly == 0 {
+		t.Fatalf("TASKSTATS has no admin-only command: %+v", fi.Ops)
+	}
+	fam := &gnl.Family{Name: "TASKSTATS", Version: 1}
+	type pidReq struct {
+		PID uint32 `gnl:"1"`
+	}
+	cmd := gnl.Command[pidReq, struct{}]{Family: fam, Name: "GET", Cmd: adminOnly}
+	err = cmd.Exec(ctx, c, &pidReq{PID: uint32(os.Getpid())})
+	if !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("admin-only command as nobody: got %v, want os.ErrPermission", err)
+	}
+	fmt.Println("unprivileged child: permission denied as expected:", err)
+}
