@@ -25,6 +25,8 @@ var (
 	ErrNotAvailable = errors.New("ipvs: IPVS is not available in this kernel or network namespace")
 	// ErrDaemonRunning: a sync daemon of that state is already running.
 	ErrDaemonRunning = errors.New("ipvs: sync daemon already running")
+	// ErrDaemonNotRunning: no sync daemon of that state is running.
+	ErrDaemonNotRunning = errors.New("ipvs: sync daemon not running")
 )
 
 // opKind says which operation failed, to map errnos to sentinels.
@@ -72,6 +74,9 @@ func classify(k opKind, what string, err error) error {
 		}
 	case syscall.ESRCH:
 		s = ErrServiceNotFound
+		if k == opDaemon {
+			s = ErrDaemonNotRunning
+		}
 	case syscall.ENOENT:
 		switch k {
 		case opAddService, opUpdateService:
