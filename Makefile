@@ -9,6 +9,12 @@ GO ?= go
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
+# Packages whose `ipvsvm`-tagged tests need a kernel with IPVS: `make test-vm` runs them in one VM boot.
+VM_TEST_PKGS ?= ./hack/vm/smoketest
+VM_TEST_FLAGS ?=
+# `make bench-ipvs` table size (BENCH_FLAGS=-services 1000 for a quick run).
+BENCH_FLAGS ?=
+
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 
@@ -48,11 +54,19 @@ build: ## Build the kubelvs binary into bin/.
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint test-go ## Run every test the project has (the CI entry point).
+test: fmt-check vet lint test-go test-vm ## Run every test the project has (the CI entry point).
 
 .PHONY: test-go
 test-go: ## Unit, fuzz-seed and real-kernel tests on this host (needs root for the kernel tests).
 	$(GO) test -count=1 ./...
+
+.PHONY: test-vm
+test-vm: ## Run the ipvsvm-tagged tests of VM_TEST_PKGS in a real IPVS kernel (hack/vm, one boot).
+	hack/vm/run-tests.sh $(VM_TEST_FLAGS) $(VM_TEST_PKGS)
+
+.PHONY: bench-ipvs
+bench-ipvs: ## Benchmark IPVS programming/reading (pkg/ipvs, moby, cloudflare, ipvsadm, raw floor) in the VM.
+	hack/bench/run.sh $(BENCH_FLAGS)
 
 .PHONY: bench
 bench: ## Run the Go benchmarks with -benchmem.
