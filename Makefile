@@ -10,7 +10,7 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 # Packages whose `ipvsvm`-tagged tests need a kernel with IPVS: `make test-vm` runs them in one VM boot.
-VM_TEST_PKGS ?= ./hack/vm/smoketest
+VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs
 VM_TEST_FLAGS ?=
 # `make bench-ipvs` table size (BENCH_FLAGS=-services 1000 for a quick run).
 BENCH_FLAGS ?=
