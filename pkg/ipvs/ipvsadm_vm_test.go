@@ -203,8 +203,9 @@ func canon(entries []TableEntry) []string {
 			if fwd == Tunnel {
 				tun = fmt.Sprintf(" tun=%s/%d/%d", d.TunnelType, d.TunnelPort, d.TunnelFlags)
 			}
-			lines = append(lines, fmt.Sprintf("D %s -> %s %s/%s w=%d x=%d y=%d%s",
-				k, d.family(), netip.AddrPortFrom(d.Address, d.Port), fwd, d.Weight, d.UpperThreshold, d.LowerThreshold, tun))
+			// Thresholds are compared with ipvsadm -Ln --thresholds: -Sn does not save them.
+			lines = append(lines, fmt.Sprintf("D %s -> %s %s/%s w=%d%s",
+				k, d.family(), netip.AddrPortFrom(d.Address, d.Port), fwd, d.Weight, tun))
 		}
 	}
 	slices.Sort(lines)
@@ -238,4 +239,47 @@ func parseStats(t *testing.T, out string) []statLine {
 		lines = append(lines, sl)
 	}
 	return lines
+}
+
+// thresholds parses ipvsadm -Ln --thresholds into "SERVICE -> DEST" → [upper, lower, active,
+// inactive], SERVICE being the first two fields of ipvsadm's service line ("TCP 10.0.0.1:80").
+func thresholds(t *testing.T, out string) map[string][4]uint64 {
+	t.Helper()
+	m := map[string][4]uint64{}
+	svc := ""
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 2 && slices.Contains([]string{"TCP", "UDP", "SCTP", "FWM"}, f[0]):
+			svc = f[0] + " " + f[1]
+		case len(f) == 6 && f[0] == "->" && svc != "":
+			var v [4]uint64
+			for i := range v {
+				n, err := strconv.ParseUint(f[2+i], 10, 64)
+				if err != nil {
+					t.Fatalf("thresholds line %q: %v", l, err)
+				}
+				v[i] = n
+			}
+			m[svc+" -> "+f[1]] = v
+		}
+	}
+	return m
+}
+
+// tableThresholds renders a table the way thresholds parses ipvsadm's.
+func tableThresholds(table []TableEntry) map[string][4]uint64 {
+	m := map[string][4]uint64{}
+	for _, e := range table {
+		s := e.Service
+		hdr := strings.ToUpper(s.Protocol.String()) + " " + netip.AddrPortFrom(s.Address, s.Port).String()
+		if s.FWMark != 0 {
+			hdr = fmt.Sprintf("FWM %d", s.FWMark)
+		}
+		for _, d := range e.Destinations {
+			m[hdr+" -> "+netip.AddrPortFrom(d.Address, d.Port).String()] = [4]uint64{
+				uint64(d.UpperThreshold), uint64(d.LowerThreshold), uint64(d.ActiveConns), uint64(d.InactiveConns)}
+		}
+	}
+	return m
 }

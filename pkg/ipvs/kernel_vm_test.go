@@ -178,6 +178,12 @@ func TestVMRoundTrip(t *testing.T) {
 	}
 }
 
+func longCtx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
 func sortTable(t []TableEntry) {
 	slices.SortFunc(t, func(a, b TableEntry) int { return strings.Compare(a.Service.String(), b.Service.String()) })
 }
@@ -235,7 +241,7 @@ func ipvsadmScript(t *testing.T) string {
 -a --sctp-service 10.50.0.3:3868 -r 10.50.1.1:3868 -m -w 1
 -A -t [2001:db8::1]:443 -s mh -p 600 -M 64 -b mh-fallback,mh-port
 -a -t [2001:db8::1]:443 -r [2001:db8::2]:8443 -m -w 5
--a -t [2001:db8::1]:443 -r [2001:db8::3]:8443 -g -w 5 -x 10
+-a -t [2001:db8::1]:443 -r [2001:db8::3]:443 -g -w 5 -x 10
 -A -t 10.50.0.4:0 -s lc -p 120 -M 255.255.255.0
 -a -t 10.50.0.4:0 -r 10.50.1.7:0 -g -w 1
 -A -u 10.50.0.5:5060 -s rr -p 30 --pe sip
@@ -267,6 +273,12 @@ func TestVMIpvsadmToLibrary(t *testing.T) {
 	}
 	if d := cmp.Diff(saved, got); d != "" {
 		t.Errorf("pkg/ipvs reads the table differently from ipvsadm -Sn (-ipvsadm +pkg/ipvs):\n%s", d)
+	}
+	if d := cmp.Diff(thresholds(t, ipvsadm(t, "", "-Ln", "--thresholds")), tableThresholds(table)); d != "" {
+		t.Errorf("thresholds and connection counts (-ipvsadm -Ln --thresholds +pkg/ipvs):\n%s", d)
+	}
+	if tableThresholds(table)["TCP 10.50.0.1:80 -> 10.50.1.2:80"] != [4]uint64{1000, 100, 0, 0} {
+		t.Errorf("thresholds of 10.50.1.2:80 not read: %v", tableThresholds(table))
 	}
 	if len(got) < 40 {
 		t.Errorf("only %d lines: the script did not create the table", len(got))
@@ -301,6 +313,9 @@ func TestVMLibraryToIpvsadm(t *testing.T) {
 	saved := canon(parseRules(t, ipvsadm(t, "", "-Sn")))
 	if d := cmp.Diff(canon(want), saved); d != "" {
 		t.Errorf("ipvsadm -Sn of the table pkg/ipvs programmed (-programmed +ipvsadm):\n%s", d)
+	}
+	if d := cmp.Diff(tableThresholds(want), thresholds(t, ipvsadm(t, "", "-Ln", "--thresholds"))); d != "" {
+		t.Errorf("thresholds (-programmed +ipvsadm -Ln --thresholds):\n%s", d)
 	}
 }
 
@@ -352,9 +367,17 @@ func TestVMTraffic(t *testing.T) {
 			t.Fatalf("echo through the virtual service: %v", err)
 		}
 	}
-	ds, err := c.Destinations(ctx(t), svc)
-	if err != nil || len(ds) != 1 {
-		t.Fatalf("destinations: %v, %v", ds, err)
+	// The kernel folds its per-CPU counters into the ones it reports every 2 s (the rate
+	// estimator): wait for them.
+	var ds []Destination
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		ds, err = c.Destinations(ctx(t), svc)
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("destinations: %v, %v", ds, err)
+		}
+		if ds[0].Stats.Conns == conns || time.Since(start) > 10*time.Second {
+			break
+		}
 	}
 	d := ds[0]
 	if d.ActiveConns != conns {
@@ -381,6 +404,7 @@ func TestVMTraffic(t *testing.T) {
 	if ds[0].ActiveConns != 0 || ds[0].InactiveConns == 0 {
 		t.Errorf("after closing: %d active, %d inactive connections", ds[0].ActiveConns, ds[0].InactiveConns)
 	}
+	time.Sleep(2500 * time.Millisecond) // one more estimator round, for the last packets
 	got, err := c.Service(ctx(t), svc)
 	if err != nil {
 		t.Fatal(err)
@@ -403,6 +427,7 @@ func TestVMTraffic(t *testing.T) {
 	if err := c.ZeroService(ctx(t), svc); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(2500 * time.Millisecond)
 	if got, _ = c.Service(ctx(t), svc); got.Stats.Conns != 0 || got.Stats.InBytes != 0 {
 		t.Errorf("after zero: %+v", got.Stats)
 	}
@@ -545,13 +570,14 @@ func TestVMInfoTimeoutsDaemons(t *testing.T) {
 }
 
 // TestVMTablePipelined reads a table whose destination dumps do not all fit in one reply
-// (services with 600 destinations make the kernel answer EBUSY to the requests pipelined behind
+// (services with 250 destinations make the kernel answer EBUSY to the requests pipelined behind
 // them) and checks it against one-by-one reads and ipvsadm.
 func TestVMTablePipelined(t *testing.T) {
 	c := vmClient(t)
+	ctx := func(*testing.T) context.Context { return longCtx(t) }
 	var ops []Op
-	sizes := []int{600, 3, 0, 600, 1}
-	for n := range 400 {
+	sizes := []int{250, 3, 0, 250, 1}
+	for n := range 200 {
 		s := Service{Protocol: UDP, Address: netip.AddrFrom4([4]byte{10, 70, byte(n >> 8), byte(n)}), Port: 53, Scheduler: "rr"}
 		ops = append(ops, Op{Kind: AddService, Service: s})
 		for j := range sizes[n%len(sizes)] {
@@ -583,7 +609,7 @@ func TestVMTablePipelined(t *testing.T) {
 		}
 		total += len(table[i].Destinations)
 	}
-	if len(table) != 400 || total != 80*(600+3+0+600+1) {
+	if len(table) != 200 || total != 40*(250+3+0+250+1) {
 		t.Errorf("table has %d services, %d destinations", len(table), total)
 	}
 	if d := cmp.Diff(canon(parseRules(t, ipvsadm(t, "", "-Sn"))), canon(table)); d != "" {
