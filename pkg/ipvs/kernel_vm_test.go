@@ -464,8 +464,16 @@ func TestVMErrorsLeaveTableUnchanged(t *testing.T) {
 		{"destination of missing service", func() error { return c.AddDestination(ctx(t), missing, other) }, ErrServiceNotFound, syscall.ESRCH},
 		{"update missing destination", func() error { return c.UpdateDestination(ctx(t), svc, other) }, ErrDestNotFound, syscall.ENOENT},
 		{"delete missing destination", func() error { return c.DeleteDestination(ctx(t), svc, other) }, ErrDestNotFound, syscall.ENOENT},
-		{"lower threshold above upper", func() error { d := other; d.UpperThreshold, d.LowerThreshold = 10, 20; return c.AddDestination(ctx(t), svc, d) }, ErrInvalid, syscall.ERANGE},
-		{"GUE without a port", func() error { d := other; d.Forward, d.TunnelType = Tunnel, TunnelGUE; return c.AddDestination(ctx(t), svc, d) }, ErrInvalid, syscall.EINVAL},
+		{"lower threshold above upper", func() error {
+			d := other
+			d.UpperThreshold, d.LowerThreshold = 10, 20
+			return c.AddDestination(ctx(t), svc, d)
+		}, ErrInvalid, syscall.ERANGE},
+		{"GUE without a port", func() error {
+			d := other
+			d.Forward, d.TunnelType = Tunnel, TunnelGUE
+			return c.AddDestination(ctx(t), svc, d)
+		}, ErrInvalid, syscall.EINVAL},
 		{"stop a daemon that is not running", func() error { return c.StopDaemon(ctx(t), DaemonBackup) }, ErrDaemonNotRunning, syscall.ESRCH},
 	}
 	before, err := c.Table(ctx(t))

@@ -295,6 +295,10 @@ type wireDestReply = destReply
 // socket's deadline is only moved when less than half the timeout is left, so that reading
 // thousands of dumps does not cost a timer change per read.
 func (p *pipeDumper) armDeadline(ctx context.Context) {
+	if ctx.Err() != nil {
+		_ = p.t.SetReadDeadline(time.Unix(1, 0))
+		return
+	}
 	now, timeout := time.Now(), p.c.timeout()
 	if !p.dl.IsZero() && p.dl.Sub(now) > timeout/2 {
 		return
@@ -306,8 +310,6 @@ func (p *pipeDumper) armDeadline(ctx context.Context) {
 	p.dl = d
 	_ = p.t.SetReadDeadline(d)
 }
-
-
 
 // drain reads whatever the kernel still has queued after an overflow.
 func (p *pipeDumper) drain() error {
