@@ -173,7 +173,8 @@ func (c *Conn) collectAcks(x *exchange, b *Batch, i, j int, seq0 uint32, done []
 			dg = rest
 			idx := m.seq - seq0
 			if m.typ != typeError || idx >= n {
-				continue // replies to requests in the batch, or stale messages
+				c.stash(m) // kept if unsolicited; replies to batched requests are not used
+				continue
 			}
 			k := i + int(idx)
 			errno, msg, off, perr := ackError(m)

@@ -135,8 +135,6 @@ var (
 	typPres = reflect.TypeFor[Present]()
 	typIgn  = reflect.TypeFor[Ignore]()
 	typUnm  = reflect.TypeFor[encoding.BinaryUnmarshaler]()
-	typApp  = reflect.TypeFor[encoding.BinaryAppender]()
-	typMar  = reflect.TypeFor[encoding.BinaryMarshaler]()
 )
 
 // planFor returns the codec plan of a struct type, building and caching it on first use.
@@ -525,12 +523,27 @@ func appendBinary(b []byte, f *field, v reflect.Value) ([]byte, error) {
 	return b, fmt.Errorf("gnl: %s: %s is decode-only (it has no AppendBinary or MarshalBinary)", f.name, f.typ)
 }
 
-// decodeSet resets v and fills it from the attributes in b.
+// decodeSet fills v from the attributes in b. Fields whose attribute is absent are zeroed;
+// present ones reuse what v already holds where they can (string contents that did not change,
+// byte and slice capacity, pointed-to nested sets), so that decoding again into the same value,
+// as a dump does, allocates nothing for unchanged attributes.
 func decodeSet(b []byte, p *plan, v reflect.Value) error {
-	v.SetZero()
+	if len(p.fields) > 256 {
+		v.SetZero()
+	}
+	var seen [4]uint64
 	var pres *Present
 	if p.present >= 0 {
 		pres = v.Field(p.present).Addr().Interface().(*Present)
+		*pres = Present{}
+	}
+	if p.unknown >= 0 {
+		v.Field(p.unknown).SetLen(0)
+	}
+	for i := range p.fields {
+		if p.fields[i].kind == kindSlice {
+			v.Field(p.fields[i].index).SetLen(0)
+		}
 	}
 	it := attrIter{b: b}
 	for it.next() {
@@ -547,6 +560,8 @@ func decodeSet(b []byte, p *plan, v reflect.Value) error {
 			}
 			continue
 		}
+		fi := int(p.byAttr[a.Type])
+		seen[fi/64&3] |= 1 << (fi % 64)
 		fv := v.Field(f.index)
 		var err error
 		switch {
@@ -563,6 +578,13 @@ func decodeSet(b []byte, p *plan, v reflect.Value) error {
 	}
 	if it.err != nil {
 		return fmt.Errorf("%s: %w", p.name, it.err)
+	}
+	if len(p.fields) <= 256 {
+		for i := range p.fields {
+			if seen[i/64]&(1<<(i%64)) == 0 && p.fields[i].kind != kindSlice {
+				v.Field(p.fields[i].index).SetZero()
+			}
+		}
 	}
 	return nil
 }
@@ -581,7 +603,7 @@ func decodeIndexed(f *field, b []byte, fv reflect.Value) error {
 func decodeElem(elem *field, b []byte, fv reflect.Value) error {
 	n := fv.Len()
 	if n < fv.Cap() {
-		fv.SetLen(n + 1)
+		fv.SetLen(n + 1) // the element is reused: decodeValue resets what the attribute lacks
 	} else {
 		fv.Set(reflect.Append(fv, reflect.Zero(fv.Type().Elem())))
 	}
@@ -601,7 +623,7 @@ func decodeValue(f *field, b []byte, v reflect.Value) error {
 	}
 	if f.size > 0 && f.kind != kindFixed && len(b) != f.size {
 		// A 64-bit field also takes a 32-bit payload (the kernel's variable-width NLA_UINT/SINT).
-		if !(f.size == 8 && len(b) == 4) {
+		if f.size != 8 || len(b) != 4 {
 			return fmt.Errorf("%w: %s payload is %d bytes, want %d", ErrMalformed, f.kind, len(b), f.size)
 		}
 	}
@@ -645,6 +667,7 @@ func decodeValue(f *field, b []byte, v reflect.Value) error {
 		if len(b) > f.size {
 			return fmt.Errorf("%w: payload is %d bytes, the field holds %d", ErrMalformed, len(b), f.size)
 		}
+		v.SetZero()
 		reflect.Copy(v, reflect.ValueOf(b))
 	case kindBinary:
 		u := v.Addr().Interface().(encoding.BinaryUnmarshaler)

@@ -63,6 +63,9 @@ type Conn struct {
 	closed bool
 	fams   map[string]*FamilyInfo
 
+	unsolicited []message // messages sent unasked that arrived during requests, for Listen
+	stashLost   bool
+
 	dlMu  sync.Mutex // guards deadline changes against a late context cancellation
 	dlGen uint64
 }
@@ -225,6 +228,7 @@ func (c *Conn) resync(x *exchange) error {
 				c.dirty = false
 				return nil
 			}
+			c.stash(m)
 		}
 	}
 }
@@ -276,7 +280,8 @@ func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func(
 			}
 			dg = rest
 			if m.seq != seq {
-				continue // a reply to an earlier request that was given up on
+				c.stash(m) // unsolicited, or a reply to an earlier request that was given up on
+				continue
 			}
 			if m.pid != c.t.PortID() && m.pid != 0 {
 				return fmt.Errorf("%w: %s %s: reply for port %d on port %d", ErrUnexpectedReply, op.family.Name, op.name, m.pid, c.t.PortID())

@@ -75,7 +75,8 @@ func (c Command[Req, Rep]) Do(ctx context.Context, conn *Conn, req *Req, rep *Re
 }
 
 // Dump sends the request as a dump (NLM_F_DUMP) and calls fn for each reply, decoded into the
-// same *Rep each time (copy what you keep). A dump the kernel flags as interrupted returns an
+// same *Rep each time: its strings, slices and pointed-to sets are reused by the next reply, so
+// copy deeply what you keep (or use DumpAll). A dump the kernel flags as interrupted returns an
 // error wrapping [ErrDumpInterrupted] after all replies were delivered. An error from fn stops the
 // dump (the rest is read and discarded) and is returned.
 func (c Command[Req, Rep]) Dump(ctx context.Context, conn *Conn, req *Req, fn func(*Rep) error) error {
@@ -93,12 +94,17 @@ func (c Command[Req, Rep]) Dump(ctx context.Context, conn *Conn, req *Req, fn fu
 	})
 }
 
-// DumpAll is Dump collecting every reply.
+// DumpAll is Dump collecting every reply, each decoded into a value of its own.
 func (c Command[Req, Rep]) DumpAll(ctx context.Context, conn *Conn, req *Req) ([]Rep, error) {
+	p, err := planFor(reflect.TypeFor[Rep]())
+	if err != nil {
+		return nil, err
+	}
 	var out []Rep
-	err := c.Dump(ctx, conn, req, func(r *Rep) error {
-		out = append(out, *r)
-		return nil
+	var zero Rep
+	err = c.run(ctx, conn, req, true, func(data []byte) error {
+		out = append(out, zero)
+		return decodeSet(data, p, reflect.ValueOf(&out[len(out)-1]).Elem())
 	})
 	return out, err
 }

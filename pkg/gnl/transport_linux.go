@@ -8,6 +8,7 @@ import (
 	"os"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -20,6 +21,14 @@ type socketTransport struct {
 	nl  *netlink.Conn
 	raw syscall.RawConn
 	pid uint32
+
+	rb      []byte
+	rn      int
+	rerr    error
+	readFn  func(fd uintptr) bool
+	wb      []byte
+	werr    error
+	writeFn func(fd uintptr) bool
 }
 
 func dialSocket(cfg *Config) (*socketTransport, error) {
@@ -33,6 +42,7 @@ func dialSocket(cfg *Config) (*socketTransport, error) {
 		return nil, fmt.Errorf("gnl: generic netlink socket: %w", err)
 	}
 	t := &socketTransport{nl: nl, raw: raw, pid: nl.PID()}
+	t.readFn, t.writeFn = t.read, t.write
 	// Extended ACKs carry the kernel's error message; capped ACKs keep error replies small so
 	// pipelined batches fit in the receive buffer. Kernels without them still work.
 	for _, o := range []netlink.ConnOption{netlink.ExtendedAcknowledge, netlink.CapAcknowledge} {
@@ -56,42 +66,57 @@ func (t *socketTransport) setBuffer(force, plain, n int) {
 	})
 }
 
+// Send and Receive are called by one goroutine at a time (the Conn's lock); they keep their
+// syscall closures and results in the transport so that the hot path does not allocate.
+
 func (t *socketTransport) Send(b []byte) error {
-	var serr error
-	err := t.raw.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-		return serr != unix.EAGAIN
-	})
+	t.wb = b
+	err := t.raw.Write(t.writeFn)
+	t.wb = nil
 	if err == nil {
-		err = serr
+		err = t.werr
 	}
 	if err != nil {
-		return os.NewSyscallError("sendto", err)
+		return os.NewSyscallError("send", err)
 	}
 	return nil
 }
 
+func (t *socketTransport) write(fd uintptr) bool {
+	// An unconnected netlink socket sends to the kernel (port 0): no address needed.
+	_, t.werr = unix.Write(int(fd), t.wb)
+	return !errors.Is(t.werr, unix.EAGAIN)
+}
+
 func (t *socketTransport) Receive(b []byte) (int, error) {
-	var (
-		n     int
-		flags int
-		rerr  error
-	)
-	err := t.raw.Read(func(fd uintptr) bool {
-		n, _, flags, _, rerr = unix.Recvmsg(int(fd), b, nil, unix.MSG_DONTWAIT)
-		return rerr != unix.EAGAIN
-	})
+	t.rb = b
+	err := t.raw.Read(t.readFn)
+	t.rb = nil
 	if err == nil {
-		err = rerr
+		err = t.rerr
 	}
 	if err != nil {
-		return 0, os.NewSyscallError("recvmsg", err)
+		return 0, os.NewSyscallError("recv", err)
 	}
-	if flags&unix.MSG_TRUNC != 0 {
-		return 0, fmt.Errorf("%w: datagram larger than the %d-byte receive buffer", ErrMalformed, len(b))
+	if t.rn > len(b) {
+		return 0, fmt.Errorf("%w: datagram of %d bytes, larger than the %d-byte receive buffer", ErrMalformed, t.rn, len(b))
 	}
-	return n, nil
+	return t.rn, nil
 }
+
+func (t *socketTransport) read(fd uintptr) bool {
+	// MSG_TRUNC makes recv return the datagram's real length, so truncation is seen.
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(t.rb))), uintptr(len(t.rb)),
+		unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+	t.rn, t.rerr = int(n), nil
+	if errno != 0 {
+		t.rerr = errno
+	}
+	return errno != unix.EAGAIN
+}
+
+func (t *socketTransport) JoinGroup(group uint32) error  { return t.nl.JoinGroup(group) }
+func (t *socketTransport) LeaveGroup(group uint32) error { return t.nl.LeaveGroup(group) }
 
 func (t *socketTransport) SetReadDeadline(d time.Time) error { return t.nl.SetReadDeadline(d) }
 func (t *socketTransport) PortID() uint32                    { return t.pid }

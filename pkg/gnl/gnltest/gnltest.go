@@ -163,6 +163,23 @@ func (k *Kernel) Send(port uint32, familyID uint16, seq uint32, m Message) error
 	return nil
 }
 
+// Multicast sends an unsolicited message to every connection that joined the group.
+func (k *Kernel) Multicast(group uint32, familyID uint16, m Message) {
+	k.mu.Lock()
+	var to []*transport
+	for _, t := range k.conns {
+		t.mu.Lock()
+		if t.groups[group] {
+			to = append(to, t)
+		}
+		t.mu.Unlock()
+	}
+	k.mu.Unlock()
+	for _, t := range to {
+		t.queue(message(nil, familyID, m.Flags, 0, 0, m.Cmd, m.Attrs))
+	}
+}
+
 func (k *Kernel) family(id uint16, name string) *Family {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -375,6 +392,24 @@ type transport struct {
 	overflow bool
 	deadline time.Time
 	closed   bool
+	groups   map[uint32]bool
+}
+
+func (t *transport) JoinGroup(group uint32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.groups == nil {
+		t.groups = map[uint32]bool{}
+	}
+	t.groups[group] = true
+	return nil
+}
+
+func (t *transport) LeaveGroup(group uint32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.groups, group)
+	return nil
 }
 
 func (t *transport) queue(dg []byte) {

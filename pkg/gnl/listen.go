@@ -1,0 +1,155 @@
+package gnl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"syscall"
+)
+
+// ErrMessagesLost: the kernel dropped messages for this socket because its receive buffer was
+// full (ENOBUFS). A listener gets it in place of the records it will never see.
+var ErrMessagesLost = errors.New("gnl: messages lost: receive buffer overflow")
+
+// maxStash bounds how many unsolicited messages a connection keeps while it waits for a reply.
+const maxStash = 4096
+
+// stash keeps a copy of a message the kernel sent unasked (sequence 0: a multicast
+// notification, a taskstats exit record) that arrived during a request, for the next Listen.
+func (c *Conn) stash(m message) {
+	if m.seq != 0 || m.typ < 0x10 {
+		return
+	}
+	if len(c.unsolicited) >= maxStash {
+		c.stashLost = true
+		return
+	}
+	m.data = slices.Clone(m.data)
+	c.unsolicited = append(c.unsolicited, m)
+}
+
+// groupJoiner is a transport that can join multicast groups.
+type groupJoiner interface {
+	JoinGroup(group uint32) error
+	LeaveGroup(group uint32) error
+}
+
+// JoinGroup subscribes the connection to a multicast group of a family, by name; read the
+// notifications with [Command.Listen].
+func (c *Conn) JoinGroup(ctx context.Context, family, group string) error {
+	return c.group(ctx, family, group, true)
+}
+
+// LeaveGroup undoes JoinGroup.
+func (c *Conn) LeaveGroup(ctx context.Context, family, group string) error {
+	return c.group(ctx, family, group, false)
+}
+
+func (c *Conn) group(ctx context.Context, family, group string, join bool) error {
+	fi, err := c.Family(ctx, family)
+	if err != nil {
+		return err
+	}
+	gj, ok := c.t.(groupJoiner)
+	if !ok {
+		return fmt.Errorf("gnl: this transport has no multicast groups")
+	}
+	for _, g := range fi.Groups {
+		if g.Name == group {
+			if join {
+				err = gj.JoinGroup(g.ID)
+			} else {
+				err = gj.LeaveGroup(g.ID)
+			}
+			if err != nil {
+				return fmt.Errorf("gnl: %s group %s: %w", family, group, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("gnl: family %s has no multicast group %q: %w", family, group, os.ErrNotExist)
+}
+
+// Listen reads the messages the kernel sends unasked on this connection (notifications of
+// joined multicast groups, taskstats exit records after REGISTER_CPUMASK), decodes those of the
+// command's family that carry its Reply command (any command when Reply is 0) into a *Rep, reused
+// between calls, and calls fn(rep, nil) for each. When the kernel reports that it dropped
+// messages (ENOBUFS), fn is called with a nil rep and an error wrapping [ErrMessagesLost], and
+// listening goes on: losses are reported, never silent. Listen returns when ctx ends (with
+// ctx's error) or when fn returns an error (that error). It holds the connection for its whole
+// duration: use a connection of its own.
+func (c Command[Req, Rep]) Listen(ctx context.Context, conn *Conn, fn func(rep *Rep, lost error) error) error {
+	p, err := planFor(reflect.TypeFor[Rep]())
+	if err != nil {
+		return err
+	}
+	x, err := conn.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer x.end()
+	id, err := conn.familyID(x, c.Family)
+	if err != nil {
+		return err
+	}
+	var rep Rep
+	rv := reflect.ValueOf(&rep).Elem()
+	deliver := func(m message) error {
+		if m.typ != id || m.seq != 0 || len(m.data) < genlHdrLen || (c.Reply != 0 && m.data[0] != c.Reply) {
+			return nil
+		}
+		if err := decodeSet(m.data[genlHdrLen:], p, rv); err != nil {
+			return fn(nil, fmt.Errorf("%s %s: %w", c.Family.Name, c.Name, err))
+		}
+		return fn(&rep, nil)
+	}
+	lost := func() error {
+		return fn(nil, fmt.Errorf("%s %s: %w: %w", c.Family.Name, c.Name, ErrMessagesLost, syscall.ENOBUFS))
+	}
+	if conn.stashLost {
+		conn.stashLost = false
+		if err := lost(); err != nil {
+			return err
+		}
+	}
+	for len(conn.unsolicited) > 0 {
+		m := conn.unsolicited[0]
+		conn.unsolicited = conn.unsolicited[1:]
+		if err := deliver(m); err != nil {
+			return err
+		}
+	}
+	conn.unsolicited = nil
+	for {
+		dg, err := x.receive()
+		switch {
+		case errors.Is(err, syscall.ENOBUFS):
+			if err := lost(); err != nil {
+				return err
+			}
+			continue
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue // the connection's timeout bounds replies, not how long a listener waits
+		case err != nil:
+			return err
+		}
+		for len(dg) > 0 {
+			m, rest, err := nextMessage(dg)
+			if err != nil {
+				if ferr := fn(nil, fmt.Errorf("%s %s: %w", c.Family.Name, c.Name, err)); ferr != nil {
+					return ferr
+				}
+				break
+			}
+			dg = rest
+			if err := deliver(m); err != nil {
+				return err
+			}
+		}
+	}
+}
