@@ -1,0 +1,234 @@
+// Command ipvs-bench programs an IPVS table of -services x -dests from empty and reads it back with each
+// contender (Go IPVS libraries, ipvsadm, a hand-written raw netlink floor, and kubelvs's pkg/ipvs once
+// it lands), each in a process of its own in a fresh network namespace, and prints a table of times and
+// ratios. It must run as root on a kernel with IPVS: `make bench-ipvs` runs it inside hack/vm.
+//
+// A fresh namespace per contender matters: the kernel keeps deleted destinations on a per-namespace
+// trash list for about a minute and scans it on every destination add, so a contender running after
+// another's table was deleted would be measured on a poisoned kernel. Between contenders the benchmark
+// waits for the CPU to go idle, so the kernel's teardown of the previous namespace is not billed to
+// the next one.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type options struct {
+	services, dests int
+	window          int
+	rbuf            int
+	timeout         time.Duration
+	only            string
+	child           string
+}
+
+// result is what a child reports on stdout, as one "RESULT {json}" line.
+type result struct {
+	Name     string  `json:"name"`
+	Program  float64 `json:"programSeconds"`
+	Read     float64 `json:"readSeconds"`
+	Services int     `json:"services"`
+	Dests    int     `json:"dests"`
+	Err      string  `json:"error,omitempty"`
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.services, "services", 10000, "number of virtual services")
+	flag.IntVar(&o.dests, "dests", 10, "destinations per service")
+	flag.IntVar(&o.window, "window", 1024, "requests per sendmsg for the raw floor writer")
+	flag.IntVar(&o.rbuf, "rbuf", 4096, "receive buffer of the raw floor in bytes (the kernel sizes dump messages to it)")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "time limit for each contender")
+	flag.StringVar(&o.only, "only", "", "comma-separated substrings: run only contenders whose name contains one")
+	flag.StringVar(&o.child, "child", "", "internal: run this contender in the current process")
+	flag.Parse()
+	if o.services < 1 || o.dests < 0 || o.window < 1 || o.rbuf < 4096 || o.services > 1<<20 || o.services*o.dests > 1<<22 {
+		fmt.Fprintln(os.Stderr, "ipvs-bench: -services must be 1..1048576, -dests >= 0 (at most 4M in all), -window >= 1, -rbuf >= 4096")
+		os.Exit(2)
+	}
+	if o.child != "" {
+		res := runChild(o)
+		b, _ := json.Marshal(res)
+		fmt.Printf("RESULT %s\n", b)
+		if res.Err != "" {
+			os.Exit(1)
+		}
+		return
+	}
+	if err := runAll(o); err != nil {
+		fmt.Fprintln(os.Stderr, "ipvs-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// runChild runs one contender in this process, which the parent started in a fresh network namespace.
+func runChild(o options) result {
+	res := result{Name: o.child}
+	fail := func(err error) result { res.Err = err.Error(); return res }
+	var e *entry
+	for i := range contenders {
+		if contenders[i].name == o.child {
+			e = &contenders[i]
+		}
+	}
+	if e == nil {
+		return fail(fmt.Errorf("no contender %q", o.child))
+	}
+	// A fresh namespace has lo down, and the kernel then rejects IPv4 destinations as "not unicast".
+	if err := linkUp("lo"); err != nil {
+		return fail(fmt.Errorf("bringing lo up: %w", err))
+	}
+	t := NewTable(o.services, o.dests)
+	c, err := e.new(o)
+	if err != nil {
+		return fail(err)
+	}
+	start := time.Now()
+	if err := c.Program(t); err != nil {
+		return fail(err)
+	}
+	res.Program = time.Since(start).Seconds()
+	start = time.Now()
+	res.Services, res.Dests, err = c.Read()
+	if err != nil {
+		return fail(err)
+	}
+	res.Read = time.Since(start).Seconds()
+	if ws, wd := t.Objects(); res.Services != ws || res.Dests != wd {
+		return fail(fmt.Errorf("read back %d services and %d dests, want %d and %d", res.Services, res.Dests, ws, wd))
+	}
+	return res
+}
+
+// runChildProcess starts this binary with -child in a new network namespace and returns its result.
+func runChildProcess(o options, name string, services, dests int) result {
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	self, err := os.Executable()
+	if err != nil {
+		return result{Name: name, Err: err.Error()}
+	}
+	cmd := exec.CommandContext(ctx, self, "-child", name, "-services", fmt.Sprint(services),
+		"-dests", fmt.Sprint(dests), "-window", fmt.Sprint(o.window), "-rbuf", fmt.Sprint(o.rbuf))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	runErr := cmd.Run()
+	var res *result
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		if line, ok := strings.CutPrefix(sc.Text(), "RESULT "); ok {
+			res = new(result)
+			if err := json.Unmarshal([]byte(line), res); err != nil {
+				return result{Name: name, Err: fmt.Sprintf("bad result %q: %v", line, err)}
+			}
+		}
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return result{Name: name, Err: fmt.Sprintf("timed out after %v", o.timeout)}
+	case res == nil && runErr != nil:
+		return result{Name: name, Err: fmt.Sprintf("child failed: %v", runErr)}
+	case res == nil:
+		return result{Name: name, Err: "child reported no result"}
+	}
+	return *res
+}
+
+func runAll(o options) error {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	fmt.Printf("ipvs-bench: %d services x %d dests = %d writes, kernel %s, raw window %d, each contender in a fresh netns\n",
+		o.services, o.dests, o.services*(1+o.dests), unix.ByteSliceToString(uts.Release[:]), o.window)
+	// Warm-up (not measured): the first service with the rr scheduler makes the kernel load ip_vs_rr.
+	if r := runChildProcess(o, floorName, 1, 1); r.Err != "" {
+		return fmt.Errorf("warm-up: %s", r.Err)
+	}
+	var results []result
+	for _, e := range contenders {
+		if !selected(o.only, e.name) {
+			continue
+		}
+		waited := settle(2 * time.Minute)
+		fmt.Fprintf(os.Stderr, "ipvs-bench: %s (after %.1fs waiting for an idle CPU)\n", e.name, waited.Seconds())
+		r := runChildProcess(o, e.name, o.services, o.dests)
+		if r.Err != "" {
+			fmt.Fprintf(os.Stderr, "ipvs-bench: %s: %s\n", e.name, r.Err)
+		} else {
+			fmt.Fprintf(os.Stderr, "ipvs-bench: %s: program %.2fs, read %.2fs\n", e.name, r.Program, r.Read)
+		}
+		results = append(results, r)
+	}
+	printTable(os.Stdout, results)
+	for _, r := range results {
+		if r.Err != "" {
+			return errors.New("some contenders failed")
+		}
+	}
+	return nil
+}
+
+func selected(only, name string) bool {
+	if only == "" {
+		return true
+	}
+	for _, s := range strings.Split(only, ",") {
+		if s != "" && strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func printTable(out io.Writer, results []result) {
+	ref := func(name string) *result {
+		for i := range results {
+			if results[i].Name == name && results[i].Err == "" {
+				return &results[i]
+			}
+		}
+		return nil
+	}
+	floor, pkg := ref(floorName), ref(pkgIPVSName)
+	ratio := func(v float64, r *result, f func(*result) float64) string {
+		if r == nil || f(r) == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2fx", v/f(r))
+	}
+	prog := func(r *result) float64 { return r.Program }
+	read := func(r *result) float64 { return r.Read }
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "contender\tprogram s\tread s\tprogram/floor\tread/floor\tprogram/pkg-ipvs\tread/pkg-ipvs\twrites/s\t")
+	for _, r := range results {
+		if r.Err != "" {
+			fmt.Fprintf(w, "%s\tFAILED: %s\t\t\t\t\t\t\t\n", r.Name, r.Err)
+			continue
+		}
+		fmt.Fprintf(w, "%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%.0f\t\n", r.Name, r.Program, r.Read,
+			ratio(r.Program, floor, prog), ratio(r.Read, floor, read),
+			ratio(r.Program, pkg, prog), ratio(r.Read, pkg, read),
+			float64(r.Services+r.Dests)/r.Program)
+	}
+	w.Flush()
+	if pkg == nil {
+		fmt.Fprintln(out, "(pkg/ipvs: not yet a contender, see TODO(pkg/ipvs) in hack/bench/contenders.go)")
+	}
+}
