@@ -6,6 +6,7 @@ replace github.com/kubelvs/kubelvs => ../..
 
 require (
 	github.com/cloudflare/ipvs v0.12.0
+	github.com/kubelvs/kubelvs v0.0.0-00010101000000-000000000000
 	github.com/moby/ipvs v1.1.0
 	golang.org/x/sys v0.50.0
 )

@@ -13,6 +13,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -36,6 +38,7 @@ type options struct {
 	timeout         time.Duration
 	only            string
 	child           string
+	profile         string
 }
 
 // result is what a child reports on stdout, as one "RESULT {json}" line.
@@ -57,6 +60,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "time limit for each contender")
 	flag.StringVar(&o.only, "only", "", "comma-separated substrings: run only contenders whose name contains one")
 	flag.StringVar(&o.child, "child", "", "internal: run this contender in the current process")
+	flag.StringVar(&o.profile, "cpuprofile", "", "print CPU profiles (base64, between PROFILE lines on stderr) of the program and read phases of contenders whose name contains this")
 	flag.Parse()
 	if o.services < 1 || o.dests < 0 || o.window < 1 || o.rbuf < 4096 || o.services > 1<<20 || o.services*o.dests > 1<<22 {
 		fmt.Fprintln(os.Stderr, "ipvs-bench: -services must be 1..1048576, -dests >= 0 (at most 4M in all), -window >= 1, -rbuf >= 4096")
@@ -99,17 +103,22 @@ func runChild(o options) result {
 	if err != nil {
 		return fail(err)
 	}
+	profiling := o.profile != "" && strings.Contains(o.child, o.profile)
+	stopProfile := startProfile(profiling)
 	start := time.Now()
 	if err := c.Program(t); err != nil {
 		return fail(err)
 	}
 	res.Program = time.Since(start).Seconds()
+	stopProfile("program")
+	stopProfile = startProfile(profiling)
 	start = time.Now()
 	res.Services, res.Dests, err = c.Read()
 	if err != nil {
 		return fail(err)
 	}
 	res.Read = time.Since(start).Seconds()
+	stopProfile("read")
 	if ws, wd := t.Objects(); res.Services != ws || res.Dests != wd {
 		return fail(fmt.Errorf("read back %d services and %d dests, want %d and %d", res.Services, res.Dests, ws, wd))
 	}
@@ -125,7 +134,7 @@ func runChildProcess(o options, name string, services, dests int) result {
 		return result{Name: name, Err: err.Error()}
 	}
 	cmd := exec.CommandContext(ctx, self, "-child", name, "-services", fmt.Sprint(services),
-		"-dests", fmt.Sprint(dests), "-window", fmt.Sprint(o.window), "-rbuf", fmt.Sprint(o.rbuf))
+		"-dests", fmt.Sprint(dests), "-window", fmt.Sprint(o.window), "-rbuf", fmt.Sprint(o.rbuf), "-cpuprofile", o.profile)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
 	var stdout bytes.Buffer
@@ -230,5 +239,30 @@ func printTable(out io.Writer, results []result) {
 	w.Flush()
 	if pkg == nil {
 		fmt.Fprintln(out, "(pkg/ipvs: not yet a contender, see TODO(pkg/ipvs) in hack/bench/contenders.go)")
+	}
+}
+
+// startProfile starts a CPU profile when on; the function it returns stops it and prints it to
+// stderr, base64, between "PROFILE-BEGIN name" and "PROFILE-END" lines (the VM's only way out is
+// its console).
+func startProfile(on bool) func(name string) {
+	if !on {
+		return func(string) {}
+	}
+	var buf bytes.Buffer
+	if err := pprof.StartCPUProfile(&buf); err != nil {
+		fmt.Fprintln(os.Stderr, "ipvs-bench: cpu profile:", err)
+		return func(string) {}
+	}
+	return func(name string) {
+		pprof.StopCPUProfile()
+		enc := base64.StdEncoding.EncodeToString(buf.Bytes())
+		fmt.Fprintf(os.Stderr, "PROFILE-BEGIN %s\n", name)
+		for len(enc) > 0 {
+			n := min(len(enc), 76)
+			fmt.Fprintln(os.Stderr, enc[:n])
+			enc = enc[n:]
+		}
+		fmt.Fprintln(os.Stderr, "PROFILE-END")
 	}
 }

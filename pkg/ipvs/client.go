@@ -95,11 +95,11 @@ func (c *Client) Services(ctx context.Context) ([]Service, error) {
 	var out []Service
 	for attempt := 0; ; attempt++ {
 		out = out[:0]
-		err := dumpServices.Dump(ctx, c.conn, &empty{}, func(m *svcMsg) error {
+		err := dumpServicesRaw.Dump(ctx, c.conn, &empty{}, func(m *svcRawMsg) error {
 			if m.Service == nil {
 				return nil
 			}
-			s, err := serviceFrom(m.Service)
+			s, err := decodeServiceNest(m.Service)
 			if err != nil {
 				return err
 			}

@@ -57,17 +57,31 @@ func seedDatagram() []byte {
 	return msg(b, 0x3, 0x2, []byte{0, 0, 0, 0})
 }
 
+// FuzzServiceDecode checks the hand-written service decoder against the declarations decoded by
+// gnl, and that what decodes encodes again.
 func FuzzServiceDecode(f *testing.F) {
 	f.Add(seedService())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m svcMsg
-		if gnl.Unmarshal(b, &m) != nil || m.Service == nil {
+		gerr := gnl.Unmarshal(b, &m)
+		var raw svcRawMsg
+		if err := gnl.Unmarshal(b, &raw); (err != nil) != (gerr != nil) && gerr == nil {
+			t.Fatalf("raw service message: %v", err)
+		}
+		if gerr != nil || m.Service == nil {
 			return
 		}
-		s, err := serviceFrom(m.Service)
-		if err != nil {
+		slow, serr := serviceFrom(m.Service)
+		fast, ferr := decodeServiceNest(raw.Service)
+		switch {
+		case (ferr != nil) != (serr != nil):
+			t.Fatalf("hand decoder error %v, gnl error %v", ferr, serr)
+		case ferr != nil:
 			return
+		case fast != slow:
+			t.Fatalf("hand decoder %+v\ngnl          %+v", fast, slow)
 		}
+		s := slow
 		_ = s.String()
 		_ = s.Flags.String()
 		// What decodes must encode again (the client may send back what it read).
@@ -80,19 +94,31 @@ func FuzzServiceDecode(f *testing.F) {
 	})
 }
 
+// FuzzDestDecode checks the hand-written destination decoder Table uses against the
+// declarations decoded by gnl: same destination, or an error from both.
 func FuzzDestDecode(f *testing.F) {
 	f.Add(seedDest(), uint16(IPv4))
 	f.Fuzz(func(t *testing.T, b []byte, af uint16) {
+		var fast Destination
+		found, ferr := decodeDestMsg(b, Family(af), &fast)
 		var m destReply
-		if gnl.Unmarshal(b, &m) != nil || m.Dest == nil {
-			return
+		gerr := gnl.Unmarshal(b, &m)
+		var slow Destination
+		if gerr == nil && m.Dest != nil {
+			slow, gerr = destFrom(m.Dest, Family(af))
 		}
-		d, err := destFrom(m.Dest, Family(af))
-		if err != nil {
+		switch {
+		case (ferr != nil) != (gerr != nil):
+			t.Fatalf("hand decoder error %v, gnl error %v", ferr, gerr)
+		case ferr != nil:
 			return
+		case found != (m.Dest != nil):
+			t.Fatalf("hand decoder found %v, gnl %v", found, m.Dest != nil)
+		case fast != slow:
+			t.Fatalf("hand decoder %+v\ngnl          %+v", fast, slow)
 		}
-		_ = d.String()
-		_ = d.Forward.String() + d.TunnelType.String()
+		_ = fast.String()
+		_ = fast.Forward.String() + fast.TunnelType.String()
 	})
 }
 

@@ -205,7 +205,6 @@ func (p *pipeDumper) window(ctx context.Context, famID uint16, keys []*wireServi
 	}
 	states := make([]reqState, len(win))
 	left := len(win)
-	var w wireDestReply
 	for left > 0 {
 		p.armDeadline(ctx)
 		n, err := p.t.Receive(p.rbuf)
@@ -272,15 +271,13 @@ func (p *pipeDumper) window(ctx context.Context, famID uint16, keys []*wireServi
 				if len(msg) < 4 {
 					return nil, fmt.Errorf("%w: generic netlink message of %d bytes", gnl.ErrMalformed, len(msg))
 				}
-				if err := gnl.Unmarshal(msg[4:], &w); err != nil {
-					return nil, fmt.Errorf("destinations of %s: %w", out[i].Service.String(), err)
-				}
-				if w.Dest == nil {
-					continue
-				}
-				dst, err := destFrom(w.Dest, Family(keys[i].AF))
+				var dst Destination
+				found, err := decodeDestMsg(msg[4:], Family(keys[i].AF), &dst)
 				if err != nil {
 					return nil, fmt.Errorf("destinations of %s: %w", out[i].Service.String(), err)
+				}
+				if !found {
+					continue
 				}
 				out[i].Destinations = append(out[i].Destinations, dst)
 			}
@@ -288,8 +285,6 @@ func (p *pipeDumper) window(ctx context.Context, famID uint16, keys []*wireServi
 	}
 	return states, nil
 }
-
-type wireDestReply = destReply
 
 // armDeadline bounds the next receive by the context's deadline and the client's timeout. The
 // socket's deadline is only moved when less than half the timeout is left, so that reading

@@ -167,6 +167,10 @@ type (
 		Service *wireServiceKey `gnl:"1"`
 		Dest    *wireDestKey    `gnl:"2"`
 	}
+	// svcRawMsg keeps the service nest undecoded, for the hand-written decoder (decode.go).
+	svcRawMsg struct {
+		Service []byte `gnl:"1"`
+	}
 	destReply struct {
 		Dest *wireDest `gnl:"2"`
 	}
@@ -200,22 +204,24 @@ var (
 	delService   = gnl.Command[svcKeyMsg, empty]{Family: family, Name: "DEL_SERVICE", Cmd: cmdDelService}
 	getService   = gnl.Command[svcKeyMsg, svcMsg]{Family: family, Name: "GET_SERVICE", Cmd: cmdGetService, Reply: cmdNewService}
 	dumpServices = gnl.Command[empty, svcMsg]{Family: family, Name: "GET_SERVICE", Cmd: cmdGetService, Reply: cmdNewService}
-	newDest      = gnl.Command[destMsg, empty]{Family: family, Name: "NEW_DEST", Cmd: cmdNewDest}
-	setDest      = gnl.Command[destMsg, empty]{Family: family, Name: "SET_DEST", Cmd: cmdSetDest}
-	delDest      = gnl.Command[destKeyMsg, empty]{Family: family, Name: "DEL_DEST", Cmd: cmdDelDest}
-	dumpDests    = gnl.Command[svcKeyMsg, destReply]{Family: family, Name: "GET_DEST", Cmd: cmdGetDest, Reply: cmdNewDest}
-	newDaemon    = gnl.Command[daemonMsg, empty]{Family: family, Name: "NEW_DAEMON", Cmd: cmdNewDaemon}
-	delDaemon    = gnl.Command[daemonStateMsg, empty]{Family: family, Name: "DEL_DAEMON", Cmd: cmdDelDaemon}
-	dumpDaemons  = gnl.Command[empty, daemonMsg]{Family: family, Name: "GET_DAEMON", Cmd: cmdGetDaemon, Reply: cmdNewDaemon}
-	setConfig    = gnl.Command[configMsg, empty]{Family: family, Name: "SET_CONFIG", Cmd: cmdSetConfig}
-	getConfig    = gnl.Command[empty, configMsg]{Family: family, Name: "GET_CONFIG", Cmd: cmdGetConfig, Reply: cmdSetConfig}
-	getInfo      = gnl.Command[empty, infoMsg]{Family: family, Name: "GET_INFO", Cmd: cmdGetInfo, Reply: cmdSetInfo}
-	zero         = gnl.Command[svcKeyMsg, empty]{Family: family, Name: "ZERO", Cmd: cmdZero}
-	flush        = gnl.Command[empty, empty]{Family: family, Name: "FLUSH", Cmd: cmdFlush}
+	// dumpServicesRaw is dumpServices for Services and Table, which decode by hand (decode.go).
+	dumpServicesRaw = gnl.Command[empty, svcRawMsg]{Family: family, Name: "GET_SERVICE", Cmd: cmdGetService, Reply: cmdNewService}
+	newDest         = gnl.Command[destMsg, empty]{Family: family, Name: "NEW_DEST", Cmd: cmdNewDest}
+	setDest         = gnl.Command[destMsg, empty]{Family: family, Name: "SET_DEST", Cmd: cmdSetDest}
+	delDest         = gnl.Command[destKeyMsg, empty]{Family: family, Name: "DEL_DEST", Cmd: cmdDelDest}
+	dumpDests       = gnl.Command[svcKeyMsg, destReply]{Family: family, Name: "GET_DEST", Cmd: cmdGetDest, Reply: cmdNewDest}
+	newDaemon       = gnl.Command[daemonMsg, empty]{Family: family, Name: "NEW_DAEMON", Cmd: cmdNewDaemon}
+	delDaemon       = gnl.Command[daemonStateMsg, empty]{Family: family, Name: "DEL_DAEMON", Cmd: cmdDelDaemon}
+	dumpDaemons     = gnl.Command[empty, daemonMsg]{Family: family, Name: "GET_DAEMON", Cmd: cmdGetDaemon, Reply: cmdNewDaemon}
+	setConfig       = gnl.Command[configMsg, empty]{Family: family, Name: "SET_CONFIG", Cmd: cmdSetConfig}
+	getConfig       = gnl.Command[empty, configMsg]{Family: family, Name: "GET_CONFIG", Cmd: cmdGetConfig, Reply: cmdSetConfig}
+	getInfo         = gnl.Command[empty, infoMsg]{Family: family, Name: "GET_INFO", Cmd: cmdGetInfo, Reply: cmdSetInfo}
+	zero            = gnl.Command[svcKeyMsg, empty]{Family: family, Name: "ZERO", Cmd: cmdZero}
+	flush           = gnl.Command[empty, empty]{Family: family, Name: "FLUSH", Cmd: cmdFlush}
 )
 
 // checks lists every command for the declaration test.
 var checks = []interface{ Check() error }{
-	newService, setService, delService, getService, dumpServices, newDest, setDest, delDest,
+	newService, setService, delService, getService, dumpServices, dumpServicesRaw, newDest, setDest, delDest,
 	dumpDests, newDaemon, delDaemon, dumpDaemons, setConfig, getConfig, getInfo, zero, flush,
 }
