@@ -28,10 +28,10 @@ func (p *pkgIPVS) Program(t *Table) error {
 	_, dests := t.Objects()
 	ops := make([]ipvs.Op, 0, len(t.Services)+dests)
 	for _, s := range t.Services {
-		svc := ipvs.Service{Protocol: ipvs.TCP, Address: s.Addr, Port: s.Port, Scheduler: Scheduler}
+		svc := &ipvs.Service{Protocol: ipvs.TCP, Address: s.Addr, Port: s.Port, Scheduler: Scheduler}
 		ops = append(ops, ipvs.Op{Kind: ipvs.AddService, Service: svc})
 		for _, d := range s.Dests {
-			ops = append(ops, ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: ipvs.Destination{
+			ops = append(ops, ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: &ipvs.Destination{
 				Address: d.Addr, Port: d.Port, Weight: int(d.Weight), Forward: ipvs.Masquerade}})
 		}
 	}

@@ -51,19 +51,41 @@ func (k OpKind) kind() opKind {
 
 // Op is one change to the table, for [Client.Apply]. Service operations use Service (a
 // delete needs only its key fields); destination operations use Destination in Service (which
-// needs only its key fields).
+// needs only its key fields). They are pointers so that a batch of 100,000 operations stays
+// small and the destinations of one service share it; Apply does not modify them.
 type Op struct {
 	Kind        OpKind
-	Service     Service
-	Destination Destination
+	Service     *Service
+	Destination *Destination
 }
 
 func (o *Op) String() string {
+	svc, dst := "<nil service>", "<nil destination>"
+	if o.Service != nil {
+		svc = o.Service.String()
+	}
+	if o.Destination != nil {
+		dst = o.Destination.String()
+	}
 	switch o.Kind {
 	case AddDestination, UpdateDestination, DeleteDestination:
-		return fmt.Sprintf("%s %s of %s", o.Kind, &o.Destination, &o.Service)
+		return fmt.Sprintf("%s %s of %s", o.Kind, dst, svc)
 	}
-	return fmt.Sprintf("%s %s", o.Kind, &o.Service)
+	return fmt.Sprintf("%s %s", o.Kind, svc)
+}
+
+// check reports a missing service or destination.
+func (o *Op) check() error {
+	if o.Service == nil {
+		return fmt.Errorf("%w: no service", ErrInvalid)
+	}
+	switch o.Kind {
+	case AddDestination, UpdateDestination, DeleteDestination:
+		if o.Destination == nil {
+			return fmt.Errorf("%w: no destination", ErrInvalid)
+		}
+	}
+	return nil
 }
 
 func (o *Op) destMsg() (destMsg, error) {
@@ -132,7 +154,7 @@ func (o *Op) add(b *gnl.Batch) error {
 func phase(o *Op, readded map[ServiceKey]bool) int {
 	switch o.Kind {
 	case DeleteService:
-		if readded[o.Service.Key()] {
+		if o.Service != nil && readded[o.Service.Key()] {
 			return 0
 		}
 		return 3
@@ -156,7 +178,7 @@ func (c *Client) Apply(ctx context.Context, ops []Op) (results []error, err erro
 	results = make([]error, len(ops))
 	var readded map[ServiceKey]bool
 	for i := range ops {
-		if ops[i].Kind == AddService {
+		if ops[i].Kind == AddService && ops[i].Service != nil {
 			if readded == nil {
 				readded = map[ServiceKey]bool{}
 			}
@@ -169,10 +191,17 @@ func (c *Client) Apply(ctx context.Context, ops []Op) (results []error, err erro
 		buckets[p] = append(buckets[p], int32(i))
 	}
 	order := make([]int32, 0, len(ops)) // batch index → ops index
-	var b gnl.Batch
+	var (
+		b   gnl.Batch
+		enc encoder
+	)
 	for _, bucket := range buckets {
 		for _, i := range bucket {
-			if aerr := ops[i].add(&b); aerr != nil {
+			aerr := ops[i].check()
+			if aerr == nil {
+				aerr = enc.add(&b, &ops[i])
+			}
+			if aerr != nil {
 				results[i] = fmt.Errorf("ipvs: %s: %w", &ops[i], aerr)
 				continue
 			}

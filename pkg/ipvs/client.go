@@ -139,37 +139,40 @@ func (c *Client) Service(ctx context.Context, s Service) (Service, error) {
 // AddService creates a service. An existing one gives [ErrServiceExists], an unknown scheduler
 // or persistence engine [ErrSchedulerNotFound].
 func (c *Client) AddService(ctx context.Context, s Service) error {
-	return c.exec(ctx, Op{Kind: AddService, Service: s})
+	return c.exec(ctx, Op{Kind: AddService, Service: &s})
 }
 
 // UpdateService changes a service's scheduler, flags, persistence and engine in place.
 func (c *Client) UpdateService(ctx context.Context, s Service) error {
-	return c.exec(ctx, Op{Kind: UpdateService, Service: s})
+	return c.exec(ctx, Op{Kind: UpdateService, Service: &s})
 }
 
 // DeleteService deletes a service and its destinations.
 func (c *Client) DeleteService(ctx context.Context, s Service) error {
-	return c.exec(ctx, Op{Kind: DeleteService, Service: s})
+	return c.exec(ctx, Op{Kind: DeleteService, Service: &s})
 }
 
 // AddDestination adds a destination to a service.
 func (c *Client) AddDestination(ctx context.Context, s Service, d Destination) error {
-	return c.exec(ctx, Op{Kind: AddDestination, Service: s, Destination: d})
+	return c.exec(ctx, Op{Kind: AddDestination, Service: &s, Destination: &d})
 }
 
 // UpdateDestination changes a destination's forwarding method, weight, thresholds and tunnel
 // in place (prefer this to delete and add: deleted destinations linger in the kernel).
 func (c *Client) UpdateDestination(ctx context.Context, s Service, d Destination) error {
-	return c.exec(ctx, Op{Kind: UpdateDestination, Service: s, Destination: d})
+	return c.exec(ctx, Op{Kind: UpdateDestination, Service: &s, Destination: &d})
 }
 
 // DeleteDestination removes a destination from a service.
 func (c *Client) DeleteDestination(ctx context.Context, s Service, d Destination) error {
-	return c.exec(ctx, Op{Kind: DeleteDestination, Service: s, Destination: d})
+	return c.exec(ctx, Op{Kind: DeleteDestination, Service: &s, Destination: &d})
 }
 
 func (c *Client) exec(ctx context.Context, op Op) error {
-	var err error
+	err := op.check()
+	if err != nil {
+		return fmt.Errorf("ipvs: %s: %w", &op, err)
+	}
 	switch op.Kind {
 	case AddService, UpdateService:
 		var w *wireService
@@ -217,7 +220,7 @@ func (c *Client) opError(ctx context.Context, op *Op, err error) error {
 	}
 	err = classify(op.Kind.kind(), "ipvs: "+op.String(), err)
 	if op.Kind == UpdateService && errors.Is(err, ErrSchedulerNotFound) {
-		if _, gerr := c.Service(ctx, op.Service); errors.Is(gerr, ErrServiceNotFound) {
+		if _, gerr := c.Service(ctx, *op.Service); errors.Is(gerr, ErrServiceNotFound) {
 			return fmt.Errorf("%w: %w", ErrServiceNotFound, errors.Unwrap(err))
 		}
 	}

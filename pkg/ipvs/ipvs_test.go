@@ -1,6 +1,7 @@
 package ipvs
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -346,21 +347,21 @@ func TestApply(t *testing.T) {
 	svcs := testServices()
 	// Out of order on purpose: destinations before their services, a delete first.
 	var ops []Op
-	ops = append(ops, Op{Kind: DeleteService, Service: svcs[2]})
+	ops = append(ops, Op{Kind: DeleteService, Service: ptr(svcs[2])})
 	for i, s := range svcs[:2] {
 		for j := range 3 {
-			ops = append(ops, Op{Kind: AddDestination, Service: s,
-				Destination: Destination{Address: netip.AddrFrom4([4]byte{10, 2, byte(i), byte(j)}), Port: 80, Weight: j}})
+			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s),
+				Destination: ptr(Destination{Address: netip.AddrFrom4([4]byte{10, 2, byte(i), byte(j)}), Port: 80, Weight: j})})
 		}
 	}
 	for _, s := range svcs {
-		ops = append(ops, Op{Kind: AddService, Service: s})
+		ops = append(ops, Op{Kind: AddService, Service: ptr(s)})
 	}
 	ops = append(ops,
-		Op{Kind: AddService, Service: svcs[0]}, // duplicate
-		Op{Kind: DeleteDestination, Service: svcs[1], Destination: Destination{Address: mustAddr("10.9.0.1"), Port: 1}}, // missing
-		Op{Kind: AddDestination, Service: svcs[0], Destination: Destination{Address: mustAddr("10.9.0.2"), Weight: -5}}, // invalid
-		Op{Kind: UpdateService, Service: Service{Protocol: TCP, Address: mustAddr("10.8.8.8"), Port: 1, Scheduler: "nope"}},
+		Op{Kind: AddService, Service: ptr(svcs[0])}, // duplicate
+		Op{Kind: DeleteDestination, Service: ptr(svcs[1]), Destination: ptr(Destination{Address: mustAddr("10.9.0.1"), Port: 1})}, // missing
+		Op{Kind: AddDestination, Service: ptr(svcs[0]), Destination: ptr(Destination{Address: mustAddr("10.9.0.2"), Weight: -5})}, // invalid
+		Op{Kind: UpdateService, Service: ptr(Service{Protocol: TCP, Address: mustAddr("10.8.8.8"), Port: 1, Scheduler: "nope"})},
 	)
 	res, err := c.Apply(ctx(t), ops)
 	if err != nil {
@@ -411,9 +412,9 @@ func TestApplyLarge(t *testing.T) {
 	const nsvc, ndst = 200, 10
 	for i := range nsvc {
 		s := Service{Protocol: TCP, Address: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Port: 80, Scheduler: "rr"}
-		ops = append(ops, Op{Kind: AddService, Service: s})
+		ops = append(ops, Op{Kind: AddService, Service: ptr(s)})
 		for j := range ndst {
-			ops = append(ops, Op{Kind: AddDestination, Service: s, Destination: Destination{Address: netip.AddrFrom4([4]byte{10, 1, byte(i), byte(j)}), Port: 8080, Weight: 1}})
+			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s), Destination: ptr(Destination{Address: netip.AddrFrom4([4]byte{10, 1, byte(i), byte(j)}), Port: 8080, Weight: 1})})
 		}
 	}
 	res, err := c.Apply(ctx(t), ops)
@@ -518,7 +519,7 @@ func TestStringers(t *testing.T) {
 		{SCTP.String(), "sctp"},
 		{fmt.Sprint(&Service{FWMark: 3}), "fwm 3/ipv4"},
 		{fmt.Sprint(&Service{Protocol: UDP, Address: mustAddr("2001:db8::1"), Port: 53}), "udp [2001:db8::1]:53"},
-		{(&Op{Kind: DeleteDestination, Service: Service{FWMark: 1}, Destination: Destination{Address: mustAddr("10.0.0.1"), Port: 80}}).String(), "delete destination 10.0.0.1:80 of fwm 1/ipv4"},
+		{(&Op{Kind: DeleteDestination, Service: ptr(Service{FWMark: 1}), Destination: ptr(Destination{Address: mustAddr("10.0.0.1"), Port: 80})}).String(), "delete destination 10.0.0.1:80 of fwm 1/ipv4"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
@@ -532,5 +533,77 @@ func TestStringers(t *testing.T) {
 	}
 	if _, err := ParseProtocol("icmp"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("ParseProtocol(icmp): %v", err)
+	}
+}
+
+// TestHandEncoding checks that the hand-written encoders Apply uses produce what gnl encodes from
+// the declarations, but for NLA_F_NESTED on the two top-level nests.
+func TestHandEncoding(t *testing.T) {
+	var ops []Op
+	for _, s := range testServices() {
+		ops = append(ops, Op{Kind: AddService, Service: ptr(s)}, Op{Kind: UpdateService, Service: ptr(s)}, Op{Kind: DeleteService, Service: ptr(s)})
+		for _, d := range testDests() {
+			if d.family() != s.family() {
+				d.Forward = Tunnel
+			}
+			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s), Destination: ptr(d)},
+				Op{Kind: UpdateDestination, Service: ptr(s), Destination: ptr(d)}, Op{Kind: DeleteDestination, Service: ptr(s), Destination: ptr(d)})
+		}
+	}
+	for i := range ops {
+		var gb, hb gnl.Batch
+		var enc encoder
+		gerr, herr := ops[i].add(&gb), enc.add(&hb, &ops[i])
+		if gerr != nil || herr != nil {
+			t.Fatalf("%s: %v / %v", &ops[i], gerr, herr)
+		}
+		g, h := batchBytes(t, &gb), batchBytes(t, &hb)
+		// Set the flag gnl sets on nests in the hand-encoded request's two top-level headers.
+		for off := 20; off < len(h); {
+			l := int(binary.NativeEndian.Uint16(h[off:]))
+			binary.NativeEndian.PutUint16(h[off+2:], binary.NativeEndian.Uint16(h[off+2:])|gnl.FlagNested)
+			off += (l + 3) &^ 3
+		}
+		if !bytes.Equal(g, h) {
+			t.Errorf("%s:\ngnl  %x\nhand %x", &ops[i], g, h)
+		}
+	}
+}
+
+// batchBytes sends a one-request batch to a fake kernel and returns the request it received.
+func batchBytes(t *testing.T, b *gnl.Batch) []byte {
+	t.Helper()
+	var got []byte
+	k := &gnltest.Kernel{}
+	k.Register(&gnltest.Family{Name: "IPVS", Version: 1, Handle: func(r gnltest.Request) ([]gnltest.Message, error) {
+		got = append(make([]byte, 20), r.Attrs...) // headers zeroed: only attributes compared
+		return nil, nil
+	}})
+	conn := k.Dial(nil)
+	defer conn.Close()
+	if err := conn.SendBatch(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestApplyNilOperands(t *testing.T) {
+	f, c := newTestClient(t)
+	res, err := c.Apply(ctx(t), []Op{{Kind: AddService}, {Kind: AddDestination, Service: ptr(testServices()[0])}, {Kind: 99, Service: ptr(testServices()[0])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if !errors.Is(r, ErrInvalid) {
+			t.Errorf("op %d: %v, want ErrInvalid", i, r)
+		}
+	}
+	if len(f.reqs) != 0 {
+		t.Errorf("%d invalid requests reached the kernel", len(f.reqs))
+	}
+	if err := c.exec(ctx(t), Op{Kind: DeleteDestination, Service: ptr(testServices()[0])}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("exec without destination: %v", err)
 	}
 }

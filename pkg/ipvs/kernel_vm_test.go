@@ -296,9 +296,9 @@ func TestVMLibraryToIpvsadm(t *testing.T) {
 	want := parseRules(t, ipvsadmScript(t))
 	var ops []Op
 	for _, e := range want {
-		ops = append(ops, Op{Kind: AddService, Service: e.Service})
+		ops = append(ops, Op{Kind: AddService, Service: ptr(e.Service)})
 		for _, d := range e.Destinations {
-			ops = append(ops, Op{Kind: AddDestination, Service: e.Service, Destination: d})
+			ops = append(ops, Op{Kind: AddDestination, Service: ptr(e.Service), Destination: ptr(d)})
 		}
 	}
 	res, err := c.Apply(ctx(t), ops)
@@ -491,11 +491,11 @@ func TestVMErrorsLeaveTableUnchanged(t *testing.T) {
 	}
 	// The same failures in one batch: each operation gets its own error, the valid one applies.
 	ops := []Op{
-		{Kind: AddService, Service: svc},
-		{Kind: AddService, Service: Service{Protocol: TCP, Address: mustAddr("10.60.0.8"), Port: 1, Scheduler: "nosuch"}},
-		{Kind: AddDestination, Service: missing, Destination: other},
-		{Kind: DeleteDestination, Service: svc, Destination: other},
-		{Kind: AddDestination, Service: svc, Destination: dst},
+		{Kind: AddService, Service: &svc},
+		{Kind: AddService, Service: &Service{Protocol: TCP, Address: mustAddr("10.60.0.8"), Port: 1, Scheduler: "nosuch"}},
+		{Kind: AddDestination, Service: &missing, Destination: &other},
+		{Kind: DeleteDestination, Service: &svc, Destination: &other},
+		{Kind: AddDestination, Service: &svc, Destination: &dst},
 	}
 	res, err := c.Apply(ctx(t), ops)
 	if err != nil {
@@ -587,10 +587,10 @@ func TestVMTablePipelined(t *testing.T) {
 	sizes := []int{250, 3, 0, 250, 1}
 	for n := range 200 {
 		s := Service{Protocol: UDP, Address: netip.AddrFrom4([4]byte{10, 70, byte(n >> 8), byte(n)}), Port: 53, Scheduler: "rr"}
-		ops = append(ops, Op{Kind: AddService, Service: s})
+		ops = append(ops, Op{Kind: AddService, Service: ptr(s)})
 		for j := range sizes[n%len(sizes)] {
-			ops = append(ops, Op{Kind: AddDestination, Service: s, Destination: Destination{
-				Address: netip.AddrFrom4([4]byte{10, 71, byte(j >> 8), byte(j)}), Port: 53, Weight: j % 7}})
+			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s), Destination: ptr(Destination{
+				Address: netip.AddrFrom4([4]byte{10, 71, byte(j >> 8), byte(j)}), Port: 53, Weight: j % 7})})
 		}
 	}
 	res, err := c.Apply(ctx(t), ops)

@@ -144,7 +144,7 @@ func (p *pipeDumper) dests(ctx context.Context, famID uint16, keys []*wireServic
 		return seqDumper{p.c}.dests(ctx, famID, keys, out)
 	}
 	if p.rbuf == nil {
-		p.rbuf = make([]byte, 32<<10)
+		p.rbuf = make([]byte, dumpBufSize())
 	}
 	// A cancelled context interrupts a blocked read; the next call re-arms the deadline.
 	p.dl = time.Time{}
@@ -320,6 +320,15 @@ func (p *pipeDumper) drain() error {
 			}
 		}
 	}
+}
+
+// dumpBufSize is the receive buffer of the dump socket. The kernel sizes each dump skb to the
+// largest buffer the reader ever passed to recvmsg (up to 32 KiB), but never below NLMSG_GOODSIZE
+// (a page less the skb overhead, at most 8 KiB). A page-sized buffer keeps every skb an
+// order-0/1 allocation, which measured faster than 32 KiB ones (order-4 pages for every dump);
+// ten destinations (356 bytes each) still fit in one.
+func dumpBufSize() int {
+	return min(max(os.Getpagesize(), 4096), 8192)
 }
 
 func (c *Client) timeout() time.Duration {

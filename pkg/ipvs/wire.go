@@ -224,4 +224,5 @@ var (
 var checks = []interface{ Check() error }{
 	newService, setService, delService, getService, dumpServices, dumpServicesRaw, newDest, setDest, delDest,
 	dumpDests, newDaemon, delDaemon, dumpDaemons, setConfig, getConfig, getInfo, zero, flush,
+	newServiceRaw, setServiceRaw, delServiceRaw, newDestRaw, setDestRaw, delDestRaw,
 }
