@@ -317,7 +317,7 @@ func TestErrors(t *testing.T) {
 				t.Errorf("an invalid request was sent to the kernel")
 			}
 			for _, s := range []error{ErrServiceExists, ErrServiceNotFound, ErrDestExists, ErrDestNotFound, ErrSchedulerNotFound, ErrInvalid} {
-				if s != tc.want && errors.Is(err, s) {
+				if !errors.Is(s, tc.want) && errors.Is(err, s) {
 					t.Errorf("error %v also matches %v", err, s)
 				}
 			}
