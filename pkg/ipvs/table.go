@@ -108,6 +108,9 @@ type pipeDumper struct {
 	rbuf []byte
 	fail error     // the transport could not be opened: fall back to sequential dumps
 	dl   time.Time // the socket's read deadline
+	// arena holds the destinations of one dests call: each service's are a sub-slice of it,
+	// which saves a growing slice per service.
+	arena []Destination
 }
 
 // dumpWindow is how many dump requests go in one sendmsg: 1, because the kernel refuses a dump
@@ -150,6 +153,8 @@ func (p *pipeDumper) dests(ctx context.Context, famID uint16, keys []*wireServic
 	p.dl = time.Time{}
 	stop := context.AfterFunc(ctx, func() { _ = p.t.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	p.arena = make([]Destination, 0, 8*len(keys))
+	defer func() { p.arena = nil }()
 	todo := make([]int, len(keys))
 	for i := range todo {
 		todo[i] = i
@@ -197,13 +202,17 @@ func (p *pipeDumper) window(ctx context.Context, famID uint16, keys []*wireServi
 			return nil, err
 		}
 		binary.NativeEndian.PutUint32(b[off:], uint32(len(b)-off))
-		out[i].Destinations = out[i].Destinations[:0]
+		out[i].Destinations = nil
 	}
 	p.wbuf = b
 	if err := p.t.Send(b); err != nil {
 		return nil, fmt.Errorf("send dump requests: %w", err)
 	}
 	states := make([]reqState, len(win))
+	starts := make([]int, len(win))
+	for j := range starts {
+		starts[j] = -1
+	}
 	left := len(win)
 	for left > 0 {
 		p.armDeadline(ctx)
@@ -247,6 +256,10 @@ func (p *pipeDumper) window(ctx context.Context, famID uint16, keys []*wireServi
 			switch typ {
 			case 0x3: // NLMSG_DONE
 				states[j], left = reqDone, left-1
+				if starts[j] >= 0 {
+					// One dump runs at a time, so its destinations are contiguous in the arena.
+					out[i].Destinations = p.arena[starts[j]:len(p.arena):len(p.arena)]
+				}
 				if len(msg) >= 4 {
 					if errno := int32(binary.NativeEndian.Uint32(msg)); errno < 0 {
 						return nil, &gnl.Error{Family: family.Name, Command: dumpDests.Name, Errno: syscall.Errno(-errno)}
@@ -279,7 +292,10 @@ func (p *pipeDumper) window(ctx context.Context, famID uint16, keys []*wireServi
 				if !found {
 					continue
 				}
-				out[i].Destinations = append(out[i].Destinations, dst)
+				if starts[j] < 0 {
+					starts[j] = len(p.arena)
+				}
+				p.arena = append(p.arena, dst)
 			}
 		}
 	}
