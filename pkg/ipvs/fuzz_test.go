@@ -157,7 +157,7 @@ func FuzzDumpDatagram(f *testing.F) {
 	f.Add(seedDatagram())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tr := &scriptTransport{dgs: [][]byte{b}}
-		p := &pipeDumper{c: &Client{cfg: Config{Timeout: time.Second}}, t: tr, rbuf: make([]byte, 32<<10)}
+		p := &pipeDumper{c: &Client{cfg: Config{Timeout: time.Second}}, t: tr, rbufs: [][]byte{make([]byte, 32<<10)}, lens: make([]int, 1)}
 		key, _ := (&Service{Protocol: TCP, Address: mustAddr("10.0.0.1"), Port: 80}).wireKey()
 		out := make([]TableEntry, 1)
 		_, _ = p.window(context.Background(), 0x20, []*wireServiceKey{key}, out, []int{0})
@@ -166,7 +166,7 @@ func FuzzDumpDatagram(f *testing.F) {
 
 func TestDumpDatagramSeed(t *testing.T) {
 	tr := &scriptTransport{dgs: [][]byte{seedDatagram()}}
-	p := &pipeDumper{c: &Client{cfg: Config{Timeout: time.Second}}, t: tr, rbuf: make([]byte, 32<<10)}
+	p := &pipeDumper{c: &Client{cfg: Config{Timeout: time.Second}}, t: tr, rbufs: [][]byte{make([]byte, 32<<10)}, lens: make([]int, 1)}
 	key, _ := (&Service{Protocol: TCP, Address: mustAddr("2001:db8::1"), Port: 80}).wireKey()
 	out := make([]TableEntry, 1)
 	states, err := p.window(context.Background(), 0x20, []*wireServiceKey{key}, out, []int{0})

@@ -100,14 +100,15 @@ func newDumper(c *Client) dumper {
 // It exists because a gnl.Conn dump costs a context registration and two read-deadline changes
 // per dump; here the deadline is set once per window.
 type pipeDumper struct {
-	c    *Client
-	mu   sync.Mutex
-	t    gnl.Transport // opened on first use when nil
-	seq  uint32
-	wbuf []byte
-	rbuf []byte
-	fail error     // the transport could not be opened: fall back to sequential dumps
-	dl   time.Time // the socket's read deadline
+	c     *Client
+	mu    sync.Mutex
+	t     gnl.Transport // opened on first use when nil
+	seq   uint32
+	wbuf  []byte
+	rbufs [][]byte // receive buffers: recvmmsg fills several at once
+	lens  []int
+	fail  error     // the transport could not be opened: fall back to sequential dumps
+	dl    time.Time // the socket's read deadline
 	// arena holds the destinations of one dests call: each service's are a sub-slice of it,
 	// which saves a growing slice per service.
 	arena []Destination
@@ -146,8 +147,9 @@ func (p *pipeDumper) dests(ctx context.Context, famID uint16, keys []*wireServic
 	if p.fail != nil {
 		return seqDumper{p.c}.dests(ctx, famID, keys, out)
 	}
-	if p.rbuf == nil {
-		p.rbuf = make([]byte, dumpBufSize())
+	if p.rbufs == nil {
+		p.rbufs = [][]byte{make([]byte, dumpBufSize()), make([]byte, dumpBufSize())}
+		p.lens = make([]int, len(p.rbufs))
 	}
 	// A cancelled context interrupts a blocked read; the next call re-arms the deadline.
 	p.dl = time.Time{}
@@ -216,7 +218,7 @@ func (p *pipeDumper) window(ctx context.Context, famID uint16, keys []*wireServi
 	left := len(win)
 	for left > 0 {
 		p.armDeadline(ctx)
-		n, err := p.t.Receive(p.rbuf)
+		ndg, err := p.receive()
 		if err != nil {
 			if errors.Is(err, syscall.ENOBUFS) {
 				// A reply was dropped: every request still pending is retried; stale replies
@@ -233,69 +235,71 @@ func (p *pipeDumper) window(ctx context.Context, famID uint16, keys []*wireServi
 			}
 			return nil, fmt.Errorf("receive dump replies: %w", err)
 		}
-		dg := p.rbuf[:n]
-		for len(dg) >= 16 {
-			l := int(binary.NativeEndian.Uint32(dg))
-			if l < 16 || l > len(dg) {
-				return nil, fmt.Errorf("%w: netlink message of %d bytes in a %d-byte datagram", gnl.ErrMalformed, l, len(dg))
-			}
-			typ := binary.NativeEndian.Uint16(dg[4:])
-			flags := binary.NativeEndian.Uint16(dg[6:])
-			seq := binary.NativeEndian.Uint32(dg[8:])
-			msg := dg[16:l]
-			dg = dg[min((l+3)&^3, len(dg)):]
-			j := int(seq - seq0)
-			if seq-seq0 >= uint32(len(win)) || states[j] != reqPending {
-				continue // a reply to a request given up on earlier
-			}
-			i := win[j]
-			if flags&0x10 != 0 { // NLM_F_DUMP_INTR
-				states[j], left = reqRetry, left-1
-				continue
-			}
-			switch typ {
-			case 0x3: // NLMSG_DONE
-				states[j], left = reqDone, left-1
-				if starts[j] >= 0 {
-					// One dump runs at a time, so its destinations are contiguous in the arena.
-					out[i].Destinations = p.arena[starts[j]:len(p.arena):len(p.arena)]
+		for k := range ndg {
+			dg := p.rbufs[k][:p.lens[k]]
+			for len(dg) >= 16 {
+				l := int(binary.NativeEndian.Uint32(dg))
+				if l < 16 || l > len(dg) {
+					return nil, fmt.Errorf("%w: netlink message of %d bytes in a %d-byte datagram", gnl.ErrMalformed, l, len(dg))
 				}
-				if len(msg) >= 4 {
-					if errno := int32(binary.NativeEndian.Uint32(msg)); errno < 0 {
-						return nil, &gnl.Error{Family: family.Name, Command: dumpDests.Name, Errno: syscall.Errno(-errno)}
-					}
+				typ := binary.NativeEndian.Uint16(dg[4:])
+				flags := binary.NativeEndian.Uint16(dg[6:])
+				seq := binary.NativeEndian.Uint32(dg[8:])
+				msg := dg[16:l]
+				dg = dg[min((l+3)&^3, len(dg)):]
+				j := int(seq - seq0)
+				if seq-seq0 >= uint32(len(win)) || states[j] != reqPending {
+					continue // a reply to a request given up on earlier
 				}
-			case 0x2: // NLMSG_ERROR
-				if len(msg) < 4 {
-					return nil, fmt.Errorf("%w: short NLMSG_ERROR", gnl.ErrMalformed)
-				}
-				errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(msg)))
-				switch errno {
-				case 0:
-					continue
-				case syscall.EBUSY, syscall.ENOBUFS, syscall.EINTR:
-
+				i := win[j]
+				if flags&0x10 != 0 { // NLM_F_DUMP_INTR
 					states[j], left = reqRetry, left-1
-				default:
-					return nil, classify(opOther, "destinations of "+out[i].Service.String(),
-						&gnl.Error{Family: family.Name, Command: dumpDests.Name, Errno: errno})
-				}
-			case famID:
-				if len(msg) < 4 {
-					return nil, fmt.Errorf("%w: generic netlink message of %d bytes", gnl.ErrMalformed, len(msg))
-				}
-				var dst Destination
-				found, err := decodeDestMsg(msg[4:], Family(keys[i].AF), &dst)
-				if err != nil {
-					return nil, fmt.Errorf("destinations of %s: %w", out[i].Service.String(), err)
-				}
-				if !found {
 					continue
 				}
-				if starts[j] < 0 {
-					starts[j] = len(p.arena)
+				switch typ {
+				case 0x3: // NLMSG_DONE
+					states[j], left = reqDone, left-1
+					if starts[j] >= 0 {
+						// One dump runs at a time, so its destinations are contiguous in the arena.
+						out[i].Destinations = p.arena[starts[j]:len(p.arena):len(p.arena)]
+					}
+					if len(msg) >= 4 {
+						if errno := int32(binary.NativeEndian.Uint32(msg)); errno < 0 {
+							return nil, &gnl.Error{Family: family.Name, Command: dumpDests.Name, Errno: syscall.Errno(-errno)}
+						}
+					}
+				case 0x2: // NLMSG_ERROR
+					if len(msg) < 4 {
+						return nil, fmt.Errorf("%w: short NLMSG_ERROR", gnl.ErrMalformed)
+					}
+					errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(msg)))
+					switch errno {
+					case 0:
+						continue
+					case syscall.EBUSY, syscall.ENOBUFS, syscall.EINTR:
+
+						states[j], left = reqRetry, left-1
+					default:
+						return nil, classify(opOther, "destinations of "+out[i].Service.String(),
+							&gnl.Error{Family: family.Name, Command: dumpDests.Name, Errno: errno})
+					}
+				case famID:
+					if len(msg) < 4 {
+						return nil, fmt.Errorf("%w: generic netlink message of %d bytes", gnl.ErrMalformed, len(msg))
+					}
+					var dst Destination
+					found, err := decodeDestMsg(msg[4:], Family(keys[i].AF), &dst)
+					if err != nil {
+						return nil, fmt.Errorf("destinations of %s: %w", out[i].Service.String(), err)
+					}
+					if !found {
+						continue
+					}
+					if starts[j] < 0 {
+						starts[j] = len(p.arena)
+					}
+					p.arena = append(p.arena, dst)
 				}
-				p.arena = append(p.arena, dst)
 			}
 		}
 	}
@@ -322,12 +326,30 @@ func (p *pipeDumper) armDeadline(ctx context.Context) {
 	_ = p.t.SetReadDeadline(d)
 }
 
+// multiReceiver is a transport that reads several queued datagrams in one system call.
+type multiReceiver interface {
+	receiveMany(bufs [][]byte, lens []int) (int, error)
+}
+
+// receive reads one or more datagrams into p.rbufs and returns how many.
+func (p *pipeDumper) receive() (int, error) {
+	if m, ok := p.t.(multiReceiver); ok {
+		return m.receiveMany(p.rbufs, p.lens)
+	}
+	n, err := p.t.Receive(p.rbufs[0])
+	if err != nil {
+		return 0, err
+	}
+	p.lens[0] = n
+	return 1, nil
+}
+
 // drain reads whatever the kernel still has queued after an overflow.
 func (p *pipeDumper) drain() error {
 	p.dl = time.Time{}
 	for {
 		_ = p.t.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		if _, err := p.t.Receive(p.rbuf); err != nil {
+		if _, err := p.t.Receive(p.rbufs[0]); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return nil
 			}

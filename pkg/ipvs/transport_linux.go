@@ -5,8 +5,10 @@ package ipvs
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
 	"github.com/mdlayher/netlink"
@@ -19,6 +21,21 @@ type dumpSocket struct {
 	nl  *netlink.Conn
 	raw syscall.RawConn
 	pid uint32
+
+	// recvmmsg state, reused across calls.
+	hdrs [maxBatchRead]mmsghdr
+	iovs [maxBatchRead]unix.Iovec
+}
+
+// maxBatchRead is how many datagrams one recvmmsg reads. A destination dump is two datagrams
+// (the data, then NLMSG_DONE, which the kernel queues while the first is read), so reading both
+// in one syscall saves a third of the syscalls of a table read.
+const maxBatchRead = 2
+
+// mmsghdr is struct mmsghdr; Go pads it like C on 32- and 64-bit.
+type mmsghdr struct {
+	Hdr unix.Msghdr
+	Len uint32
 }
 
 var _ gnl.Transport = (*dumpSocket)(nil)
@@ -77,6 +94,46 @@ func (s *dumpSocket) Receive(b []byte) (int, error) {
 		return 0, fmt.Errorf("%w: datagram larger than the %d-byte buffer", gnl.ErrMalformed, len(b))
 	}
 	return n, nil
+}
+
+// receiveMany reads up to len(bufs) datagrams that are already queued (at least one, waiting for
+// it like Receive) with one recvmmsg, and returns their lengths.
+func (s *dumpSocket) receiveMany(bufs [][]byte, lens []int) (int, error) {
+	n := min(len(bufs), maxBatchRead)
+	for i := range n {
+		s.iovs[i] = unix.Iovec{Base: &bufs[i][0]}
+		s.iovs[i].SetLen(len(bufs[i]))
+		s.hdrs[i] = mmsghdr{}
+		s.hdrs[i].Hdr.Iov = &s.iovs[i]
+		s.hdrs[i].Hdr.SetIovlen(1)
+	}
+	var (
+		got  int
+		rerr error
+	)
+	err := s.raw.Read(func(fd uintptr) bool {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+		if e != 0 {
+			rerr = e
+			return e != unix.EAGAIN
+		}
+		got, rerr = int(r), nil
+		return true
+	})
+	runtime.KeepAlive(bufs)
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return 0, os.NewSyscallError("recvmmsg", err)
+	}
+	for i := range got {
+		if s.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+			return 0, fmt.Errorf("%w: datagram larger than the %d-byte buffer", gnl.ErrMalformed, len(bufs[i]))
+		}
+		lens[i] = int(s.hdrs[i].Len)
+	}
+	return got, nil
 }
 
 func (s *dumpSocket) SetReadDeadline(t time.Time) error { return s.nl.SetReadDeadline(t) }
