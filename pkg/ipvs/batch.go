@@ -97,7 +97,7 @@ func (o *Op) destMsg() (destMsg, error) {
 	if err != nil {
 		return destMsg{}, err
 	}
-	return destMsg{Service: k, Dest: d}, nil
+	return destMsg{Service: k, Dest: &d}, nil
 }
 
 func (o *Op) destKeyMsg() (destKeyMsg, error) {

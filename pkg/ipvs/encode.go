@@ -185,7 +185,7 @@ func (e *encoder) add(b *gnl.Batch, o *Op) error {
 		if err != nil {
 			return err
 		}
-		e.destBuf = appendDest(e.destBuf[:0], w)
+		e.destBuf = appendDest(e.destBuf[:0], &w)
 		if o.Kind == AddDestination {
 			return newDestRaw.Add(b, &rawDestMsg{Service: k, Dest: e.destBuf})
 		}

@@ -29,7 +29,7 @@ func seedDest() []byte {
 	w, _ := (&Destination{Address: mustAddr("10.0.0.1"), Port: 80, Forward: Tunnel, Weight: 3,
 		TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelCsum}).wire(IPv6)
 	w.ActiveConns, w.Stats64 = 4, &wireStats{Conns: 9}
-	b, _ := gnl.Marshal(&destReply{Dest: w})
+	b, _ := gnl.Marshal(&destReply{Dest: &w})
 	return b
 }
 
