@@ -166,8 +166,12 @@ func runAll(o options) error {
 	_ = unix.Uname(&uts)
 	fmt.Printf("ipvs-bench: %d services x %d dests = %d writes, kernel %s, raw window %d, each contender in a fresh netns\n",
 		o.services, o.dests, o.services*(1+o.dests), unix.ByteSliceToString(uts.Release[:]), o.window)
-	// Warm-up (not measured): the first service with the rr scheduler makes the kernel load ip_vs_rr.
-	if r := runChildProcess(o, floorName, 1, 1); r.Err != "" {
+	// Warm-up (not measured): the first service with the rr scheduler makes the kernel load ip_vs_rr,
+	// and a full-size table makes the guest touch the memory the contenders' tables will use: under
+	// emulation the first touch of guest memory costs host page faults, which otherwise fall on
+	// whichever contender runs first (measured: the first contender of a run took 2-3x its time when
+	// run later). The warm-up's namespace is gone before the first contender starts.
+	if r := runChildProcess(o, floorName, o.services, o.dests); r.Err != "" {
 		return fmt.Errorf("warm-up: %s", r.Err)
 	}
 	var results []result
