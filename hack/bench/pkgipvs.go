@@ -17,7 +17,7 @@ type pkgIPVS struct {
 
 func newPkgIPVS(o options) (contender, error) {
 	ctx := context.Background()
-	c, err := ipvs.New(ctx, &ipvs.Config{Timeout: o.timeout})
+	c, err := ipvs.New(ctx, &ipvs.Config{Timeout: o.timeout, Window: o.window}) // the same window as the floor
 	if err != nil {
 		return nil, err
 	}
