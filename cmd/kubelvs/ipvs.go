@@ -136,10 +136,24 @@ type (
 	}
 )
 
-func flagList(f ipvs.ServiceFlags) []string {
+// flagList names a service's flags, the scheduler flags by their meaning for sh and mh
+// (sh-fallback, mh-port, ...) as ipvsadm does.
+func flagList(f ipvs.ServiceFlags, sched string) []string {
 	out := []string{}
-	if f != 0 {
-		out = strings.Split(f.String(), ",")
+	named := map[ipvs.ServiceFlags]string{}
+	if sched == "sh" || sched == "mh" {
+		named[ipvs.FlagSched1], named[ipvs.FlagSched2] = sched+"-fallback", sched+"-port"
+	}
+	for bit := ipvs.ServiceFlags(1); bit != 0 && f != 0; bit <<= 1 {
+		if f&bit == 0 {
+			continue
+		}
+		f &^= bit
+		if n, ok := named[bit]; ok {
+			out = append(out, n)
+		} else {
+			out = append(out, bit.String())
+		}
 	}
 	return out
 }
@@ -151,7 +165,7 @@ func printIPVS(w io.Writer, opts listOptions, info ipvs.Info, table []ipvs.Table
 		for _, e := range table {
 			s := e.Service
 			js := jsonService{Family: s.Family.String(), Port: s.Port, Protocol: s.Protocol.String(), FWMark: s.FWMark,
-				Scheduler: s.Scheduler, Flags: flagList(s.Flags), TimeoutSeconds: s.Timeout, Netmask: s.Netmask,
+				Scheduler: s.Scheduler, Flags: flagList(s.Flags, s.Scheduler), TimeoutSeconds: s.Timeout, Netmask: s.Netmask,
 				PersistenceEngine: s.PersistenceEngine, Destinations: []jsonDestination{}, Stats: s.Stats}
 			if s.Address.IsValid() {
 				js.Address = s.Address.String()
@@ -217,7 +231,7 @@ func printIPVS(w io.Writer, opts listOptions, info ipvs.Info, table []ipvs.Table
 				b.WriteString(" ops")
 			}
 			if f := s.Flags & (ipvs.FlagSched1 | ipvs.FlagSched2 | ipvs.FlagSched3); f != 0 {
-				b.WriteString(" " + f.String())
+				b.WriteString(" (" + strings.Join(flagList(f, s.Scheduler), ",") + ")")
 			}
 			b.WriteString("\n")
 		}

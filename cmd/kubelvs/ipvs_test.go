@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -14,7 +15,7 @@ import (
 
 func testTable() []ipvs.TableEntry {
 	return []ipvs.TableEntry{
-		{Service: ipvs.Service{Family: ipvs.IPv4, FWMark: 7, Scheduler: "wlc", Flags: ipvs.FlagHashed, Netmask: 32}},
+		{Service: ipvs.Service{Family: ipvs.IPv6, FWMark: 7, Scheduler: "mh", Flags: ipvs.FlagHashed | ipvs.FlagMHPort, Netmask: 128}},
 		{
 			Service: ipvs.Service{Family: ipvs.IPv4, Protocol: ipvs.TCP, Address: netip.MustParseAddr("10.0.0.1"), Port: 80,
 				Scheduler: "rr", Flags: ipvs.FlagHashed | ipvs.FlagPersistent, Timeout: 300, Netmask: 24,
@@ -40,7 +41,7 @@ Prot LocalAddress:Port Scheduler Flags
 TCP  10.0.0.1:80 rr persistent 300 mask /24
   -> 10.1.0.1:8080                Masq    1      0          0
   -> 10.1.0.2:8080                Tunnel  2      3          1
-FWM  7 wlc
+FWM  7 IPv6 mh (mh-port)
 `
 	if d := cmp.Diff(want, b.String()); d != "" {
 		t.Errorf("table (-want +got):\n%s", d)
@@ -82,7 +83,7 @@ func TestIPVSListJSON(t *testing.T) {
 	if diff := cmp.Diff(want, d); diff != "" {
 		t.Errorf("destination (-want +got):\n%s", diff)
 	}
-	if fw := got[1]; fw["fwmark"] != 7.0 || len(fw["destinations"].([]any)) != 0 {
+	if fw := got[1]; fw["fwmark"] != 7.0 || len(fw["destinations"].([]any)) != 0 || fmt.Sprint(fw["flags"]) != "[hashed mh-port]" {
 		t.Errorf("firewall-mark service %v", fw)
 	}
 }
