@@ -18,8 +18,7 @@ type entry struct {
 // contenders, in the order they run and are printed. The name pkgIPVSName (if present) is the
 // reference for the "vs pkg/ipvs" ratios, floorName for the "vs floor" ratios.
 var contenders = []entry{
-	// TODO(pkg/ipvs): register kubelvs's own library here, programming with its Batch API and reading
-	// with Table, e.g. {pkgIPVSName, newPkgIPVS}, with newPkgIPVS in pkgipvs.go (see the note there).
+	{pkgIPVSName, newPkgIPVS},
 	{"moby/ipvs", newMoby},
 	{"cloudflare/ipvs", newCloudflare},
 	{"ipvsadm -R / -Sn", newIpvsadm},

@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -21,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -37,6 +39,7 @@ type options struct {
 	timeout         time.Duration
 	only            string
 	child           string
+	profile         string
 }
 
 // result is what a child reports on stdout, as one "RESULT {json}" line.
@@ -61,6 +64,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated substrings: run only contenders whose name contains one")
 	flag.StringVar(&o.child, "child", "", "internal: run this contender in the current process")
 	cpuReport := flag.String("cpu-report", "", "on the host: print the table by qemu CPU time from this console log of a hack/vm run")
+	flag.StringVar(&o.profile, "cpuprofile", "", "print CPU profiles (base64, between PROFILE lines on stderr) of the program and read phases of contenders whose name contains this")
 	flag.Parse()
 	if *cpuReport != "" {
 		if err := printCPUReport(os.Stdout, *cpuReport); err != nil {
@@ -112,11 +116,15 @@ func runChild(o options) result {
 	}
 	// Phase markers for hack/vm, which stamps each with the CPU time qemu has used (see cpureport.go).
 	fmt.Fprintf(os.Stderr, "@@vmcpu program %s\n", o.child)
+	profiling := o.profile != "" && strings.Contains(o.child, o.profile)
+	stopProfile := startProfile(profiling)
 	start := time.Now()
 	if err := c.Program(t); err != nil {
 		return fail(err)
 	}
 	res.Program = time.Since(start).Seconds()
+	stopProfile("program")
+	stopProfile = startProfile(profiling)
 	fmt.Fprintf(os.Stderr, "@@vmcpu read %s\n", o.child)
 	start = time.Now()
 	res.Services, res.Dests, err = c.Read()
@@ -124,6 +132,7 @@ func runChild(o options) result {
 		return fail(err)
 	}
 	res.Read = time.Since(start).Seconds()
+	stopProfile("read")
 	if ws, wd := t.Objects(); res.Services != ws || res.Dests != wd {
 		return fail(fmt.Errorf("read back %d services and %d dests, want %d and %d", res.Services, res.Dests, ws, wd))
 	}
@@ -140,7 +149,8 @@ func runChildProcess(o options, name string, services, dests int) result {
 		return result{Name: name, Err: err.Error()}
 	}
 	cmd := exec.CommandContext(ctx, self, "-child", name, "-services", fmt.Sprint(services),
-		"-dests", fmt.Sprint(dests), "-window", fmt.Sprint(o.window), "-rbuf", fmt.Sprint(o.rbuf), "-svc-rbuf", fmt.Sprint(o.svcRbuf))
+		"-dests", fmt.Sprint(dests), "-window", fmt.Sprint(o.window), "-rbuf", fmt.Sprint(o.rbuf), "-svc-rbuf", fmt.Sprint(o.svcRbuf),
+		"-cpuprofile", o.profile)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
 	var stdout bytes.Buffer
@@ -172,8 +182,12 @@ func runAll(o options) error {
 	_ = unix.Uname(&uts)
 	fmt.Printf("ipvs-bench: %d services x %d dests = %d writes, kernel %s, raw window %d, each contender in a fresh netns\n",
 		o.services, o.dests, o.services*(1+o.dests), unix.ByteSliceToString(uts.Release[:]), o.window)
-	// Warm-up (not measured): the first service with the rr scheduler makes the kernel load ip_vs_rr.
-	if r := runChildProcess(o, floorName, 1, 1); r.Err != "" {
+	// Warm-up (not measured): the first service with the rr scheduler makes the kernel load ip_vs_rr,
+	// and a full-size table makes the guest touch the memory the contenders' tables will use: under
+	// emulation the first touch of guest memory costs host page faults, which otherwise fall on
+	// whichever contender runs first (measured: the first contender of a run took 2-3x its time when
+	// run later). The warm-up's namespace is gone before the first contender starts.
+	if r := runChildProcess(o, floorName, o.services, o.dests); r.Err != "" {
 		return fmt.Errorf("warm-up: %s", r.Err)
 	}
 	// Rounds interleave the contenders (A B C A B C ...) so that a burst of load on a shared host
@@ -290,5 +304,30 @@ func printTable(out io.Writer, results []result) {
 	w.Flush()
 	if pkg == nil {
 		fmt.Fprintln(out, "(pkg/ipvs: not yet a contender, see TODO(pkg/ipvs) in hack/bench/contenders.go)")
+	}
+}
+
+// startProfile starts a CPU profile when on; the function it returns stops it and prints it to
+// stderr, base64, between "PROFILE-BEGIN name" and "PROFILE-END" lines (the VM's only way out is
+// its console).
+func startProfile(on bool) func(name string) {
+	if !on {
+		return func(string) {}
+	}
+	var buf bytes.Buffer
+	if err := pprof.StartCPUProfile(&buf); err != nil {
+		fmt.Fprintln(os.Stderr, "ipvs-bench: cpu profile:", err)
+		return func(string) {}
+	}
+	return func(name string) {
+		pprof.StopCPUProfile()
+		enc := base64.StdEncoding.EncodeToString(buf.Bytes())
+		fmt.Fprintf(os.Stderr, "PROFILE-BEGIN %s\n", name)
+		for len(enc) > 0 {
+			n := min(len(enc), 76)
+			fmt.Fprintln(os.Stderr, enc[:n])
+			enc = enc[n:]
+		}
+		fmt.Fprintln(os.Stderr, "PROFILE-END")
 	}
 }

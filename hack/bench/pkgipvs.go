@@ -1,11 +1,63 @@
 package main
 
-// TODO(pkg/ipvs): the kubelvs contender goes here once pkg/ipvs exists. It needs only:
-//
-//	type pkgIPVS struct{ c *ipvs.Client }
-//	func newPkgIPVS(o options) (contender, error) { ... ipvs.New(...) ... }
-//	func (p *pkgIPVS) Program(t *Table) error { ... one Batch of every service and dest create ... }
-//	func (p *pkgIPVS) Read() (int, int, error) { ... Table(ctx), count services and dests ... }
-//
-// plus {pkgIPVSName, newPkgIPVS} at the top of the contenders list in contenders.go. This module
-// replaces github.com/kubelvs/kubelvs with ../.. so it builds against the working tree.
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/kubelvs/kubelvs/pkg/ipvs"
+)
+
+// pkgIPVS is kubelvs's own library: one Apply (pipelined batch) of every service and destination
+// to program, Table to read.
+type pkgIPVS struct {
+	c   *ipvs.Client
+	ctx context.Context
+}
+
+func newPkgIPVS(o options) (contender, error) {
+	ctx := context.Background()
+	c, err := ipvs.New(ctx, &ipvs.Config{Timeout: o.timeout, Window: o.window}) // the same window as the floor
+	if err != nil {
+		return nil, err
+	}
+	return &pkgIPVS{c: c, ctx: ctx}, nil
+}
+
+func (p *pkgIPVS) Program(t *Table) error {
+	_, dests := t.Objects()
+	ops := make([]ipvs.Op, 0, len(t.Services)+dests)
+	for _, s := range t.Services {
+		svc := &ipvs.Service{Protocol: ipvs.TCP, Address: s.Addr, Port: s.Port, Scheduler: Scheduler}
+		ops = append(ops, ipvs.Op{Kind: ipvs.AddService, Service: svc})
+		for _, d := range s.Dests {
+			ops = append(ops, ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: &ipvs.Destination{
+				Address: d.Addr, Port: d.Port, Weight: int(d.Weight), Forward: ipvs.Masquerade}})
+		}
+	}
+	results, err := p.c.Apply(p.ctx, ops)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, r := range results {
+		if r != nil {
+			errs = append(errs, fmt.Errorf("op %d: %w", i, r))
+			if len(errs) == 5 {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *pkgIPVS) Read() (services, dests int, err error) {
+	table, err := p.c.Table(p.ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range table {
+		dests += len(e.Destinations)
+	}
+	return len(table), dests, nil
+}

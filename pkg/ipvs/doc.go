@@ -1,0 +1,22 @@
+// Package ipvs programs and reads the Linux kernel's IP Virtual Server (IPVS) tables over the
+// "IPVS" generic netlink family, declared with [github.com/kubelvs/kubelvs/pkg/gnl].
+//
+// It covers what the kernel offers: IPv4 and IPv6 services on TCP, UDP and SCTP or on a firewall
+// mark, every scheduler by name with its flags, persistence (timeout, netmask, engine),
+// destinations with every forwarding method, weights, thresholds, tunnel types (IPIP, GUE, GRE)
+// and mixed-family tunnelled destinations, 32- and 64-bit statistics, global timeouts, the
+// connection-sync daemons, flush and zero.
+//
+// A [Client] does one operation per call; [Client.Apply] pipelines many operations (the node
+// agent programs thousands of services this way) and [Client.Table] reads the whole table with
+// one service dump and one destination dump per service (the kernel runs one dump per socket at
+// a time, so these go back to back, two system calls each). Exported types are plain Go
+// values ([netip.Addr] addresses, host-order ports) so that desired and actual tables can be
+// compared directly; the wire structs stay private.
+//
+// Errors keep the kernel's errno and match the package's sentinels with errors.Is:
+// [ErrServiceExists], [ErrServiceNotFound], [ErrDestExists], [ErrDestNotFound],
+// [ErrSchedulerNotFound], [ErrInvalid] and [ErrNotAvailable]. The kernel answers ENOENT both for
+// a scheduler (or persistence engine) module it cannot load and for missing objects; the client
+// tells them apart.
+package ipvs
