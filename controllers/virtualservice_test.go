@@ -54,10 +54,11 @@ func TestBackendTransitions(t *testing.T) {
 	for _, n := range nodes {
 		report(t, n, key, 1, v1alpha1.StateProgrammed, "", "")
 	}
-	// Programmed everywhere but nothing to send traffic to: Current for kstatus, not Ready.
+	// Programmed everywhere but nothing to send traffic to: not Ready, so kstatus (which reads
+	// Ready when neither Reconciling nor Stalled is True) still says InProgress.
 	waitStatus(t, key, expect{
 		conds:    conds(v1alpha1.ConditionProgrammed, T+"/Programmed", v1alpha1.ConditionReady, F+"/NoReadyBackends", v1alpha1.ConditionReconciling, F+"/Reconciled"),
-		backends: &v1alpha1.BackendCounts{}, nodes: "2/2", kstatus: kstatus.CurrentStatus,
+		backends: &v1alpha1.BackendCounts{}, nodes: "2/2", kstatus: kstatus.InProgressStatus,
 	})
 
 	// Backends appear.
@@ -141,8 +142,9 @@ func TestConflictClearsOnUpdate(t *testing.T) {
 	must(t, k8s.Create(ctx, newer))
 	waitStatus(t, client.ObjectKeyFromObject(newer), expect{conds: conds(v1alpha1.ConditionAccepted, F+"/Conflicted")})
 
-	older.Spec.Ports[0].Port = 8080
-	must(t, k8s.Update(ctx, older))
+	cur := get(t, client.ObjectKeyFromObject(older))
+	cur.Spec.Ports[0].Port = 8080
+	must(t, k8s.Update(ctx, cur))
 	waitStatus(t, client.ObjectKeyFromObject(newer), expect{conds: conds(v1alpha1.ConditionAccepted, T+"/Accepted")})
 }
 
