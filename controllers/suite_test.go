@@ -30,19 +30,29 @@ import (
 var (
 	env *testenv.Env
 	k8s client.Client // direct client (no cache): what users see
-	obs = &observer{counts: map[types.NamespacedName]int{}}
+	obs = &observer{counts: map[types.NamespacedName]int{}, writes: map[types.NamespacedName]int{}}
 )
 
-// observer counts reconciles per VirtualService.
+// observer counts reconciles and status writes per VirtualService.
 type observer struct {
 	mu     sync.Mutex
 	counts map[types.NamespacedName]int
+	writes map[types.NamespacedName]int
 }
 
-func (o *observer) observe(k types.NamespacedName) {
+func (o *observer) observe(k types.NamespacedName, wrote bool) {
 	o.mu.Lock()
 	o.counts[k]++
+	if wrote {
+		o.writes[k]++
+	}
 	o.mu.Unlock()
+}
+
+func (o *observer) written(k types.NamespacedName) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.writes[k]
 }
 
 func (o *observer) count(k types.NamespacedName) int {
