@@ -121,6 +121,13 @@ func newNamespace(t *testing.T) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
 	must(t, k8s.Create(context.Background(), ns))
+	// envtest has no namespace controller: delete the VirtualServices ourselves, or they would
+	// keep their addresses (and conflict with the next run's, -count=N).
+	t.Cleanup(func() {
+		if err := k8s.DeleteAllOf(context.Background(), &v1alpha1.VirtualService{}, client.InNamespace(ns.Name)); err != nil {
+			t.Errorf("cleaning up VirtualServices in %s: %v", ns.Name, err)
+		}
+	})
 	return ns.Name
 }
 
