@@ -17,9 +17,9 @@ import (
 type Options struct {
 	// Recorder records events on VirtualServices; none when nil.
 	Recorder EventRecorder
-	// Observe, when set, is called at the start of every VirtualService reconcile (tests use
-	// it to see which objects a watch event reconciles).
-	Observe func(types.NamespacedName)
+	// Observe, when set, is called at the end of every VirtualService reconcile with whether
+	// it wrote status (tests use it to see which objects a watch event reconciles).
+	Observe func(key types.NamespacedName, wrote bool)
 }
 
 // Setup registers the field indexes and every cluster-controller reconciler with mgr. The

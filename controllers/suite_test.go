@@ -30,19 +30,29 @@ import (
 var (
 	env *testenv.Env
 	k8s client.Client // direct client (no cache): what users see
-	obs = &observer{counts: map[types.NamespacedName]int{}}
+	obs = &observer{counts: map[types.NamespacedName]int{}, writes: map[types.NamespacedName]int{}}
 )
 
-// observer counts reconciles per VirtualService.
+// observer counts reconciles and status writes per VirtualService.
 type observer struct {
 	mu     sync.Mutex
 	counts map[types.NamespacedName]int
+	writes map[types.NamespacedName]int
 }
 
-func (o *observer) observe(k types.NamespacedName) {
+func (o *observer) observe(k types.NamespacedName, wrote bool) {
 	o.mu.Lock()
 	o.counts[k]++
+	if wrote {
+		o.writes[k]++
+	}
 	o.mu.Unlock()
+}
+
+func (o *observer) written(k types.NamespacedName) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.writes[k]
 }
 
 func (o *observer) count(k types.NamespacedName) int {
@@ -111,6 +121,13 @@ func newNamespace(t *testing.T) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
 	must(t, k8s.Create(context.Background(), ns))
+	// envtest has no namespace controller: delete the VirtualServices ourselves, or they would
+	// keep their addresses (and conflict with the next run's, -count=N).
+	t.Cleanup(func() {
+		if err := k8s.DeleteAllOf(context.Background(), &v1alpha1.VirtualService{}, client.InNamespace(ns.Name)); err != nil {
+			t.Errorf("cleaning up VirtualServices in %s: %v", ns.Name, err)
+		}
+	})
 	return ns.Name
 }
 

@@ -63,8 +63,8 @@ type VirtualServiceReconciler struct {
 	Recorder EventRecorder
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
-	// Observe, when set, is called at the start of every reconcile.
-	Observe func(types.NamespacedName)
+	// Observe, when set, is called at the end of every reconcile with whether it wrote status.
+	Observe func(key types.NamespacedName, wrote bool)
 }
 
 // +kubebuilder:rbac:groups=kubelvs.io,resources=virtualservices,verbs=get;list;watch
@@ -79,8 +79,9 @@ type VirtualServiceReconciler struct {
 // Reconcile computes and, when it changed, applies the status of one VirtualService.
 func (r *VirtualServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	logger := log.FromContext(ctx)
+	wrote := false
 	if r.Observe != nil {
-		r.Observe(req.NamespacedName)
+		defer func() { r.Observe(req.NamespacedName, wrote) }()
 	}
 	var vs v1alpha1.VirtualService
 	if err := r.Client.Get(ctx, req.NamespacedName, &vs); err != nil {
@@ -115,6 +116,7 @@ func (r *VirtualServiceReconciler) Reconcile(ctx context.Context, req reconcile.
 	}); err != nil {
 		return reconcile.Result{}, err
 	}
+	wrote = true
 	statusWrites.WithLabelValues("VirtualService").Inc()
 	r.events(&vs, vs.Status.Conditions, st.Conditions)
 	logger.V(1).Info("status updated", "ready", condStatus(st.Conditions, v1alpha1.ConditionReady), "nodes", st.Nodes.Summary)

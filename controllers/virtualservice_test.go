@@ -54,10 +54,11 @@ func TestBackendTransitions(t *testing.T) {
 	for _, n := range nodes {
 		report(t, n, key, 1, v1alpha1.StateProgrammed, "", "")
 	}
-	// Programmed everywhere but nothing to send traffic to: Current for kstatus, not Ready.
+	// Programmed everywhere but nothing to send traffic to: not Ready, so kstatus (which reads
+	// Ready when neither Reconciling nor Stalled is True) still says InProgress.
 	waitStatus(t, key, expect{
 		conds:    conds(v1alpha1.ConditionProgrammed, T+"/Programmed", v1alpha1.ConditionReady, F+"/NoReadyBackends", v1alpha1.ConditionReconciling, F+"/Reconciled"),
-		backends: &v1alpha1.BackendCounts{}, nodes: "2/2", kstatus: kstatus.CurrentStatus,
+		backends: &v1alpha1.BackendCounts{}, nodes: "2/2", kstatus: kstatus.InProgressStatus,
 	})
 
 	// Backends appear.
@@ -141,8 +142,9 @@ func TestConflictClearsOnUpdate(t *testing.T) {
 	must(t, k8s.Create(ctx, newer))
 	waitStatus(t, client.ObjectKeyFromObject(newer), expect{conds: conds(v1alpha1.ConditionAccepted, F+"/Conflicted")})
 
-	older.Spec.Ports[0].Port = 8080
-	must(t, k8s.Update(ctx, older))
+	cur := get(t, client.ObjectKeyFromObject(older))
+	cur.Spec.Ports[0].Port = 8080
+	must(t, k8s.Update(ctx, cur))
 	waitStatus(t, client.ObjectKeyFromObject(newer), expect{conds: conds(v1alpha1.ConditionAccepted, T+"/Accepted")})
 }
 
@@ -252,7 +254,8 @@ func TestEndpointSliceChangeReconcilesOnlyReferencingVirtualServices(t *testing.
 	es := endpointSlice(ns, "x-1", "x", 80, ready("10.22.0.1"))
 	must(t, k8s.Create(ctx, es))
 	waitStatus(t, kx, expect{backends: &v1alpha1.BackendCounts{Total: 1, Ready: 1, Serving: 1}})
-	rvX := get(t, kx).ResourceVersion
+	time.Sleep(time.Second)
+	rvX, writesX := get(t, kx).ResourceVersion, obs.written(kx)
 
 	// A change that does not alter the outcome: vx reconciles but writes nothing.
 	beforeLabel := obs.count(kx)
@@ -265,8 +268,11 @@ func TestEndpointSliceChangeReconcilesOnlyReferencingVirtualServices(t *testing.
 		return nil
 	})
 	time.Sleep(time.Second)
+	if got := obs.written(kx); got != writesX {
+		t.Errorf("vx status was applied %d times although it did not change", got-writesX)
+	}
 	if got := get(t, kx).ResourceVersion; got != rvX {
-		t.Errorf("vx was written although its status did not change (resourceVersion %s -> %s)", rvX, got)
+		t.Errorf("vx changed although its status did not (resourceVersion %s -> %s)", rvX, got)
 	}
 	if obs.count(kx) <= beforeX {
 		t.Errorf("vx was not reconciled after its EndpointSlice changed")
