@@ -251,6 +251,49 @@ func TestDestinationsAndTable(t *testing.T) {
 	}
 }
 
+// Table runs its destination dumps on Config.DumpConn when one is given.
+func TestTableOnDumpConn(t *testing.T) {
+	_, k := newFake()
+	conn := k.Dial(&gnl.Config{Timeout: 5 * time.Second})
+	t.Cleanup(func() { _ = conn.Close() })
+	dconn := k.Dial(&gnl.Config{Timeout: 5 * time.Second, MessageBuffer: 4096})
+	c := NewWithConn(conn, &Config{DumpConn: dconn})
+	svcs := testServices()
+	for _, s := range svcs {
+		if err := c.AddService(ctx(t), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []Destination
+	for _, d := range testDests() {
+		if err := c.AddDestination(ctx(t), svcs[0], d); err != nil {
+			t.Fatalf("add %s: %v", &d, err)
+		}
+		want = append(want, destAsRead(d))
+	}
+	table, err := c.Table(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantTable []TableEntry
+	for i, s := range svcs {
+		e := TableEntry{Service: asRead(s)}
+		if i == 0 {
+			e.Destinations = want
+		}
+		wantTable = append(wantTable, e)
+	}
+	opts := cmpopts.EquateComparable(netip.Addr{})
+	if d := cmp.Diff(wantTable, table, opts, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("table (-want +got):\n%s", d)
+	}
+	// The destinations came through the dump connection: closed, Table fails on it.
+	_ = dconn.Close()
+	if _, err := c.Table(ctx(t)); !errors.Is(err, gnl.ErrClosed) {
+		t.Errorf("table with the dump connection closed: %v, want gnl.ErrClosed", err)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	f, c := newTestClient(t)
 	svc := Service{Protocol: TCP, Address: mustAddr("10.0.0.1"), Port: 80, Scheduler: "rr"}
