@@ -80,7 +80,12 @@ func FuzzDestDecode(f *testing.F) {
 	f.Add(seedDest(), uint16(IPv4))
 	f.Fuzz(func(t *testing.T, b []byte, af uint16) {
 		var fast Destination
-		found, ferr := decodeDestMsg(b, Family(af), &fast)
+		var raw destRawReply
+		ferr := gnl.Unmarshal(b, &raw)
+		found := ferr == nil && raw.Dest != nil
+		if found {
+			ferr = decodeDestNest(raw.Dest, Family(af), &fast)
+		}
 		var m destReply
 		gerr := gnl.Unmarshal(b, &m)
 		var slow Destination

@@ -79,13 +79,12 @@ func (c *Client) dests(ctx context.Context, conn *gnl.Conn, keys []*wireServiceK
 		var err error
 		for attempt := 0; ; attempt++ {
 			start := len(arena)
-			err = dumpDests.Dump(ctx, conn, &svcKeyMsg{Service: k}, func(m *destReply) error {
+			err = dumpDestsRaw.Dump(ctx, conn, &svcKeyMsg{Service: k}, func(m *destRawReply) error {
 				if m.Dest == nil {
 					return nil
 				}
-				d, err := destFrom(m.Dest, Family(k.AF))
-				arena = append(arena, d)
-				return err
+				arena = append(arena, Destination{})
+				return decodeDestNest(m.Dest, Family(k.AF), &arena[len(arena)-1])
 			})
 			if err == nil {
 				out[i].Destinations = arena[start:len(arena):len(arena)]
