@@ -156,6 +156,8 @@ func (c *Conn) SendBatch(ctx context.Context, b *Batch) error {
 // sendmsg before returning, so everything it will send is already queued) and reports lost.
 func (c *Conn) collectAcks(x *exchange, b *Batch, i, j int, seq0 uint32, done []bool) (lost bool, err error) {
 	n := uint32(j - i)
+	var left []byte // what a read returned after the message being handled
+	defer func() { c.stashRest(left) }()
 	for {
 		var dg []byte
 		if lost {
@@ -178,7 +180,7 @@ func (c *Conn) collectAcks(x *exchange, b *Batch, i, j int, seq0 uint32, done []
 			if err != nil {
 				return lost, fmt.Errorf("gnl: batch: %w", err)
 			}
-			dg = rest
+			dg, left = rest, rest
 			idx := m.seq - seq0
 			if idx >= n || (m.pid == 0 && isUnsolicited(m)) {
 				c.stash(m) // kept if unsolicited; a stale reply is dropped

@@ -27,6 +27,23 @@ type Config struct {
 	// Window is the maximum number of batched requests per sendmsg (default 1024); it is
 	// lowered to what the socket buffers hold.
 	Window int
+	// MessageBuffer is the size in bytes of one datagram read (default 64 KiB): a datagram
+	// larger than it is an error (ErrMalformed). The kernel sizes the skbs of dumps after the
+	// largest read buffer it has seen (capped at 32 KiB, never below about a page), so a small
+	// one (a page) makes many small dump replies and a large one few large ones. A read takes
+	// up to readSlots datagrams at once, one per MessageBuffer-sized slot.
+	MessageBuffer int
+}
+
+// maxReadSlots bounds how many datagrams one read takes; readBytes bounds the read buffer.
+const (
+	maxReadSlots = 64
+	readBytes    = 1 << 20
+)
+
+// readSlots is how many datagrams of up to messageBuffer bytes one read takes at once.
+func readSlots(messageBuffer int) int {
+	return min(maxReadSlots, max(1, readBytes/messageBuffer))
 }
 
 func (c *Config) withDefaults() Config {
@@ -46,6 +63,11 @@ func (c *Config) withDefaults() Config {
 	if cfg.Window <= 0 {
 		cfg.Window = 1024
 	}
+	if cfg.MessageBuffer <= 0 {
+		cfg.MessageBuffer = 64 << 10
+	}
+	// Slots of whole netlink alignment units, at least one netlink header each.
+	cfg.MessageBuffer = max(align(cfg.MessageBuffer), 64)
 	return cfg
 }
 
@@ -85,7 +107,8 @@ func Dial(cfg *Config) (*Conn, error) {
 
 // NewConn makes a Conn on a transport (gnltest uses it with its in-process kernel).
 func NewConn(t Transport, cfg *Config) *Conn {
-	c := &Conn{t: t, cfg: cfg.withDefaults(), rbuf: make([]byte, 64<<10), fams: map[string]*FamilyInfo{}}
+	c := &Conn{t: t, cfg: cfg.withDefaults(), fams: map[string]*FamilyInfo{}}
+	c.rbuf = make([]byte, c.cfg.MessageBuffer*readSlots(c.cfg.MessageBuffer))
 	c.seq = uint32(time.Now().UnixNano()) // distinct from earlier sockets' stale replies
 	return c
 }
@@ -166,7 +189,7 @@ func (x *exchange) end() {
 	x.c.mu.Unlock()
 }
 
-// receive reads one datagram, waiting at most until the context's deadline or the
+// receive reads one or more datagrams, waiting at most until the context's deadline or the
 // connection's timeout, whichever is earlier.
 func (x *exchange) receive() ([]byte, error) {
 	return x.receiveWithin(x.c.cfg.Timeout)
@@ -256,6 +279,7 @@ func (c *Conn) resync(x *exchange) error {
 			dg = rest
 			if m.typ == typeError && m.seq == seq {
 				c.dirty = false
+				c.stashRest(dg)
 				return nil
 			}
 			c.stash(m)
@@ -301,7 +325,10 @@ func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func(
 		interrupted bool
 		overflowed  bool
 		cbErr       error
+		left        []byte // what a read returned after the message being handled
 	)
+	// A read returns several datagrams: messages after the final reply are kept for Listen.
+	defer func() { c.stashRest(left) }()
 	for {
 		var dg []byte
 		if overflowed {
@@ -329,7 +356,7 @@ func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func(
 			if err != nil {
 				return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, err)
 			}
-			dg = rest
+			dg, left = rest, rest
 			if m.seq != seq || (m.pid == 0 && isUnsolicited(m)) {
 				c.stash(m) // unsolicited, or a reply to an earlier request that was given up on
 				continue

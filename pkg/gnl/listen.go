@@ -61,6 +61,19 @@ func isUnsolicited(m message) bool { return m.typ >= 0x10 && (m.pid == 0 || m.se
 
 // stash keeps a copy of an unsolicited message that arrived during a request, for the next
 // Listen; anything else that is not the pending request's (a stale reply) is dropped.
+// stashRest stashes the messages left in a read when an exchange ends before them: a read
+// returns several datagrams, and unsolicited messages among them must reach the next Listen.
+func (c *Conn) stashRest(b []byte) {
+	for len(b) > 0 {
+		m, rest, err := nextMessage(b)
+		if err != nil {
+			return
+		}
+		c.stash(m)
+		b = rest
+	}
+}
+
 func (c *Conn) stash(m message) {
 	if !isUnsolicited(m) {
 		return
@@ -193,6 +206,7 @@ func (c Command[Req, Rep]) Listen(ctx context.Context, conn *Conn, fn func(rep *
 			}
 			dg = rest
 			if err := deliver(m); err != nil {
+				conn.stashRest(dg) // a read takes several datagrams: keep the rest for the next Listen
 				return err
 			}
 		}

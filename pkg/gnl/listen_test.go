@@ -79,6 +79,59 @@ func TestListen(t *testing.T) {
 	}
 }
 
+// A read takes several datagrams: those after the message a Listen stopped at reach the next
+// Listen, as do those read while a request waited.
+func TestListenKeepsRestOfRead(t *testing.T) {
+	k := &gnltest.Kernel{DatagramsPerRead: 16}
+	id := k.Register(&gnltest.Family{Name: "KV", Handle: func(gnltest.Request) ([]gnltest.Message, error) { return nil, nil }})
+	conn := k.Dial(nil)
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Family(ctx, "KV"); err != nil {
+		t.Fatal(err)
+	}
+	send := func(keys ...string) {
+		for _, key := range keys {
+			m, _ := gnltest.Reply(kvCmdNew, &kvEntry{Key: key})
+			if err := k.Send(conn.PortID(), id, 0, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var got []string
+	listen := func(n int) {
+		t.Helper()
+		stop := errors.New("stop")
+		err := kvEvents.Listen(ctx, conn, func(e *kvEntry, err error) error {
+			if err != nil {
+				t.Errorf("Listen: %v", err)
+				return err
+			}
+			got = append(got, e.Key)
+			if len(got) == n {
+				return stop
+			}
+			return nil
+		})
+		if !errors.Is(err, stop) {
+			t.Fatalf("Listen: %v", err)
+		}
+	}
+	send("a", "b", "c")
+	listen(1) // one read takes all three; Listen stops after the first
+	listen(3)
+	// Messages read before a request's answer wait for the next Listen too.
+	send("d", "e")
+	if _, err := conn.Families(ctx); err != nil {
+		t.Fatal(err)
+	}
+	listen(5)
+	if diff := cmp.Diff([]string{"a", "b", "c", "d", "e"}, got); diff != "" {
+		t.Errorf("messages (-want +got):\n%s", diff)
+	}
+}
+
 func TestListenReportsLoss(t *testing.T) {
 	k := &gnltest.Kernel{ReceiveBuffer: 4096}
 	id := k.Register(&gnltest.Family{Name: "KV", Handle: func(gnltest.Request) ([]gnltest.Message, error) { return nil, nil }})

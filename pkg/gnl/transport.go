@@ -10,7 +10,8 @@ import (
 type Transport interface {
 	// Send writes b, one or more complete netlink messages, in one sendmsg.
 	Send(b []byte) error
-	// Receive reads one datagram into b and returns its length. It returns an error wrapping
+	// Receive reads one or more whole datagrams into b, one after another, and returns their
+	// total length (a Conn parses the messages in order, so datagram boundaries do not matter). It returns an error wrapping
 	// os.ErrDeadlineExceeded when the read deadline passes, and syscall.ENOBUFS when the kernel
 	// dropped messages because the receive buffer overflowed.
 	Receive(b []byte) (int, error)

@@ -15,17 +15,21 @@ import (
 )
 
 // socketTransport is a NETLINK_GENERIC socket opened by mdlayher/netlink (which also enters the
-// requested network namespace), read and written through its raw connection so that one
-// datagram is one read and a batch is one sendmsg.
+// requested network namespace), read and written through its raw connection so that a batch is
+// one sendmsg and one recvmmsg reads every queued datagram that fits (a dump's data and its
+// NLMSG_DONE, many acknowledgements).
 type socketTransport struct {
 	nl  *netlink.Conn
 	raw syscall.RawConn
 	pid uint32
 
-	rb      []byte
-	rn      int
+	slot    int // bytes per datagram read (Config.MessageBuffer)
+	slots   int // datagrams one read may take
+	rn      int // datagrams read
 	rerr    error
 	readFn  func(fd uintptr) bool
+	hdrs    [maxReadSlots]mmsghdr // recvmmsg state, reused so that reads do not allocate
+	iovs    [maxReadSlots]unix.Iovec
 	wb      []byte
 	werr    error
 	writeFn func(fd uintptr) bool
@@ -41,7 +45,7 @@ func dialSocket(cfg *Config) (*socketTransport, error) {
 		_ = nl.Close()
 		return nil, fmt.Errorf("gnl: generic netlink socket: %w", err)
 	}
-	t := &socketTransport{nl: nl, raw: raw, pid: nl.PID()}
+	t := &socketTransport{nl: nl, raw: raw, pid: nl.PID(), slot: cfg.MessageBuffer}
 	t.readFn, t.writeFn = t.read, t.write
 	// Extended ACKs carry the kernel's error message; capped ACKs keep error replies small so
 	// pipelined batches fit in the receive buffer. Kernels without them still work.
@@ -88,31 +92,66 @@ func (t *socketTransport) write(fd uintptr) bool {
 	return !errors.Is(t.werr, unix.EAGAIN)
 }
 
+// mmsghdr is struct mmsghdr; Go pads it like C.
+type mmsghdr struct {
+	Hdr unix.Msghdr
+	Len uint32
+}
+
+// Receive reads with one recvmmsg into slots of t.slot bytes of b, then moves the datagrams
+// together (each padded to netlink alignment) and returns their total length.
 func (t *socketTransport) Receive(b []byte) (int, error) {
-	t.rb = b
+	slot := min(t.slot, len(b))
+	n := min(len(b)/max(slot, 1), maxReadSlots)
+	if n == 0 {
+		return 0, fmt.Errorf("gnl: receive buffer of %d bytes", len(b))
+	}
+	for i := range n {
+		t.iovs[i] = unix.Iovec{Base: &b[i*slot]}
+		t.iovs[i].SetLen(slot)
+		t.hdrs[i] = mmsghdr{}
+		t.hdrs[i].Hdr.Iov = &t.iovs[i]
+		t.hdrs[i].Hdr.SetIovlen(1)
+	}
+	t.slots = n
 	err := t.raw.Read(t.readFn)
-	t.rb = nil
+	for i := range n {
+		t.iovs[i].Base = nil // do not keep b reachable from the transport
+	}
 	if err == nil {
 		err = t.rerr
 	}
 	if err != nil {
-		return 0, os.NewSyscallError("recv", err)
+		return 0, os.NewSyscallError("recvmmsg", err)
 	}
-	if t.rn > len(b) {
-		return 0, fmt.Errorf("%w: datagram of %d bytes, larger than the %d-byte receive buffer", ErrMalformed, t.rn, len(b))
+	total := 0
+	for i := range t.rn {
+		h := &t.hdrs[i]
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+			return 0, fmt.Errorf("%w: datagram larger than the %d-byte receive buffer", ErrMalformed, slot)
+		}
+		l := int(h.Len)
+		copy(b[total:], b[i*slot:i*slot+l])
+		for k := total + l; k < align(total+l) && k < len(b); k++ {
+			b[k] = 0 // padding, so that the next datagram starts aligned
+		}
+		total = min(align(total+l), len(b))
 	}
-	return t.rn, nil
+	return total, nil
 }
 
 func (t *socketTransport) read(fd uintptr) bool {
-	// MSG_TRUNC makes recv return the datagram's real length, so truncation is seen.
-	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(t.rb))), uintptr(len(t.rb)),
-		unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
-	t.rn, t.rerr = int(n), nil
+	// MSG_DONTWAIT: wait in the netpoller (which honours the deadline), then take every queued
+	// datagram that fits without blocking again.
+	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&t.hdrs[0])), uintptr(t.slots),
+		unix.MSG_DONTWAIT, 0, 0)
+	t.rerr = nil
 	if errno != 0 {
-		t.rerr = errno
+		t.rn, t.rerr = 0, errno
+		return errno != unix.EAGAIN
 	}
-	return errno != unix.EAGAIN
+	t.rn = int(r)
+	return true
 }
 
 // Drops reads the kernel's count of messages dropped for this socket (SK_MEMINFO_DROPS).

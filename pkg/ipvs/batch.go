@@ -191,15 +191,12 @@ func (c *Client) Apply(ctx context.Context, ops []Op) (results []error, err erro
 		buckets[p] = append(buckets[p], int32(i))
 	}
 	order := make([]int32, 0, len(ops)) // batch index → ops index
-	var (
-		b   gnl.Batch
-		enc encoder
-	)
+	var b gnl.Batch
 	for _, bucket := range buckets {
 		for _, i := range bucket {
 			aerr := ops[i].check()
 			if aerr == nil {
-				aerr = enc.add(&b, &ops[i])
+				aerr = ops[i].add(&b)
 			}
 			if aerr != nil {
 				results[i] = fmt.Errorf("ipvs: %s: %w", &ops[i], aerr)

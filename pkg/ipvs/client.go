@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
@@ -20,9 +21,10 @@ type Config struct {
 	// Window is the maximum number of requests [Client.Apply] and [Client.Table] pipeline per
 	// sendmsg (default 1024).
 	Window int
-	// DumpTransport, when set, is the transport [Client.Table] pipelines destination dumps on
-	// (tests give gnltest's); by default the client opens a second socket in NetNS.
-	DumpTransport gnl.Transport
+	// DumpConn, when set, is the connection [Client.Table] runs its destination dumps on (tests
+	// give a second gnltest one); by default a client made by [New] opens a second socket in
+	// NetNS with a page-sized read buffer, and one made by [NewWithConn] uses its connection.
+	DumpConn *gnl.Conn
 }
 
 // Client talks to the kernel's IPVS. Its methods are safe for concurrent use; they are
@@ -31,7 +33,10 @@ type Client struct {
 	conn  *gnl.Conn
 	owned bool
 	cfg   Config
-	dumps dumper // pipelined destination dumps, see table.go
+
+	dmu   sync.Mutex // guards the dump connection, opened on first use (see table.go)
+	dconn *gnl.Conn
+	dfail bool
 }
 
 // New opens a generic netlink socket (in cfg.NetNS when set) and checks that the kernel has
@@ -46,7 +51,6 @@ func New(ctx context.Context, cfg *Config) (*Client, error) {
 		return nil, fmt.Errorf("ipvs: %w", err)
 	}
 	cl := &Client{conn: conn, owned: true, cfg: c}
-	cl.dumps = newDumper(cl)
 	if _, err := conn.Family(ctx, family.Name); err != nil {
 		_ = cl.Close()
 		return nil, classify(opOther, "ipvs: family lookup", err)
@@ -62,16 +66,18 @@ func NewWithConn(conn *gnl.Conn, cfg *Config) *Client {
 		c = *cfg
 	}
 	cl := &Client{conn: conn, cfg: c}
-	cl.dumps = newDumper(cl)
 	return cl
 }
 
 // Close closes the socket the client opened.
 func (c *Client) Close() error {
 	var err error
-	if c.dumps != nil {
-		err = c.dumps.Close()
+	c.dmu.Lock()
+	if c.dconn != nil {
+		err = c.dconn.Close()
+		c.dconn = nil
 	}
+	c.dmu.Unlock()
 	if c.owned {
 		err = errors.Join(err, c.conn.Close())
 	}

@@ -10,7 +10,8 @@
 // A [Client] does one operation per call; [Client.Apply] pipelines many operations (the node
 // agent programs thousands of services this way) and [Client.Table] reads the whole table with
 // one service dump and one destination dump per service (the kernel runs one dump per socket at
-// a time, so these go back to back, two system calls each). Exported types are plain Go
+// a time, so these go back to back, two system calls each: gnl reads a dump's data and its end
+// in one recvmmsg). Exported types are plain Go
 // values ([netip.Addr] addresses, host-order ports) so that desired and actual tables can be
 // compared directly; the wire structs stay private.
 //

@@ -33,7 +33,7 @@ var fakeSchedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "
 
 func newFake() (*fakeIPVS, *gnltest.Kernel) {
 	f := &fakeIPVS{timeouts: configMsg{TCP: 900, TCPFin: 120, UDP: 300}}
-	k := &gnltest.Kernel{}
+	k := &gnltest.Kernel{DatagramsPerRead: 4} // several datagrams per read, as from the real socket
 	k.Register(&gnltest.Family{Name: "IPVS", Version: 1, MaxAttr: 6, Handle: f.handle})
 	return f, k
 }

@@ -1,7 +1,6 @@
 package ipvs
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -248,6 +247,49 @@ func TestDestinationsAndTable(t *testing.T) {
 	missing := Service{Protocol: TCP, Address: mustAddr("10.9.9.9"), Port: 1}
 	if _, err := c.Destinations(ctx(t), missing); !errors.Is(err, ErrServiceNotFound) {
 		t.Errorf("destinations of a missing service: %v, want ErrServiceNotFound", err)
+	}
+}
+
+// Table runs its destination dumps on Config.DumpConn when one is given.
+func TestTableOnDumpConn(t *testing.T) {
+	_, k := newFake()
+	conn := k.Dial(&gnl.Config{Timeout: 5 * time.Second})
+	t.Cleanup(func() { _ = conn.Close() })
+	dconn := k.Dial(&gnl.Config{Timeout: 5 * time.Second, MessageBuffer: 4096})
+	c := NewWithConn(conn, &Config{DumpConn: dconn})
+	svcs := testServices()
+	for _, s := range svcs {
+		if err := c.AddService(ctx(t), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []Destination
+	for _, d := range testDests() {
+		if err := c.AddDestination(ctx(t), svcs[0], d); err != nil {
+			t.Fatalf("add %s: %v", &d, err)
+		}
+		want = append(want, destAsRead(d))
+	}
+	table, err := c.Table(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantTable []TableEntry
+	for i, s := range svcs {
+		e := TableEntry{Service: asRead(s)}
+		if i == 0 {
+			e.Destinations = want
+		}
+		wantTable = append(wantTable, e)
+	}
+	opts := cmpopts.EquateComparable(netip.Addr{})
+	if d := cmp.Diff(wantTable, table, opts, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("table (-want +got):\n%s", d)
+	}
+	// The destinations came through the dump connection: closed, Table fails on it.
+	_ = dconn.Close()
+	if _, err := c.Table(ctx(t)); !errors.Is(err, gnl.ErrClosed) {
+		t.Errorf("table with the dump connection closed: %v, want gnl.ErrClosed", err)
 	}
 }
 
@@ -536,9 +578,9 @@ func TestStringers(t *testing.T) {
 	}
 }
 
-// TestHandEncoding checks that the hand-written encoders Apply uses produce what gnl encodes from
-// the declarations, but for NLA_F_NESTED on the two top-level nests.
-func TestHandEncoding(t *testing.T) {
+// TestApplyEncodingStrict checks that every request Apply sends carries its service and
+// destination as nests flagged NLA_F_NESTED (strict encoding), as gnl encodes the declarations.
+func TestApplyEncodingStrict(t *testing.T) {
 	var ops []Op
 	for _, s := range testServices() {
 		ops = append(ops, Op{Kind: AddService, Service: ptr(s)}, Op{Kind: UpdateService, Service: ptr(s)}, Op{Kind: DeleteService, Service: ptr(s)})
@@ -551,21 +593,29 @@ func TestHandEncoding(t *testing.T) {
 		}
 	}
 	for i := range ops {
-		var gb, hb gnl.Batch
-		var enc encoder
-		gerr, herr := ops[i].add(&gb), enc.add(&hb, &ops[i])
-		if gerr != nil || herr != nil {
-			t.Fatalf("%s: %v / %v", &ops[i], gerr, herr)
+		var b gnl.Batch
+		if err := ops[i].add(&b); err != nil {
+			t.Fatalf("%s: %v", &ops[i], err)
 		}
-		g, h := batchBytes(t, &gb), batchBytes(t, &hb)
-		// Set the flag gnl sets on nests in the hand-encoded request's two top-level headers.
-		for off := 20; off < len(h); {
+		h := batchBytes(t, &b)
+		n := 0
+		for off := 20; off+4 <= len(h); n++ {
 			l := int(binary.NativeEndian.Uint16(h[off:]))
-			binary.NativeEndian.PutUint16(h[off+2:], binary.NativeEndian.Uint16(h[off+2:])|gnl.FlagNested)
+			typ := binary.NativeEndian.Uint16(h[off+2:])
+			if typ&gnl.FlagNested == 0 {
+				t.Errorf("%s: top-level attribute %d without NLA_F_NESTED", &ops[i], typ)
+			}
+			if l < 4 {
+				t.Fatalf("%s: attribute of %d bytes", &ops[i], l)
+			}
 			off += (l + 3) &^ 3
 		}
-		if !bytes.Equal(g, h) {
-			t.Errorf("%s:\ngnl  %x\nhand %x", &ops[i], g, h)
+		want := 2
+		if ops[i].Destination == nil {
+			want = 1
+		}
+		if n != want {
+			t.Errorf("%s: %d top-level attributes, want %d", &ops[i], n, want)
 		}
 	}
 }

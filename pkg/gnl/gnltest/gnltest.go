@@ -90,6 +90,9 @@ type Kernel struct {
 	// queued; past it the kernel drops datagrams and the next receive reports ENOBUFS. Each
 	// datagram is accounted at its length plus 512 bytes, roughly as skb truesize.
 	ReceiveBuffer int
+	// DatagramsPerRead is how many queued datagrams one Receive returns at most (default 1),
+	// one after another, each padded to 4 bytes, as gnl's socket transport reads with recvmmsg.
+	DatagramsPerRead int
 
 	mu       sync.Mutex
 	families []*Family
@@ -457,13 +460,26 @@ func (t *transport) Receive(b []byte) (int, error) {
 			return 0, os.NewSyscallError("recvmsg", syscall.ENOBUFS)
 		case len(t.q) > 0:
 			dg := t.q[0]
-			t.q = t.q[1:]
-			t.queued -= len(dg) + overhead
-			t.mu.Unlock()
 			if len(dg) > len(b) {
+				t.mu.Unlock()
 				return 0, fmt.Errorf("gnltest: datagram of %d bytes, buffer %d", len(dg), len(b))
 			}
-			return copy(b, dg), nil
+			n := 0
+			for k := 0; k < max(1, t.k.DatagramsPerRead) && len(t.q) > 0; k++ {
+				dg := t.q[0]
+				if n+len(dg) > len(b) {
+					break
+				}
+				t.q = t.q[1:]
+				t.queued -= len(dg) + overhead
+				n += copy(b[n:], dg)
+				for n%4 != 0 && n < len(b) {
+					b[n] = 0
+					n++
+				}
+			}
+			t.mu.Unlock()
+			return n, nil
 		}
 		d := t.deadline
 		t.mu.Unlock()
