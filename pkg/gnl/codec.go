@@ -709,6 +709,9 @@ func decodeValue(f *field, b []byte, ptr unsafe.Pointer) error {
 		}
 	case kindBytes:
 		bp := (*[]byte)(ptr)
+		if *bp == nil {
+			*bp = []byte{} // present but empty is not absent (nil); no allocation
+		}
 		*bp = append((*bp)[:0], b...)
 	case kindFixed:
 		if len(b) > f.size {

@@ -355,3 +355,18 @@ func TestEncodeErrors(t *testing.T) {
 type onlyUnmarshal struct{}
 
 func (*onlyUnmarshal) UnmarshalBinary([]byte) error { return nil }
+
+// An attribute that is present with an empty payload decodes to an empty, non-nil slice, so it
+// is told apart from an absent one (found by pkg/ipvs's differential fuzzing).
+func TestEmptyBytesArePresent(t *testing.T) {
+	var v everything
+	if err := gnl.Unmarshal(attr(12), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Bytes == nil || len(v.Bytes) != 0 {
+		t.Errorf("empty attribute decoded to %#v, want a non-nil empty slice", v.Bytes)
+	}
+	if err := gnl.Unmarshal(nil, &v); err != nil || v.Bytes != nil {
+		t.Errorf("absent attribute decoded to %#v, %v; want nil", v.Bytes, err)
+	}
+}
