@@ -109,3 +109,27 @@ func AppendAttr(b []byte, typ uint16, payload []byte) ([]byte, error) {
 	b = append(b, payload...)
 	return finishAttr(b, off)
 }
+
+// AttrIter walks a buffer of attributes without allocating, with the decoder's lenient rules
+// (flags masked from the type, the last attribute's padding optional) and its errors (wrapping
+// [ErrMalformed]). It is for hand-written decoders of hot paths; typed code uses [Unmarshal].
+//
+//	it := gnl.NewAttrIter(b)
+//	for it.Next() {
+//		a := it.Attr()
+//		...
+//	}
+//	if err := it.Err(); err != nil { ... }
+type AttrIter struct{ it attrIter }
+
+// NewAttrIter starts a walk of the attributes in b.
+func NewAttrIter(b []byte) AttrIter { return AttrIter{it: attrIter{b: b}} }
+
+// Next advances to the next attribute; it is false at the end or at the first malformed one.
+func (a *AttrIter) Next() bool { return a.it.next() }
+
+// Attr is the current attribute; its Data aliases the buffer.
+func (a *AttrIter) Attr() Attr { return a.it.a }
+
+// Err is the error that stopped the walk, if any.
+func (a *AttrIter) Err() error { return a.it.err }

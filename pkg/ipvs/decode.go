@@ -18,33 +18,6 @@ import (
 // hand-built floor in the VM benchmark (3,000 services x 10, 2026-11-27) against 1.4-2.2x with
 // them: gnl's per-attribute cost is small natively but multiplied under emulation.
 
-// attrs walks a buffer of netlink attributes.
-type attrs struct {
-	b    []byte
-	typ  uint16
-	data []byte
-	err  error
-}
-
-func (a *attrs) next() bool {
-	if a.err != nil || len(a.b) == 0 {
-		return false
-	}
-	if len(a.b) < 4 {
-		a.err = fmt.Errorf("%w: %d trailing bytes, shorter than an attribute header", gnl.ErrMalformed, len(a.b))
-		return false
-	}
-	l := int(binary.NativeEndian.Uint16(a.b))
-	if l < 4 || l > len(a.b) {
-		a.err = fmt.Errorf("%w: attribute claims length %d, %d bytes remain", gnl.ErrMalformed, l, len(a.b))
-		return false
-	}
-	a.typ = binary.NativeEndian.Uint16(a.b[2:]) &^ (gnl.FlagNested | gnl.FlagNetByteOrder)
-	a.data = a.b[4:l:l]
-	a.b = a.b[min((l+3)&^3, len(a.b)):]
-	return true
-}
-
 func sizeErr(what string, n, want int) error {
 	return fmt.Errorf("%w: %s payload is %d bytes, want %d", gnl.ErrMalformed, what, n, want)
 }
@@ -86,10 +59,10 @@ func fixed(dst []byte, b []byte) error {
 // than the byte counts are u64 (STATS64) or u32 (STATS).
 func decodeStats(b []byte, wide bool) (Stats, error) {
 	var s Stats
-	it := attrs{b: b}
-	for it.next() {
+	it := gnl.NewAttrIter(b)
+	for it.Next() {
 		var p *uint64
-		switch it.typ {
+		switch it.Attr().Type {
 		case 1:
 			p = &s.Conns
 		case 2:
@@ -114,18 +87,18 @@ func decodeStats(b []byte, wide bool) (Stats, error) {
 			continue
 		}
 		var err error
-		if wide || it.typ == 4 || it.typ == 5 {
-			*p, err = u64(it.data)
+		if wide || it.Attr().Type == 4 || it.Attr().Type == 5 {
+			*p, err = u64(it.Attr().Data)
 		} else {
 			var v uint32
-			v, err = u32(it.data)
+			v, err = u32(it.Attr().Data)
 			*p = uint64(v)
 		}
 		if err != nil {
-			return s, fmt.Errorf("stats attribute %d: %w", it.typ, err)
+			return s, fmt.Errorf("stats attribute %d: %w", it.Attr().Type, err)
 		}
 	}
-	return s, it.err
+	return s, it.Err()
 }
 
 // decodeDestNest decodes the payload of an IPVS_CMD_ATTR_DEST attribute into d; svc is the
@@ -137,57 +110,57 @@ func decodeDestNest(nest []byte, svc Family, d *Destination) (err error) {
 		af            uint16
 		have64, have3 bool
 	)
-	it := attrs{b: nest}
-	for it.next() {
+	it := gnl.NewAttrIter(nest)
+	for it.Next() {
 		var v32 uint32
-		switch it.typ {
+		switch it.Attr().Type {
 		case 1:
-			err = fixed(addr[:], it.data)
+			err = fixed(addr[:], it.Attr().Data)
 		case 2:
-			d.Port, err = u16(it.data, binary.BigEndian)
+			d.Port, err = u16(it.Attr().Data, binary.BigEndian)
 		case 3:
-			v32, err = u32(it.data)
+			v32, err = u32(it.Attr().Data)
 			d.Forward = ForwardMethod(v32 & 0x7)
 		case 4:
-			v32, err = u32(it.data)
+			v32, err = u32(it.Attr().Data)
 			d.Weight = int(int32(v32))
 		case 5:
-			d.UpperThreshold, err = u32(it.data)
+			d.UpperThreshold, err = u32(it.Attr().Data)
 		case 6:
-			d.LowerThreshold, err = u32(it.data)
+			d.LowerThreshold, err = u32(it.Attr().Data)
 		case 7:
-			d.ActiveConns, err = u32(it.data)
+			d.ActiveConns, err = u32(it.Attr().Data)
 		case 8:
-			d.InactiveConns, err = u32(it.data)
+			d.InactiveConns, err = u32(it.Attr().Data)
 		case 9:
-			d.PersistentConns, err = u32(it.data)
+			d.PersistentConns, err = u32(it.Attr().Data)
 		case 10:
-			d.Stats32, err = decodeStats(it.data, false)
+			d.Stats32, err = decodeStats(it.Attr().Data, false)
 			have3 = true
 		case 11:
-			af, err = u16(it.data, binary.NativeEndian)
+			af, err = u16(it.Attr().Data, binary.NativeEndian)
 		case 12:
-			d.Stats, err = decodeStats(it.data, true)
+			d.Stats, err = decodeStats(it.Attr().Data, true)
 			have64 = true
 		case 13:
-			if len(it.data) != 1 {
-				err = sizeErr("u8", len(it.data), 1)
+			if len(it.Attr().Data) != 1 {
+				err = sizeErr("u8", len(it.Attr().Data), 1)
 			} else {
-				d.TunnelType = TunnelType(it.data[0])
+				d.TunnelType = TunnelType(it.Attr().Data[0])
 			}
 		case 14:
-			d.TunnelPort, err = u16(it.data, binary.BigEndian)
+			d.TunnelPort, err = u16(it.Attr().Data, binary.BigEndian)
 		case 15:
 			var f uint16
-			f, err = u16(it.data, binary.NativeEndian)
+			f, err = u16(it.Attr().Data, binary.NativeEndian)
 			d.TunnelFlags = TunnelFlags(f)
 		}
 		if err != nil {
-			return fmt.Errorf("destination attribute %d: %w", it.typ, err)
+			return fmt.Errorf("destination attribute %d: %w", it.Attr().Type, err)
 		}
 	}
-	if it.err != nil {
-		return it.err
+	if it.Err() != nil {
+		return it.Err()
 	}
 	d.Family = svc
 	if af != 0 {
@@ -216,44 +189,44 @@ func decodeServiceNest(b []byte) (Service, error) {
 		err      error
 		st32, st Stats
 	)
-	it := attrs{b: b}
-	for it.next() {
-		switch it.typ {
+	it := gnl.NewAttrIter(b)
+	for it.Next() {
+		switch it.Attr().Type {
 		case 1:
-			w.AF, err = u16(it.data, binary.NativeEndian)
+			w.AF, err = u16(it.Attr().Data, binary.NativeEndian)
 		case 2:
-			w.Protocol, err = u16(it.data, binary.NativeEndian)
+			w.Protocol, err = u16(it.Attr().Data, binary.NativeEndian)
 		case 3:
-			err = fixed(w.Addr[:], it.data)
+			err = fixed(w.Addr[:], it.Attr().Data)
 		case 4:
-			w.Port, err = u16(it.data, binary.BigEndian)
+			w.Port, err = u16(it.Attr().Data, binary.BigEndian)
 		case 5:
-			w.FWMark, err = u32(it.data)
+			w.FWMark, err = u32(it.Attr().Data)
 		case 6:
-			w.SchedName = cString(it.data)
+			w.SchedName = cString(it.Attr().Data)
 		case 7:
-			if err = w.Flags.UnmarshalBinary(it.data); err != nil {
+			if err = w.Flags.UnmarshalBinary(it.Attr().Data); err != nil {
 				err = fmt.Errorf("%w: %w", gnl.ErrMalformed, err)
 			}
 		case 8:
-			w.Timeout, err = u32(it.data)
+			w.Timeout, err = u32(it.Attr().Data)
 		case 9:
-			err = fixed(w.Netmask[:], it.data)
+			err = fixed(w.Netmask[:], it.Attr().Data)
 		case 10:
-			st32, err = decodeStats(it.data, false)
+			st32, err = decodeStats(it.Attr().Data, false)
 			w.Stats = &s32
 		case 11:
-			w.PEName = cString(it.data)
+			w.PEName = cString(it.Attr().Data)
 		case 12:
-			st, err = decodeStats(it.data, true)
+			st, err = decodeStats(it.Attr().Data, true)
 			w.Stats64 = &s64
 		}
 		if err != nil {
-			return Service{}, fmt.Errorf("service attribute %d: %w", it.typ, err)
+			return Service{}, fmt.Errorf("service attribute %d: %w", it.Attr().Type, err)
 		}
 	}
-	if it.err != nil {
-		return Service{}, it.err
+	if it.Err() != nil {
+		return Service{}, it.Err()
 	}
 	// The counters were decoded straight into Stats; serviceFrom only needs to know which
 	// nests were present.
