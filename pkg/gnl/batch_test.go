@@ -86,19 +86,21 @@ func TestBatchOverflowIsReported(t *testing.T) {
 	k := &gnltest.Kernel{ReceiveBuffer: 64 * 1024} // the transport claims it, the kernel enforces it
 	kv := &kvKernel{vals: map[string]uint32{}}
 	k.Register(&gnltest.Family{Name: "KV", Handle: kv.handle})
-	// The window allows 64 requests, but each GET also queues a reply: twice what fits.
+	// The window allows 64 requests (a KiB of buffer for each one's answer), but each GET's
+	// reply echoes a 1,500-byte key: twice what fits.
 	c := k.Dial(nil)
 	defer c.Close()
+	key := func(i int) string { return fmt.Sprintf("%01500d", i) }
 	var b gnl.Batch
 	for i := range 300 {
-		_ = kvAdd.Add(&b, &kvEntry{Key: fmt.Sprint(i)})
+		_ = kvAdd.Add(&b, &kvEntry{Key: key(i)})
 	}
 	if err := c.SendBatch(ctx, &b); err != nil {
 		t.Fatal(err)
 	}
 	b.Reset()
 	for i := range 300 {
-		_ = kvGet.Add(&b, &kvEntry{Key: fmt.Sprint(i)})
+		_ = kvGet.Add(&b, &kvEntry{Key: key(i)})
 	}
 	if err := c.SendBatch(ctx, &b); err != nil {
 		t.Fatal(err)
@@ -122,7 +124,7 @@ func TestBatchOverflowIsReported(t *testing.T) {
 	}
 	// The connection is in step afterwards.
 	var got kvEntry
-	if err := kvGet.Do(ctx, c, &kvEntry{Key: "299"}, &got); err != nil || got.Key != "299" {
+	if err := kvGet.Do(ctx, c, &kvEntry{Key: key(299)}, &got); err != nil || got.Key != key(299) {
 		t.Errorf("after overflow: %+v %v", got, err)
 	}
 }
@@ -181,5 +183,56 @@ func TestBatchWithReplies(t *testing.T) {
 	}
 	if n := k.Requests() - before; n != 8 || b.Sends() != 1 {
 		t.Errorf("%d requests in %d sends, want 8 in 1", n, b.Sends())
+	}
+}
+
+// Only the last request of each sendmsg asks for an acknowledgement; the others are answered
+// only when they fail, and their results are exact either way, also when the last request of a
+// window is the one that fails.
+func TestBatchAcknowledgesOnlyTheLastOfEachWindow(t *testing.T) {
+	ctx := context.Background()
+	k := &gnltest.Kernel{}
+	kv := &kvKernel{vals: map[string]uint32{}}
+	var acked []int
+	seen := 0
+	k.Register(&gnltest.Family{Name: "KV", Handle: func(req gnltest.Request) ([]gnltest.Message, error) {
+		if req.Flags&0x4 != 0 { // NLM_F_ACK
+			acked = append(acked, seen)
+		}
+		seen++
+		return kv.handle(req)
+	}})
+	c := k.Dial(&gnl.Config{Window: 64})
+	defer c.Close()
+	const n = 1000
+	dup := func(i int) bool { return i%100 == 50 || i == 63 || i == 127 }
+	var b gnl.Batch
+	for i := range n {
+		key := fmt.Sprint(i)
+		if dup(i) {
+			key = "0" // added by request 0: EEXIST
+		}
+		if err := kvAdd.Add(&b, &kvEntry{Key: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.SendBatch(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for i := 63; i < n; i += 64 {
+		want = append(want, i)
+	}
+	want = append(want, n-1)
+	if diff := cmp.Diff(want, acked); diff != "" {
+		t.Errorf("requests that asked for an acknowledgement (-want +got):\n%s", diff)
+	}
+	for i := range n {
+		if err := b.Err(i); dup(i) != errors.Is(err, syscall.EEXIST) || (!dup(i) && err != nil) {
+			t.Errorf("request %d: %v", i, err)
+		}
+	}
+	if len(kv.vals) != n-12 {
+		t.Errorf("kernel has %d keys, want %d", len(kv.vals), n-12)
 	}
 }
