@@ -23,6 +23,7 @@ var contenders = []entry{
 	{"cloudflare/ipvs", newCloudflare},
 	{"ipvsadm -R / -Sn", newIpvsadm},
 	{floorName, newRaw},
+	{"raw, ACK each", newRawAckEach},
 }
 
 const (

@@ -57,8 +57,9 @@ func cpuTimes() (busy, total uint64, err error) {
 	return busy, total, nil
 }
 
-// settle waits until the CPU has been at least 95% idle for two 250 ms samples in a row (the kernel
-// tearing down the previous contender's namespace and table), at most max; it returns the time waited.
+// settle waits until the CPU has been at least 95% idle for twelve 250 ms samples in a row (the
+// kernel tearing down the previous contender's namespace and table, which pauses for RCU grace
+// periods in between: two samples were not always enough), at most max; it returns the time waited.
 func settle(max time.Duration) time.Duration {
 	start := time.Now()
 	quiet := 0
@@ -66,7 +67,7 @@ func settle(max time.Duration) time.Duration {
 	if err != nil {
 		return 0
 	}
-	for quiet < 2 && time.Since(start) < max {
+	for quiet < 12 && time.Since(start) < max {
 		time.Sleep(250 * time.Millisecond)
 		b1, t1, err := cpuTimes()
 		if err != nil {

@@ -25,14 +25,18 @@ func newPkgIPVS(o options) (contender, error) {
 }
 
 func (p *pkgIPVS) Program(t *Table) error {
+	// The operations point into two slices, as an agent holding its desired table would.
 	_, dests := t.Objects()
+	svcs := make([]ipvs.Service, len(t.Services))
+	dsts := make([]ipvs.Destination, 0, dests)
 	ops := make([]ipvs.Op, 0, len(t.Services)+dests)
-	for _, s := range t.Services {
-		svc := &ipvs.Service{Protocol: ipvs.TCP, Address: s.Addr, Port: s.Port, Scheduler: Scheduler}
+	for i, s := range t.Services {
+		svc := &svcs[i]
+		*svc = ipvs.Service{Protocol: ipvs.TCP, Address: s.Addr, Port: s.Port, Scheduler: Scheduler}
 		ops = append(ops, ipvs.Op{Kind: ipvs.AddService, Service: svc})
 		for _, d := range s.Dests {
-			ops = append(ops, ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: &ipvs.Destination{
-				Address: d.Addr, Port: d.Port, Weight: int(d.Weight), Forward: ipvs.Masquerade}})
+			dsts = append(dsts, ipvs.Destination{Address: d.Addr, Port: d.Port, Weight: int(d.Weight), Forward: ipvs.Masquerade})
+			ops = append(ops, ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: &dsts[len(dsts)-1]})
 		}
 	}
 	results, err := p.c.Apply(p.ctx, ops)

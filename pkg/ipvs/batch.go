@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
 )
@@ -88,32 +89,30 @@ func (o *Op) check() error {
 	return nil
 }
 
-func (o *Op) destMsg() (destMsg, error) {
-	k, err := o.Service.wireKey()
-	if err != nil {
-		return destMsg{}, err
-	}
-	d, err := o.Destination.wire(Family(k.AF))
-	if err != nil {
-		return destMsg{}, err
-	}
-	return destMsg{Service: k, Dest: &d}, nil
+// encoder encodes operations into a batch, reusing its messages from one operation to the
+// next, and the wire key of the last service: the destinations of a service usually follow one
+// another and share its *Service. Encoding 110,000 operations then allocates nothing per
+// destination.
+type encoder struct {
+	svc    *Service
+	key    *wireServiceKey
+	keyErr error
+	dest   wireDest
+	dkey   wireDestKey
+	dm     destMsg
+	dkm    destKeyMsg
 }
 
-func (o *Op) destKeyMsg() (destKeyMsg, error) {
-	k, err := o.Service.wireKey()
-	if err != nil {
-		return destKeyMsg{}, err
+func (e *encoder) serviceKey(s *Service) (*wireServiceKey, error) {
+	if s != e.svc {
+		e.svc = s
+		e.key, e.keyErr = s.wireKey()
 	}
-	d, err := o.Destination.wireKey(Family(k.AF))
-	if err != nil {
-		return destKeyMsg{}, err
-	}
-	return destKeyMsg{Service: k, Dest: d}, nil
+	return e.key, e.keyErr
 }
 
 // add queues the operation's request in a batch.
-func (o *Op) add(b *gnl.Batch) error {
+func (e *encoder) add(b *gnl.Batch, o *Op) error {
 	switch o.Kind {
 	case AddService, UpdateService:
 		w, err := o.Service.wire()
@@ -125,26 +124,34 @@ func (o *Op) add(b *gnl.Batch) error {
 		}
 		return setService.Add(b, &svcMsg{Service: w})
 	case DeleteService:
-		k, err := o.Service.wireKey()
+		k, err := e.serviceKey(o.Service)
 		if err != nil {
 			return err
 		}
 		return delService.Add(b, &svcKeyMsg{Service: k})
 	case AddDestination, UpdateDestination:
-		m, err := o.destMsg()
+		k, err := e.serviceKey(o.Service)
 		if err != nil {
 			return err
 		}
+		if e.dest, err = o.Destination.wire(Family(k.AF)); err != nil {
+			return err
+		}
+		e.dm = destMsg{Service: k, Dest: &e.dest}
 		if o.Kind == AddDestination {
-			return newDest.Add(b, &m)
+			return newDest.Add(b, &e.dm)
 		}
-		return setDest.Add(b, &m)
+		return setDest.Add(b, &e.dm)
 	case DeleteDestination:
-		m, err := o.destKeyMsg()
+		k, err := e.serviceKey(o.Service)
 		if err != nil {
 			return err
 		}
-		return delDest.Add(b, &m)
+		if e.dkey, err = o.Destination.wireKey(Family(k.AF)); err != nil {
+			return err
+		}
+		e.dkm = destKeyMsg{Service: k, Dest: &e.dkey}
+		return delDest.Add(b, &e.dkm)
 	}
 	return fmt.Errorf("%w: operation kind %d", ErrInvalid, o.Kind)
 }
@@ -172,50 +179,86 @@ func phase(o *Op, readded map[ServiceKey]bool) int {
 // results[i] is the outcome of ops[i], classified like the single-operation methods (nil,
 // [ErrServiceExists], [ErrDestNotFound], ...); a failed operation does not stop the others.
 // An operation that fails validation is not sent. err is non-nil when some operations could
-// not be sent or their outcome is unknown (transport error, context, lost acknowledgements);
-// their results say which.
+// not be sent or their outcome is unknown (transport error, context, lost error reports);
+// their results say which. ops must not change while Apply runs.
+//
+// Requests are encoded and sent a window at a time (Config.Window, default 1,024) through one
+// reused buffer, so memory stays bounded by the window whatever the number of operations.
 func (c *Client) Apply(ctx context.Context, ops []Op) (results []error, err error) {
 	results = make([]error, len(ops))
+	// The services both deleted and added (only worth finding when something is deleted).
 	var readded map[ServiceKey]bool
-	for i := range ops {
-		if ops[i].Kind == AddService && ops[i].Service != nil {
-			if readded == nil {
-				readded = map[ServiceKey]bool{}
+	if slices.ContainsFunc(ops, func(o Op) bool { return o.Kind == DeleteService }) {
+		readded = map[ServiceKey]bool{}
+		for i := range ops {
+			if ops[i].Kind == AddService && ops[i].Service != nil {
+				readded[ops[i].Service.Key()] = true
 			}
-			readded[ops[i].Service.Key()] = true
 		}
 	}
-	var buckets [4][]int32
+	var counts [5]int32
+	phases := make([]uint8, len(ops))
 	for i := range ops {
 		p := phase(&ops[i], readded)
-		buckets[p] = append(buckets[p], int32(i))
+		phases[i] = uint8(p)
+		counts[p+1]++
 	}
-	order := make([]int32, 0, len(ops)) // batch index → ops index
-	var b gnl.Batch
-	for _, bucket := range buckets {
-		for _, i := range bucket {
-			aerr := ops[i].check()
-			if aerr == nil {
-				aerr = ops[i].add(&b)
+	for p := 1; p < len(counts); p++ {
+		counts[p] += counts[p-1]
+	}
+	order := make([]int32, len(ops)) // ops indices in the order they are sent
+	for i, p := range phases {
+		order[counts[p]] = int32(i)
+		counts[p]++
+	}
+	chunk := c.cfg.Window
+	if chunk <= 0 {
+		chunk = defaultWindow
+	}
+	var (
+		enc     encoder
+		b       gnl.Batch
+		sent    = make([]int32, 0, min(chunk, len(ops))) // batch index → ops index
+		sendErr error
+		lost    bool
+	)
+	flush := func() {
+		if b.Len() > 0 {
+			if err := c.conn.SendBatch(ctx, &b); err != nil && sendErr == nil {
+				sendErr = err
 			}
-			if aerr != nil {
-				results[i] = fmt.Errorf("ipvs: %s: %w", &ops[i], aerr)
-				continue
+			for k, i := range sent {
+				r := c.opError(ctx, &ops[i], b.Err(k))
+				results[i] = r
+				lost = lost || errors.Is(r, gnl.ErrAckLost)
 			}
-			order = append(order, i)
+		}
+		b.Reset()
+		sent = sent[:0]
+	}
+	for _, i := range order {
+		if sendErr != nil {
+			results[i] = fmt.Errorf("ipvs: %s: not sent: %w", &ops[i], sendErr)
+			continue
+		}
+		aerr := ops[i].check()
+		if aerr == nil {
+			aerr = enc.add(&b, &ops[i])
+		}
+		if aerr != nil {
+			results[i] = fmt.Errorf("ipvs: %s: %w", &ops[i], aerr)
+			continue
+		}
+		if sent = append(sent, i); len(sent) == chunk {
+			flush()
 		}
 	}
-	sendErr := c.conn.SendBatch(ctx, &b)
-	for k, i := range order {
-		results[i] = c.opError(ctx, &ops[i], b.Err(k))
-	}
+	flush()
 	if sendErr != nil {
 		return results, fmt.Errorf("ipvs: apply %d operations: %w", len(ops), sendErr)
 	}
-	for _, r := range results {
-		if errors.Is(r, gnl.ErrAckLost) {
-			return results, fmt.Errorf("ipvs: apply %d operations: %w", len(ops), gnl.ErrAckLost)
-		}
+	if lost {
+		return results, fmt.Errorf("ipvs: apply %d operations: %w", len(ops), gnl.ErrAckLost)
 	}
 	return results, nil
 }

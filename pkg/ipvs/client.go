@@ -19,13 +19,17 @@ type Config struct {
 	// (default 30 s).
 	Timeout time.Duration
 	// Window is the maximum number of requests [Client.Apply] and [Client.Table] pipeline per
-	// sendmsg (default 1024).
+	// sendmsg (default 1024). The kernel handles a sendmsg's requests under the generic netlink
+	// mutex, so a larger window holds off other generic netlink users for longer.
 	Window int
 	// DumpConn, when set, is the connection [Client.Table] runs its destination dumps on (tests
 	// give a second gnltest one); by default a client made by [New] opens a second socket in
 	// NetNS with a page-sized read buffer, and one made by [NewWithConn] uses its connection.
 	DumpConn *gnl.Conn
 }
+
+// defaultWindow is Config.Window's default, gnl's.
+const defaultWindow = 1024
 
 // Client talks to the kernel's IPVS. Its methods are safe for concurrent use; they are
 // serialized on one socket.
@@ -174,44 +178,23 @@ func (c *Client) DeleteDestination(ctx context.Context, s Service, d Destination
 	return c.exec(ctx, Op{Kind: DeleteDestination, Service: &s, Destination: &d})
 }
 
+// exec performs one operation: a batch of one, so that it is encoded exactly as in Apply.
 func (c *Client) exec(ctx context.Context, op Op) error {
 	err := op.check()
-	if err != nil {
-		return fmt.Errorf("ipvs: %s: %w", &op, err)
+	if err == nil {
+		var (
+			enc encoder
+			b   gnl.Batch
+		)
+		if err = enc.add(&b, &op); err != nil {
+			return fmt.Errorf("ipvs: %s: %w", &op, err)
+		}
+		if err = c.conn.SendBatch(ctx, &b); err == nil {
+			err = b.Err(0)
+		}
+		return c.opError(ctx, &op, err)
 	}
-	switch op.Kind {
-	case AddService, UpdateService:
-		var w *wireService
-		if w, err = op.Service.wire(); err == nil {
-			cmd := newService
-			if op.Kind == UpdateService {
-				cmd = setService
-			}
-			err = cmd.Exec(ctx, c.conn, &svcMsg{Service: w})
-		}
-	case DeleteService:
-		var k *wireServiceKey
-		if k, err = op.Service.wireKey(); err == nil {
-			err = delService.Exec(ctx, c.conn, &svcKeyMsg{Service: k})
-		}
-	case AddDestination, UpdateDestination:
-		var m destMsg
-		if m, err = op.destMsg(); err == nil {
-			cmd := newDest
-			if op.Kind == UpdateDestination {
-				cmd = setDest
-			}
-			err = cmd.Exec(ctx, c.conn, &m)
-		}
-	case DeleteDestination:
-		var m destKeyMsg
-		if m, err = op.destKeyMsg(); err == nil {
-			err = delDest.Exec(ctx, c.conn, &m)
-		}
-	default:
-		err = fmt.Errorf("%w: operation kind %d", ErrInvalid, op.Kind)
-	}
-	return c.opError(ctx, &op, err)
+	return fmt.Errorf("ipvs: %s: %w", &op, err)
 }
 
 // opError classifies the error of one operation. For an ENOENT on a service update it checks

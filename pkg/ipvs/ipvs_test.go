@@ -592,9 +592,10 @@ func TestApplyEncodingStrict(t *testing.T) {
 				Op{Kind: UpdateDestination, Service: ptr(s), Destination: ptr(d)}, Op{Kind: DeleteDestination, Service: ptr(s), Destination: ptr(d)})
 		}
 	}
+	var enc encoder
 	for i := range ops {
 		var b gnl.Batch
-		if err := ops[i].add(&b); err != nil {
+		if err := enc.add(&b, &ops[i]); err != nil {
 			t.Fatalf("%s: %v", &ops[i], err)
 		}
 		h := batchBytes(t, &b)

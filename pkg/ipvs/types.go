@@ -527,15 +527,15 @@ func serviceFrom(w *wireService) (Service, error) {
 	return s, nil
 }
 
-func (d *Destination) wireKey(svc Family) (*wireDestKey, error) {
+func (d *Destination) wireKey(svc Family) (wireDestKey, error) {
 	f := d.family()
 	if f == 0 {
 		f = svc
 	}
 	if err := checkAddr("destination", f, d.Address); err != nil {
-		return nil, err
+		return wireDestKey{}, err
 	}
-	return &wireDestKey{Addr: addrBytes(d.Address), Port: d.Port, AddrFamily: uint16(f)}, nil
+	return wireDestKey{Addr: addrBytes(d.Address), Port: d.Port, AddrFamily: uint16(f)}, nil
 }
 
 func (d *Destination) wire(svc Family) (wireDest, error) {
