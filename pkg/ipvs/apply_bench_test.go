@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/kubelvs/kubelvs/pkg/gnl"
 	"github.com/kubelvs/kubelvs/pkg/gnl/gnltest"
 )
 
@@ -39,5 +38,3 @@ func BenchmarkApply(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/write")
 }
-
-var _ = gnl.Batch{}
