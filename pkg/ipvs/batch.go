@@ -97,7 +97,7 @@ type encoder struct {
 	svc    *Service
 	key    *wireServiceKey
 	keyErr error
-	dest   wireDest
+	dest   wireDestReq
 	dkey   wireDestKey
 	dm     destMsg
 	dkm    destKeyMsg

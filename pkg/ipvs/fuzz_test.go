@@ -23,9 +23,11 @@ func seedService() []byte {
 }
 
 func seedDest() []byte {
-	w, _ := (&Destination{Address: mustAddr("10.0.0.1"), Port: 80, Forward: Tunnel, Weight: 3,
+	r, _ := (&Destination{Address: mustAddr("10.0.0.1"), Port: 80, Forward: Tunnel, Weight: 3,
 		TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelCsum}).wire(IPv6)
-	w.ActiveConns, w.Stats64 = 4, &wireStats{Conns: 9}
+	w := wireDest{Addr: r.Addr, Port: r.Port, FwdMethod: r.FwdMethod, Weight: r.Weight,
+		UThresh: r.UThresh, LThresh: r.LThresh, AddrFamily: r.AddrFamily, TunType: r.TunType,
+		TunPort: r.TunPort, TunFlags: r.TunFlags, ActiveConns: 4, Stats64: &wireStats{Conns: 9}}
 	b, _ := gnl.Marshal(&destReply{Dest: &w})
 	return b
 }

@@ -47,7 +47,12 @@ func TestMain(m *testing.M) {
 
 func vmClient(t *testing.T) *Client {
 	t.Helper()
-	c, err := New(context.Background(), &Config{Timeout: 60 * time.Second})
+	return vmClientWith(t, &Config{Timeout: 60 * time.Second})
+}
+
+func vmClientWith(t *testing.T, cfg *Config) *Client {
+	t.Helper()
+	c, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -655,5 +660,55 @@ func TestVMNetworkNamespaces(t *testing.T) {
 	}
 	if tab, _ := c.Table(ctx(t)); len(tab) != 1 {
 		t.Errorf("the initial namespace sees %d services, want its own 1", len(tab))
+	}
+}
+
+// TestVMApplyErrorsAcrossWindows: Apply asks the kernel to acknowledge only the last request of
+// each sendmsg and learns of the others only when they fail. Failures as the last and the first
+// request of a window, in the middle of one and as the very last request each get their own
+// error, and every other operation is applied.
+func TestVMApplyErrorsAcrossWindows(t *testing.T) {
+	c := vmClientWith(t, &Config{Timeout: 60 * time.Second, Window: 100})
+	const nsvc, ndst = 50, 10
+	var ops []Op
+	for i := range nsvc {
+		ops = append(ops, Op{Kind: AddService, Service: ptr(Service{Protocol: TCP, Address: netip.AddrFrom4([4]byte{10, 80, 0, byte(i)}), Port: 80, Scheduler: "rr"})})
+	}
+	// Apply sends services first, then destinations in order: op i is the i-th request sent.
+	dups := map[int]bool{}
+	for i := range nsvc {
+		for j := range ndst {
+			if p := len(ops); p == 99 || p == 100 || p == 250 {
+				dups[p] = true
+				ops = append(ops, ops[p-1]) // the previous destination again: EEXIST
+			}
+			ops = append(ops, Op{Kind: AddDestination, Service: ops[i].Service,
+				Destination: ptr(Destination{Address: netip.AddrFrom4([4]byte{10, 81, byte(i), byte(j)}), Port: 8080, Weight: 1})})
+		}
+	}
+	dups[len(ops)] = true
+	ops = append(ops, ops[len(ops)-1])
+	res, err := c.Apply(ctx(t), ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if dups[i] != errors.Is(r, ErrDestExists) || (!dups[i] && r != nil) {
+			t.Errorf("op %d (%s): %v", i, &ops[i], r)
+		}
+	}
+	table, err := c.Table(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests := 0
+	for _, e := range table {
+		dests += len(e.Destinations)
+	}
+	if len(table) != nsvc || dests != nsvc*ndst {
+		t.Errorf("table has %d services and %d destinations, want %d and %d", len(table), dests, nsvc, nsvc*ndst)
+	}
+	if n := strings.Count(ipvsadm(t, "", "-Sn"), "\n"); n != nsvc*(1+ndst) {
+		t.Errorf("ipvsadm -Sn has %d lines, want %d", n, nsvc*(1+ndst))
 	}
 }

@@ -538,25 +538,25 @@ func (d *Destination) wireKey(svc Family) (wireDestKey, error) {
 	return wireDestKey{Addr: addrBytes(d.Address), Port: d.Port, AddrFamily: uint16(f)}, nil
 }
 
-func (d *Destination) wire(svc Family) (wireDest, error) {
+func (d *Destination) wire(svc Family) (wireDestReq, error) {
 	k, err := d.wireKey(svc)
 	if err != nil {
-		return wireDest{}, err
+		return wireDestReq{}, err
 	}
 	if d.Forward > Bypass {
-		return wireDest{}, fmt.Errorf("%w: forwarding method %d", ErrInvalid, d.Forward)
+		return wireDestReq{}, fmt.Errorf("%w: forwarding method %d", ErrInvalid, d.Forward)
 	}
 	if d.Weight < 0 || d.Weight > 1<<31-1 {
-		return wireDest{}, fmt.Errorf("%w: weight %d is outside 0..%d", ErrInvalid, d.Weight, 1<<31-1)
+		return wireDestReq{}, fmt.Errorf("%w: weight %d is outside 0..%d", ErrInvalid, d.Weight, 1<<31-1)
 	}
 	if d.TunnelType > TunnelGRE {
-		return wireDest{}, fmt.Errorf("%w: tunnel type %d", ErrInvalid, d.TunnelType)
+		return wireDestReq{}, fmt.Errorf("%w: tunnel type %d", ErrInvalid, d.TunnelType)
 	}
 	if Family(k.AddrFamily) != svc && d.Forward != Tunnel {
-		return wireDest{}, fmt.Errorf("%w: destination %s is %s in an %s service: only tunnelled destinations may differ",
+		return wireDestReq{}, fmt.Errorf("%w: destination %s is %s in an %s service: only tunnelled destinations may differ",
 			ErrInvalid, d.Address, Family(k.AddrFamily), svc)
 	}
-	return wireDest{
+	return wireDestReq{
 		Addr: k.Addr, Port: k.Port, AddrFamily: k.AddrFamily,
 		FwdMethod: uint32(d.Forward), Weight: int32(d.Weight),
 		UThresh: d.UpperThreshold, LThresh: d.LowerThreshold,

@@ -131,6 +131,22 @@ type wireDest struct {
 	Unknown      []gnl.Attr   `gnl:",unknown"`
 }
 
+// wireDestReq is what IPVS_CMD_NEW_DEST and IPVS_CMD_SET_DEST carry: the writable attributes of
+// a destination only (the kernel ignores counters in requests), so that encoding 100,000 of them
+// visits no fields it would skip.
+type wireDestReq struct {
+	Addr       [16]byte `gnl:"1"`
+	Port       uint16   `gnl:"2,net"`
+	FwdMethod  uint32   `gnl:"3"`
+	Weight     int32    `gnl:"4"`
+	UThresh    uint32   `gnl:"5"`
+	LThresh    uint32   `gnl:"6"`
+	AddrFamily uint16   `gnl:"11,omitempty"`
+	TunType    uint8    `gnl:"13,omitempty"`
+	TunPort    uint16   `gnl:"14,net,omitempty"`
+	TunFlags   uint16   `gnl:"15,omitempty"`
+}
+
 // wireDestKey identifies a destination in a service (IPVS_CMD_DEL_DEST needs no more).
 type wireDestKey struct {
 	Addr       [16]byte `gnl:"1"`
@@ -161,7 +177,7 @@ type (
 	}
 	destMsg struct {
 		Service *wireServiceKey `gnl:"1"`
-		Dest    *wireDest       `gnl:"2"`
+		Dest    *wireDestReq    `gnl:"2"`
 	}
 	destKeyMsg struct {
 		Service *wireServiceKey `gnl:"1"`
