@@ -712,3 +712,133 @@ func TestVMApplyErrorsAcrossWindows(t *testing.T) {
 		t.Errorf("ipvsadm -Sn has %d lines, want %d", n, nsvc*(1+ndst))
 	}
 }
+
+// TestVMSyncDaemonBackup runs the connection synchronization both ways of a keepalived pair: a
+// master sync daemon in the guest's namespace and a backup in another namespace behind a veth
+// pair, each started through pkg/ipvs. Connections through a service on the master appear in
+// the backup's connection table, as ipvsadm -Lnc there shows.
+func TestVMSyncDaemonBackup(t *testing.T) {
+	master := vmClient(t)
+	const ns = "kubelvs-sync"
+	t.Cleanup(func() {
+		_ = exec.Command("/sbin/ip", "netns", "del", ns).Run()
+		_ = exec.Command("/sbin/ip", "link", "del", "syncm").Run()
+	})
+	for _, args := range [][]string{
+		{"netns", "add", ns},
+		{"link", "add", "syncm", "type", "veth", "peer", "name", "syncb", "netns", ns},
+		{"addr", "add", "10.97.0.1/24", "dev", "syncm"},
+		{"link", "set", "syncm", "up"},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", ns, "addr", "add", "10.97.0.2/24", "dev", "syncb"},
+		{"-n", ns, "link", "set", "syncb", "up"},
+	} {
+		if out, err := exec.Command("/sbin/ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	nsf, err := os.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsf.Close()
+	backup, err := New(ctx(t), &Config{NetNS: int(nsf.Fd()), Timeout: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backup.Close()
+	inBackup := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("/sbin/ip", append([]string{"netns", "exec", ns, "ipvsadm"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ipvsadm %s in %s: %v\n%s", strings.Join(args, " "), ns, err, out)
+		}
+		return string(out)
+	}
+
+	if err := backup.StartDaemon(ctx(t), Daemon{State: DaemonBackup, Interface: "syncb", SyncID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = backup.StopDaemon(context.Background(), DaemonBackup) }()
+	if err := master.StartDaemon(ctx(t), Daemon{State: DaemonMaster, Interface: "syncm", SyncID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = master.StopDaemon(context.Background(), DaemonMaster) }()
+	ds, err := backup.Daemons(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].State != DaemonBackup || ds[0].Interface != "syncb" || ds[0].SyncID != 7 {
+		t.Errorf("backup namespace's daemons %+v", ds)
+	}
+	if out := inBackup("-L", "--daemon"); !strings.Contains(out, "backup sync daemon (mcast=syncb, syncid=7") {
+		t.Errorf("ipvsadm --daemon in the backup namespace: %s", out)
+	}
+	if ds, err := master.Daemons(ctx(t)); err != nil || len(ds) != 1 || ds[0].State != DaemonMaster {
+		t.Errorf("master namespace's daemons %+v, %v", ds, err)
+	}
+
+	// A service on the master with an echo server behind it, and connections through it.
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer conn.Close(); _, _ = io.Copy(conn, conn) }()
+		}
+	}()
+	vip := mustAddr("10.99.0.101")
+	if out, err := exec.Command("ip", "addr", "add", "10.99.0.101/32", "dev", "ipvs0").CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add: %v\n%s", err, out)
+	}
+	defer func() { _ = exec.Command("ip", "addr", "del", "10.99.0.101/32", "dev", "ipvs0").Run() }()
+	svc := Service{Protocol: TCP, Address: vip, Port: port, Scheduler: "rr"}
+	if err := master.AddService(ctx(t), svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := master.AddDestination(ctx(t), svc, Destination{Address: mustAddr("10.99.0.1"), Port: port, Weight: 1, Forward: Masquerade}); err != nil {
+		t.Fatal(err)
+	}
+	want := netip.AddrPortFrom(vip, port).String()
+	for range 3 {
+		conn, err := net.DialTimeout("tcp", want, 10*time.Second)
+		if err != nil {
+			t.Fatalf("dial the virtual service: %v", err)
+		}
+		defer conn.Close()
+		for range 5 { // the master syncs a connection from its third packet on
+			if _, err := conn.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(conn, make([]byte, 4)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if out := ipvsadm(t, "", "-Lnc"); strings.Count(out, want) != 3 {
+		t.Fatalf("the master's connection table has not the 3 connections to %s:\n%s", want, out)
+	}
+	// The master sends what it has at least every 2 s.
+	var out string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if out = inBackup("-Lnc"); strings.Count(out, want) == 3 {
+			break
+		}
+	}
+	if n := strings.Count(out, want); n != 3 {
+		t.Errorf("the backup's connection table has %d of the 3 connections to %s:\n%s", n, want, out)
+	}
+	if err := backup.StopDaemon(ctx(t), DaemonBackup); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := backup.Daemons(ctx(t)); err != nil || len(ds) != 0 {
+		t.Errorf("backup daemons after stop: %+v, %v", ds, err)
+	}
+}
