@@ -24,6 +24,7 @@ import (
 //	bool                                       flag (present or absent, no payload)
 //	string                                     NUL-terminated string
 //	[]byte                                     raw bytes
+//	RawSet                                     a nested set kept encoded (NLA_F_NESTED set on output)
 //	[N]byte                                    fixed-size bytes (a shorter payload is zero-filled)
 //	a type whose pointer has UnmarshalBinary   a fixed-layout binary struct, decoded by that method
 //	                                           (which sees the whole payload, so it can switch on a
@@ -50,6 +51,13 @@ import (
 // Ignore is the type of a blank field that declares an attribute to skip on decode (padding such
 // as TASKSTATS_TYPE_NULL, or attributes deliberately dropped). It is never encoded.
 type Ignore struct{}
+
+// RawSet is a nested attribute set kept as its encoded attributes. Decoding stores the nest's
+// payload without looking into it (decode it later with [Unmarshal] or an [AttrIter]); encoding
+// writes it back as a nested attribute, NLA_F_NESTED set. Encode a set once with [Marshal] and
+// reuse it in many requests: the key of an IPVS service in the request of each of its
+// destinations.
+type RawSet []byte
 
 // Present records which attributes a decode saw, for sets where absent and zero differ.
 // Attribute numbers above 255 are not recorded.
@@ -103,6 +111,7 @@ type field struct {
 	net       bool // network byte order
 	omitempty bool
 	multi     bool
+	rawSet    bool // a RawSet: bytes, encoded as a nest
 	ptr       bool // the field is a pointer to the nested set or binary type
 	offset    uintptr
 	sub       *plan
@@ -137,6 +146,7 @@ var (
 	plans   sync.Map // reflect.Type → *plan, completed plans only
 	planMu  sync.Mutex
 	typAttr = reflect.TypeFor[[]Attr]()
+	typRaw  = reflect.TypeFor[RawSet]()
 	typPres = reflect.TypeFor[Present]()
 	typIgn  = reflect.TypeFor[Ignore]()
 	typUnm  = reflect.TypeFor[encoding.BinaryUnmarshaler]()
@@ -301,6 +311,10 @@ func setKind(f *field, t reflect.Type, building map[reflect.Type]*plan) error {
 	}
 	if reflect.PointerTo(t).Implements(typUnm) {
 		f.kind = kindBinary
+		return nil
+	}
+	if t == typRaw {
+		f.kind, f.rawSet = kindBytes, true
 		return nil
 	}
 	switch t.Kind() {
@@ -497,6 +511,9 @@ func appendValue(b []byte, f *field, typ uint16, ptr unsafe.Pointer) ([]byte, er
 			return b, err
 		}
 		return finishAttr(b, off)
+	}
+	if f.rawSet {
+		typ |= FlagNested
 	}
 	b, off := appendAttrHeader(b, typ)
 	switch f.kind {

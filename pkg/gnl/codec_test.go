@@ -370,3 +370,46 @@ func TestEmptyBytesArePresent(t *testing.T) {
 		t.Errorf("absent attribute decoded to %#v, %v; want nil", v.Bytes, err)
 	}
 }
+
+// A RawSet encodes exactly as the nested set it was marshalled from, and decodes to the nest's
+// payload.
+func TestRawSet(t *testing.T) {
+	type key struct {
+		A uint16 `gnl:"1"`
+		B string `gnl:"2"`
+	}
+	type nested struct {
+		Key  *key   `gnl:"1"`
+		Rest uint32 `gnl:"2"`
+	}
+	type raw struct {
+		Key  gnl.RawSet `gnl:"1"`
+		Rest uint32     `gnl:"2"`
+	}
+	k := key{A: 7, B: "seven"}
+	enc, err := gnl.Marshal(&k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := gnl.Marshal(&nested{Key: &k, Rest: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := gnl.Marshal(&raw{Key: enc, Rest: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(got, want) {
+		t.Errorf("RawSet encoding\n%x, want the nested set's\n%x", got, want)
+	}
+	if typ := binary.NativeEndian.Uint16(got[2:]); typ&gnl.FlagNested == 0 {
+		t.Errorf("attribute type %#x without NLA_F_NESTED", typ)
+	}
+	var back raw
+	if err := gnl.Unmarshal(want, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal([]byte(back.Key), enc) || back.Rest != 3 {
+		t.Errorf("decoded %x %d, want %x 3", back.Key, back.Rest, enc)
+	}
+}

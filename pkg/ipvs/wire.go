@@ -175,13 +175,15 @@ type (
 	svcMsg struct {
 		Service *wireService `gnl:"1"`
 	}
+	// The destination requests carry their service's key encoded (a wireServiceKey), once for
+	// all the destinations of a service.
 	destMsg struct {
-		Service *wireServiceKey `gnl:"1"`
-		Dest    *wireDestReq    `gnl:"2"`
+		Service gnl.RawSet   `gnl:"1"`
+		Dest    *wireDestReq `gnl:"2"`
 	}
 	destKeyMsg struct {
-		Service *wireServiceKey `gnl:"1"`
-		Dest    *wireDestKey    `gnl:"2"`
+		Service gnl.RawSet   `gnl:"1"`
+		Dest    *wireDestKey `gnl:"2"`
 	}
 	// svcRawMsg keeps the service nest undecoded, for the hand-written decoder (decode.go).
 	svcRawMsg struct {
