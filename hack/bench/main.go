@@ -57,7 +57,7 @@ func main() {
 	flag.IntVar(&o.services, "services", 10000, "number of virtual services")
 	flag.IntVar(&o.dests, "dests", 10, "destinations per service")
 	flag.IntVar(&o.repeat, "repeat", 1, "rounds over all contenders; the table shows medians")
-	flag.IntVar(&o.window, "window", 1024, "requests per sendmsg for the raw floor writer")
+	flag.IntVar(&o.window, "window", 4096, "requests per sendmsg of the raw writers and pkg/ipvs (pkg/ipvs's default)")
 	flag.IntVar(&o.rbuf, "rbuf", 4096, "receive buffer in bytes of the raw floor's destination dumps (the kernel sizes dump messages to it)")
 	flag.IntVar(&o.svcRbuf, "svc-rbuf", 65536, "receive buffer in bytes of the raw floor's service dump")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "time limit for each contender")

@@ -186,7 +186,7 @@ func phase(o *Op, readded map[ServiceKey]bool) int {
 // not be sent or their outcome is unknown (transport error, context, lost error reports);
 // their results say which. ops must not change while Apply runs.
 //
-// Requests are encoded and sent a window at a time (Config.Window, default 1,024) through one
+// Requests are encoded and sent a window at a time (Config.Window, default 4,096) through one
 // reused buffer, so memory stays bounded by the window whatever the number of operations.
 func (c *Client) Apply(ctx context.Context, ops []Op) (results []error, err error) {
 	results = make([]error, len(ops))

@@ -18,9 +18,12 @@ type Config struct {
 	// Timeout bounds each wait for the kernel when the context has no earlier deadline
 	// (default 30 s).
 	Timeout time.Duration
-	// Window is the maximum number of requests [Client.Apply] and [Client.Table] pipeline per
-	// sendmsg (default 1024). The kernel handles a sendmsg's requests under the generic netlink
-	// mutex, so a larger window holds off other generic netlink users for longer.
+	// Window is the maximum number of requests [Client.Apply] pipelines per sendmsg (default
+	// 4,096). The kernel copies each sendmsg into one buffer and handles its requests under the
+	// generic netlink mutex: a larger window costs less per request (110,000 writes took 2.5 s
+	// of the VM's CPU with windows of 1,024 and 2.2 s with 4,096) but holds off other generic
+	// netlink users for longer (4,096 IPVS writes: about 70 ms under emulation, a few ms on
+	// hardware).
 	Window int
 	// DumpConn, when set, is the connection [Client.Table] runs its destination dumps on (tests
 	// give a second gnltest one); by default a client made by [New] opens a second socket in
@@ -28,8 +31,8 @@ type Config struct {
 	DumpConn *gnl.Conn
 }
 
-// defaultWindow is Config.Window's default, gnl's.
-const defaultWindow = 1024
+// defaultWindow is Config.Window's default.
+const defaultWindow = 4096
 
 // Client talks to the kernel's IPVS. Its methods are safe for concurrent use; they are
 // serialized on one socket.
@@ -49,6 +52,9 @@ func New(ctx context.Context, cfg *Config) (*Client, error) {
 	var c Config
 	if cfg != nil {
 		c = *cfg
+	}
+	if c.Window <= 0 {
+		c.Window = defaultWindow
 	}
 	conn, err := gnl.Dial(&gnl.Config{NetNS: c.NetNS, Timeout: c.Timeout, Window: c.Window})
 	if err != nil {
