@@ -324,15 +324,15 @@ func TestVMLibraryToIpvsadm(t *testing.T) {
 	}
 }
 
-// TestVMTraffic sends real TCP traffic through a service with a local destination and checks
-// that the 64-bit counters and the connection counts move, and that they match ipvsadm's.
-func TestVMTraffic(t *testing.T) {
-	c := vmClient(t)
-	ln, err := net.Listen("tcp", "0.0.0.0:0") // NAT delivers to 10.99.0.1, local forwarding to the VIP
+// echoService starts a TCP echo server on the guest and a service on vip (added to ipvs0) with
+// it as its masquerade destination (NAT delivers to 10.99.0.1, local forwarding to the VIP).
+func echoService(t *testing.T, c *Client, vip string) Service {
+	t.Helper()
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	go func() {
 		for {
@@ -343,19 +343,26 @@ func TestVMTraffic(t *testing.T) {
 			go func() { defer conn.Close(); _, _ = io.Copy(conn, conn) }()
 		}
 	}()
-	vip := mustAddr("10.99.0.100")
-	if out, err := exec.Command("ip", "addr", "add", "10.99.0.100/32", "dev", "ipvs0").CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "addr", "add", vip+"/32", "dev", "ipvs0").CombinedOutput(); err != nil {
 		t.Fatalf("ip addr add: %v\n%s", err, out)
 	}
-	defer func() { _ = exec.Command("ip", "addr", "del", "10.99.0.100/32", "dev", "ipvs0").Run() }()
-	svc := Service{Protocol: TCP, Address: vip, Port: port, Scheduler: "rr"}
-	dst := Destination{Address: mustAddr("10.99.0.1"), Port: port, Weight: 1, Forward: Masquerade}
+	t.Cleanup(func() { _ = exec.Command("ip", "addr", "del", vip+"/32", "dev", "ipvs0").Run() })
+	svc := Service{Protocol: TCP, Address: mustAddr(vip), Port: port, Scheduler: "rr"}
 	if err := c.AddService(ctx(t), svc); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddDestination(ctx(t), svc, dst); err != nil {
+	if err := c.AddDestination(ctx(t), svc, Destination{Address: mustAddr("10.99.0.1"), Port: port, Weight: 1, Forward: Masquerade}); err != nil {
 		t.Fatal(err)
 	}
+	return svc
+}
+
+// TestVMTraffic sends real TCP traffic through a service with a local destination and checks
+// that the 64-bit counters and the connection counts move, and that they match ipvsadm's.
+func TestVMTraffic(t *testing.T) {
+	c := vmClient(t)
+	svc := echoService(t, c, "10.99.0.100")
+	vip, port := svc.Address, svc.Port
 	const conns, payload = 5, 100000
 	var open []net.Conn
 	for range conns {
@@ -374,7 +381,10 @@ func TestVMTraffic(t *testing.T) {
 	}
 	// The kernel folds its per-CPU counters into the ones it reports every 2 s (the rate
 	// estimator): wait for them.
-	var ds []Destination
+	var (
+		ds  []Destination
+		err error
+	)
 	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
 		ds, err = c.Destinations(ctx(t), svc)
 		if err != nil || len(ds) != 1 {
@@ -779,34 +789,8 @@ func TestVMSyncDaemonBackup(t *testing.T) {
 	}
 
 	// A service on the master with an echo server behind it, and connections through it.
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer conn.Close(); _, _ = io.Copy(conn, conn) }()
-		}
-	}()
-	vip := mustAddr("10.99.0.101")
-	if out, err := exec.Command("ip", "addr", "add", "10.99.0.101/32", "dev", "ipvs0").CombinedOutput(); err != nil {
-		t.Fatalf("ip addr add: %v\n%s", err, out)
-	}
-	defer func() { _ = exec.Command("ip", "addr", "del", "10.99.0.101/32", "dev", "ipvs0").Run() }()
-	svc := Service{Protocol: TCP, Address: vip, Port: port, Scheduler: "rr"}
-	if err := master.AddService(ctx(t), svc); err != nil {
-		t.Fatal(err)
-	}
-	if err := master.AddDestination(ctx(t), svc, Destination{Address: mustAddr("10.99.0.1"), Port: port, Weight: 1, Forward: Masquerade}); err != nil {
-		t.Fatal(err)
-	}
-	want := netip.AddrPortFrom(vip, port).String()
+	svc := echoService(t, master, "10.99.0.101")
+	want := netip.AddrPortFrom(svc.Address, svc.Port).String()
 	for range 3 {
 		conn, err := net.DialTimeout("tcp", want, 10*time.Second)
 		if err != nil {
