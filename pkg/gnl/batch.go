@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"syscall"
 	"time"
 )
@@ -27,9 +26,6 @@ type Batch struct {
 	ops     []batchOp
 	results []error
 	sends   int
-
-	lastType reflect.Type // the request type of the last Add, and its plan: requests of one
-	lastPlan *plan        // type usually follow one another
 }
 
 type batchOp struct {
@@ -42,18 +38,6 @@ type batchOp struct {
 // ackBudget is the receive-buffer space one acknowledgement takes in the kernel's accounting
 // (skb truesize), with margin. The window keeps the acks in flight under the buffer size.
 const ackBudget = 1024
-
-// planFor is planFor with a cache of the last type.
-func (b *Batch) planFor(t reflect.Type) (*plan, error) {
-	if t == b.lastType {
-		return b.lastPlan, nil
-	}
-	p, err := planFor(t)
-	if err == nil {
-		b.lastType, b.lastPlan = t, p
-	}
-	return p, err
-}
 
 // Len is the number of requests in the batch.
 func (b *Batch) Len() int { return len(b.ops) }

@@ -105,8 +105,23 @@ func TestBatchOverflowIsReported(t *testing.T) {
 	if err := c.SendBatch(ctx, &b); err != nil {
 		t.Fatal(err)
 	}
+	checkOverflow(t, &b, 300)
+	if b.Sends() <= 300/64 {
+		t.Errorf("%d sends: the window did not shrink after an overflow", b.Sends())
+	}
+	// The connection is in step afterwards.
+	var got kvEntry
+	if err := kvGet.Do(ctx, c, &kvEntry{Key: key(299)}, &got); err != nil || got.Key != key(299) {
+		t.Errorf("after overflow: %+v %v", got, err)
+	}
+}
+
+// checkOverflow checks the results of a batch of n requests that overflowed the receive buffer:
+// each one answered, or lost to ENOBUFS (ErrAckLost), and some of each.
+func checkOverflow(t *testing.T, b *gnl.Batch, n int) {
+	t.Helper()
 	var lost, ok int
-	for i := range 300 {
+	for i := range n {
 		switch err := b.Err(i); {
 		case err == nil:
 			ok++
@@ -116,16 +131,9 @@ func TestBatchOverflowIsReported(t *testing.T) {
 			t.Errorf("request %d: %v", i, err)
 		}
 	}
-	if lost == 0 || ok == 0 {
-		t.Errorf("%d lost, %d acknowledged: want some of each", lost, ok)
-	}
-	if b.Sends() <= 300/64 {
-		t.Errorf("%d sends: the window did not shrink after an overflow", b.Sends())
-	}
-	// The connection is in step afterwards.
-	var got kvEntry
-	if err := kvGet.Do(ctx, c, &kvEntry{Key: key(299)}, &got); err != nil || got.Key != key(299) {
-		t.Errorf("after overflow: %+v %v", got, err)
+	t.Logf("%d answered, %d lost to ENOBUFS, %d sendmsg calls", ok, lost, b.Sends())
+	if ok == 0 || lost == 0 {
+		t.Errorf("%d answered, %d lost: want some of each", ok, lost)
 	}
 }
 

@@ -112,7 +112,7 @@ func (c Command[Req, Rep]) DumpAll(ctx context.Context, conn *Conn, req *Req) ([
 // Add appends the request to a batch, to be sent with [Conn.SendBatch]; the kernel reports its
 // outcome (see [Batch]).
 func (c Command[Req, Rep]) Add(b *Batch, req *Req) error {
-	p, err := b.planFor(reflect.TypeFor[Req]())
+	p, err := planFor(reflect.TypeFor[Req]())
 	if err != nil {
 		return err
 	}
