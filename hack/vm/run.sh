@@ -26,7 +26,8 @@
 #
 # Environment: VM_CACHE (default ~/.cache/kubelvs/vm), VM_TIMEOUT, VM_MEM, VM_CPUS (default 1),
 # VM_KERNEL_PKG (default: what linux-image-amd64 depends on), VM_EXTRA_MODULES (more module names),
-# VM_KERNEL_LOG=1 (kernel messages on the console), VM_KEEP=1 (keep the temp dir, for debugging).
+# VM_KERNEL_LOG=1 (kernel messages on the console), VM_KEEP=1 (keep the temp dir, for debugging),
+# VM_ACCEL=kvm|tcg (default: KVM only where a probe boot shows it runs guests, see accel.sh).
 set -euo pipefail
 # The braces make bash parse the whole script before running it: editing it mid-run is then harmless.
 {
@@ -242,13 +243,13 @@ chmod +x "$root/init" "$root/vm/.cmd"
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$tmp/initrd.cpio"
 
 # ---------------------------------------------------------------- boot
-accel=(-accel tcg -cpu max)
-if [ -c /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then
-  accel=(-accel kvm -accel tcg -cpu max)
-fi
+# shellcheck source=accel.sh
+. "$HERE/accel.sh"
+accel_name=$(choose_accel "$KDIR/boot/vmlinuz") || die "cannot choose an accelerator"
+accel=(-accel "$accel_name" -cpu max)
 loglevel="quiet loglevel=1"
 [ "${VM_KERNEL_LOG:-0}" = 1 ] && loglevel="loglevel=6"
-log "booting $kver ($(du -m "$tmp/initrd.cpio" | cut -f1) MiB initramfs, $VM_MEM, $VM_CPUS vCPU, timeout ${VM_TIMEOUT}s)"
+log "booting $kver ($(du -m "$tmp/initrd.cpio" | cut -f1) MiB initramfs, $VM_MEM, $VM_CPUS vCPU, $accel_name, timeout ${VM_TIMEOUT}s)"
 # mawk (Debian's default awk) reads a pipe in blocks unless told otherwise: the console would not stream.
 awk_unbuffered=()
 awk -W version 2>&1 | grep -q mawk && awk_unbuffered=(-W interactive)
