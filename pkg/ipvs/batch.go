@@ -10,10 +10,11 @@ import (
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
-// OpKind is the kind of an [Op].
+// OpKind names an operation: the six changes an [Op] makes, and the client's other requests,
+// which name failed operations in [OpError] only.
 type OpKind uint8
 
-// Operation kinds.
+// Operation kinds. Only the first six are valid in an [Op].
 const (
 	AddService OpKind = iota + 1
 	UpdateService
@@ -21,10 +22,25 @@ const (
 	AddDestination
 	UpdateDestination
 	DeleteDestination
+
+	GetService
+	ListServices
+	ListDestinations
+	GetInfo
+	GetTimeouts
+	SetTimeouts
+	ListDaemons
+	StartDaemon
+	StopDaemon
+	Flush
+	Zero
+	Open
 )
 
 var opNames = [...]string{"", "add service", "update service", "delete service",
-	"add destination", "update destination", "delete destination"}
+	"add destination", "update destination", "delete destination",
+	"get service", "list services", "list destinations of", "get info", "get timeouts", "set timeouts",
+	"list sync daemons", "start sync daemon", "stop sync daemon", "flush", "zero", "open"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opNames) && k != 0 {
@@ -33,23 +49,11 @@ func (k OpKind) String() string {
 	return fmt.Sprintf("op(%d)", uint8(k))
 }
 
-func (k OpKind) kind() opKind {
-	switch k {
-	case AddService:
-		return opAddService
-	case UpdateService:
-		return opUpdateService
-	case DeleteService:
-		return opDeleteService
-	case AddDestination:
-		return opAddDest
-	case UpdateDestination:
-		return opUpdateDest
-	case DeleteDestination:
-		return opDeleteDest
-	}
-	return opOther
-}
+// isChange reports whether the kind is one an Op can carry.
+func (k OpKind) isChange() bool { return k >= AddService && k <= DeleteDestination }
+
+// isDest reports whether the kind is a destination change.
+func (k OpKind) isDest() bool { return k >= AddDestination && k <= DeleteDestination }
 
 // Op is one change to the table, for [Client.Apply]. Service operations use Service (a
 // delete needs only its key fields); destination operations use Destination in Service (which
@@ -61,31 +65,33 @@ type Op struct {
 	Destination *lvs.Destination
 }
 
-func (o *Op) String() string {
-	svc, dst := "<nil service>", "<nil destination>"
+func (o *Op) String() string { return o.Kind.String() + " " + o.object() }
+
+// object names what the operation changes, for messages.
+func (o *Op) object() string {
+	svc := "<nil service>"
 	if o.Service != nil {
 		svc = o.Service.Key().String()
 	}
+	if !o.Kind.isDest() {
+		return svc
+	}
+	dst := "<nil destination>"
 	if o.Destination != nil {
 		dst = o.Destination.Key().String()
 	}
-	switch o.Kind {
-	case AddDestination, UpdateDestination, DeleteDestination:
-		return fmt.Sprintf("%s %s of %s", o.Kind, dst, svc)
-	}
-	return fmt.Sprintf("%s %s", o.Kind, svc)
+	return dst + " of " + svc
 }
 
-// check reports a missing service or destination.
+// check reports a missing service or destination, or a kind that is not a change.
 func (o *Op) check() error {
-	if o.Service == nil {
-		return fmt.Errorf("%w: no service", ErrInvalid)
-	}
-	switch o.Kind {
-	case AddDestination, UpdateDestination, DeleteDestination:
-		if o.Destination == nil {
-			return fmt.Errorf("%w: no destination", ErrInvalid)
-		}
+	switch {
+	case !o.Kind.isChange():
+		return invalidf("operation kind %s is not a change", o.Kind)
+	case o.Service == nil:
+		return invalidf("no service")
+	case o.Kind.isDest() && o.Destination == nil:
+		return invalidf("no destination")
 	}
 	return nil
 }
@@ -158,7 +164,7 @@ func (e *encoder) add(b *gnl.Batch, o *Op) error {
 		e.dkm = destKeyMsg{Service: e.keyRaw, Dest: &e.dkey}
 		return delDest.Add(b, &e.dkm)
 	}
-	return fmt.Errorf("%w: operation kind %d", ErrInvalid, o.Kind)
+	return invalidf("operation kind %d", o.Kind)
 }
 
 // phase orders a batch: services are created and updated before destinations are touched, and
@@ -181,16 +187,37 @@ func phase(o *Op, readded map[lvs.ServiceKey]bool) int {
 // service adds and updates first, then destination operations (in the order given), then
 // service deletes (a service deleted and re-added in the same call is deleted first).
 //
-// results[i] is the outcome of ops[i], classified like the single-operation methods (nil,
-// [ErrServiceExists], [ErrDestNotFound], ...); a failed operation does not stop the others.
-// An operation that fails validation is not sent. err is non-nil when some operations could
-// not be sent or their outcome is unknown (transport error, context, lost error reports);
+// results[i] is the outcome of ops[i]: nil only when the kernel accepted it, else an
+// [*OpError] classified like the single-operation methods' ([ErrServiceExists],
+// [ErrDestNotFound], ...); a failed operation does not stop the others. An operation that fails
+// validation is not sent. err is non-nil when some operations could not be sent
+// ([ErrNotSent]) or their outcome is unknown (transport error, context, lost error reports);
 // their results say which. ops must not change while Apply runs.
 //
 // Requests are encoded and sent a window at a time (Config.Window, default 4,096) through one
 // reused buffer, so memory stays bounded by the window whatever the number of operations.
 func (c *Client) Apply(ctx context.Context, ops []Op) (results []error, err error) {
-	results = make([]error, len(ops))
+	a := applier{c: c, ctx: ctx, ops: ops, results: make([]error, len(ops)), window: c.cfg.Window}
+	if a.window <= 0 {
+		a.window = defaultWindow
+	}
+	a.sent = make([]int32, 0, min(a.window, len(ops)))
+	for _, i := range sendOrder(ops) {
+		a.add(i)
+	}
+	a.flush()
+	if a.sendErr != nil {
+		return a.results, fmt.Errorf("ipvs: apply %d operations: %w", len(ops), a.sendErr)
+	}
+	if a.lost {
+		return a.results, fmt.Errorf("ipvs: apply %d operations: %w", len(ops), gnl.ErrAckLost)
+	}
+	return a.results, nil
+}
+
+// sendOrder returns the indices of ops in the order Apply sends them (see phase), stable within
+// each phase.
+func sendOrder(ops []Op) []int32 {
 	// The services both deleted and added (only worth finding when something is deleted).
 	var readded map[lvs.ServiceKey]bool
 	if slices.ContainsFunc(ops, func(o Op) bool { return o.Kind == DeleteService }) {
@@ -211,59 +238,69 @@ func (c *Client) Apply(ctx context.Context, ops []Op) (results []error, err erro
 	for p := 1; p < len(counts); p++ {
 		counts[p] += counts[p-1]
 	}
-	order := make([]int32, len(ops)) // ops indices in the order they are sent
+	order := make([]int32, len(ops))
 	for i, p := range phases {
 		order[counts[p]] = int32(i)
 		counts[p]++
 	}
-	chunk := c.cfg.Window
-	if chunk <= 0 {
-		chunk = defaultWindow
+	return order
+}
+
+// applier is the state of one Apply: the window being filled and what went wrong so far.
+type applier struct {
+	c       *Client
+	ctx     context.Context
+	ops     []Op
+	results []error
+	window  int
+
+	enc     encoder
+	b       gnl.Batch
+	sent    []int32 // batch index → ops index
+	sendErr error   // set once a window could not be sent: the rest is not sent either
+	lost    bool
+}
+
+// add validates and encodes ops[i] into the window, sending the window when full.
+func (a *applier) add(i int32) {
+	op := &a.ops[i]
+	if a.sendErr != nil {
+		a.results[i] = notSent(op.Kind, op.object(), a.sendErr)
+		return
 	}
-	var (
-		enc     encoder
-		b       gnl.Batch
-		sent    = make([]int32, 0, min(chunk, len(ops))) // batch index → ops index
-		sendErr error
-		lost    bool
-	)
-	flush := func() {
-		if b.Len() > 0 {
-			if err := c.conn.SendBatch(ctx, &b); err != nil && sendErr == nil {
-				sendErr = err
+	err := op.check()
+	if err == nil {
+		err = a.enc.add(&a.b, op)
+	}
+	if err != nil {
+		a.results[i] = opErr(op.Kind, op.object(), err)
+		return
+	}
+	if a.sent = append(a.sent, i); len(a.sent) == a.window {
+		a.flush()
+	}
+}
+
+// flush sends the window and records each operation's result. A batch that failed before
+// anything was sent (no IPVS family, the context, a closed connection) leaves gnl's results
+// empty: its operations are reported not sent, never as accepted.
+func (a *applier) flush() {
+	if a.b.Len() > 0 {
+		err := a.c.conn.SendBatch(a.ctx, &a.b)
+		if err != nil && a.sendErr == nil {
+			a.sendErr = err
+		}
+		for k, i := range a.sent {
+			op := &a.ops[i]
+			if err != nil && a.b.Sends() == 0 {
+				a.results[i] = notSent(op.Kind, op.object(), err)
+				continue
 			}
-			for k, i := range sent {
-				r := c.opError(ctx, &ops[i], b.Err(k))
-				results[i] = r
-				lost = lost || errors.Is(r, gnl.ErrAckLost)
-			}
-		}
-		b.Reset()
-		sent = sent[:0]
-	}
-	for _, i := range order {
-		if sendErr != nil {
-			results[i] = fmt.Errorf("ipvs: %s: not sent: %w", &ops[i], sendErr)
-			continue
-		}
-		aerr := ops[i].check()
-		if aerr == nil {
-			aerr = enc.add(&b, &ops[i])
-		}
-		if aerr != nil {
-			results[i] = fmt.Errorf("ipvs: %s: %w", &ops[i], aerr)
-			continue
-		}
-		if sent = append(sent, i); len(sent) == chunk {
-			flush()
+			r := a.c.opError(a.ctx, op, a.b.Err(k))
+			a.results[i] = r
+			a.lost = a.lost || errors.Is(r, gnl.ErrAckLost)
 		}
 	}
-	flush()
-	if sendErr != nil {
-		return results, fmt.Errorf("ipvs: apply %d operations: %w", len(ops), sendErr)
-	}
-	if lost {
-		return results, fmt.Errorf("ipvs: apply %d operations: %w", len(ops), gnl.ErrAckLost)
-	}
-	return results, nil
+	a.b.Reset()
+	a.sent = a.sent[:0]
 }

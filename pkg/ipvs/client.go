@@ -64,7 +64,7 @@ func New(ctx context.Context, cfg *Config) (*Client, error) {
 	cl := &Client{conn: conn, owned: true, cfg: c}
 	if _, err := conn.Family(ctx, family.Name); err != nil {
 		_ = cl.Close()
-		return nil, classify(opOther, "ipvs: family lookup", err)
+		return nil, opErr(Open, "", err)
 	}
 	return cl, nil
 }
@@ -102,7 +102,7 @@ func (c *Client) Conn() *gnl.Conn { return c.conn }
 func (c *Client) Info(ctx context.Context) (Info, error) {
 	var rep infoMsg
 	if err := getInfo.Do(ctx, c.conn, &empty{}, &rep); err != nil {
-		return Info{}, classify(opOther, "ipvs: get info", err)
+		return Info{}, opErr(GetInfo, "", err)
 	}
 	return Info{Version: rep.Version, ConnTableSize: rep.ConnTabSize}, nil
 }
@@ -127,7 +127,7 @@ func (c *Client) Services(ctx context.Context) ([]Service, error) {
 			continue
 		}
 		if err != nil {
-			return nil, classify(opOther, "ipvs: list services", err)
+			return nil, opErr(ListServices, "", err)
 		}
 		return out, nil
 	}
@@ -138,18 +138,20 @@ const maxDumpRetries = 10
 
 // Service reads one service. A missing service gives [ErrServiceNotFound].
 func (c *Client) Service(ctx context.Context, key lvs.ServiceKey) (Service, error) {
+	object := key.Canonical().String()
 	k, err := wireKey(key)
 	if err != nil {
-		return Service{}, fmt.Errorf("ipvs: get service %s: %w", key.Canonical(), err)
+		return Service{}, opErr(GetService, object, err)
 	}
 	var rep svcRawMsg
 	if err := getServiceRaw.Do(ctx, c.conn, &svcKeyMsg{Service: k}, &rep); err != nil {
-		return Service{}, classify(opGetService, "ipvs: get service "+key.Canonical().String(), err)
+		return Service{}, opErr(GetService, object, err)
 	}
 	if rep.Service == nil {
-		return Service{}, fmt.Errorf("ipvs: get service %s: %w: reply without a service", key.Canonical(), gnl.ErrUnexpectedReply)
+		return Service{}, opErr(GetService, object, fmt.Errorf("%w: reply without a service", gnl.ErrUnexpectedReply))
 	}
-	return decodeServiceNest(rep.Service)
+	s, err := decodeServiceNest(rep.Service)
+	return s, opErr(GetService, object, err)
 }
 
 // AddService creates a service. An existing one gives [ErrServiceExists], an unknown scheduler
@@ -187,52 +189,48 @@ func (c *Client) DeleteDestination(ctx context.Context, s *lvs.Service, d *lvs.D
 // exec performs one operation: a batch of one, so that it is encoded exactly as in Apply.
 func (c *Client) exec(ctx context.Context, op Op) error {
 	err := op.check()
-	if err == nil {
-		var (
-			enc encoder
-			b   gnl.Batch
-		)
-		if err = enc.add(&b, &op); err != nil {
-			return fmt.Errorf("ipvs: %s: %w", &op, err)
-		}
-		if err = c.conn.SendBatch(ctx, &b); err == nil {
-			err = b.Err(0)
-		}
-		return c.opError(ctx, &op, err)
+	if err != nil {
+		return opErr(op.Kind, op.object(), err)
 	}
-	return fmt.Errorf("ipvs: %s: %w", &op, err)
+	var (
+		enc encoder
+		b   gnl.Batch
+	)
+	if err = enc.add(&b, &op); err != nil {
+		return opErr(op.Kind, op.object(), err)
+	}
+	if err = c.conn.SendBatch(ctx, &b); err == nil {
+		err = b.Err(0)
+	}
+	return c.opError(ctx, &op, err)
 }
 
-// opError classifies the error of one operation. For an ENOENT on a service update it checks
-// whether the service exists, so that a missing service is never reported as a missing
-// scheduler (whatever errno a kernel uses for it).
+// opError makes the error of one sent operation.
+//
+// ENOENT from SET_SERVICE means a missing scheduler or engine module: the kernel answers ESRCH
+// for a missing service before it looks at the scheduler. If the service is gone when the client
+// checks, another program deleted it meanwhile, and the error says the service is not found
+// (keeping the kernel's errno): re-adding the service is what the caller then has to do.
 func (c *Client) opError(ctx context.Context, op *Op, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, ErrInvalid) && !isKernel(err) {
-		return fmt.Errorf("ipvs: %s: %w", op, err)
-	}
-	err = classify(op.Kind.kind(), "ipvs: "+op.String(), err)
-	if op.Kind == UpdateService && errors.Is(err, ErrSchedulerNotFound) {
+	e := opErr(op.Kind, op.object(), err).(*OpError)
+	if op.Kind == UpdateService && e.Kind == ErrSchedulerNotFound {
 		if _, gerr := c.Service(ctx, op.Service.ServiceKey); errors.Is(gerr, ErrServiceNotFound) {
-			return fmt.Errorf("%w: %w", ErrServiceNotFound, errors.Unwrap(err))
+			e.Kind = ErrServiceNotFound
 		}
 	}
-	return err
-}
-
-func isKernel(err error) bool {
-	var ge *gnl.Error
-	return errors.As(err, &ge)
+	return e
 }
 
 // Destinations lists the destinations of a service. A missing service gives
 // [ErrServiceNotFound] (the kernel itself answers with an empty list).
 func (c *Client) Destinations(ctx context.Context, key lvs.ServiceKey) ([]Destination, error) {
+	object := key.Canonical().String()
 	k, err := wireKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("ipvs: list destinations of %s: %w", key.Canonical(), err)
+		return nil, opErr(ListDestinations, object, err)
 	}
 	var out []Destination
 	for attempt := 0; ; attempt++ {
@@ -250,10 +248,15 @@ func (c *Client) Destinations(ctx context.Context, key lvs.ServiceKey) ([]Destin
 		break
 	}
 	if err != nil {
-		return nil, classify(opGetService, "ipvs: list destinations of "+key.Canonical().String(), err)
+		return nil, opErr(ListDestinations, object, err)
 	}
 	if len(out) == 0 {
+		// The kernel's dump of a missing service is empty: ask for the service.
 		if _, err := c.Service(ctx, key); err != nil {
+			var oe *OpError
+			if errors.As(err, &oe) {
+				oe.Op = ListDestinations
+			}
 			return nil, err
 		}
 	}
@@ -262,28 +265,29 @@ func (c *Client) Destinations(ctx context.Context, key lvs.ServiceKey) ([]Destin
 
 // Flush deletes every service and destination.
 func (c *Client) Flush(ctx context.Context) error {
-	return classify(opOther, "ipvs: flush", flush.Exec(ctx, c.conn, &empty{}))
+	return opErr(Flush, "", flush.Exec(ctx, c.conn, &empty{}))
 }
 
 // Zero zeroes the counters of every service and destination.
 func (c *Client) Zero(ctx context.Context) error {
-	return classify(opOther, "ipvs: zero", zero.Exec(ctx, c.conn, &svcKeyMsg{}))
+	return opErr(Zero, "", zero.Exec(ctx, c.conn, &svcKeyMsg{}))
 }
 
 // ZeroService zeroes the counters of one service and its destinations.
 func (c *Client) ZeroService(ctx context.Context, key lvs.ServiceKey) error {
+	object := key.Canonical().String()
 	k, err := wireKey(key)
 	if err != nil {
-		return fmt.Errorf("ipvs: zero %s: %w", key.Canonical(), err)
+		return opErr(Zero, object, err)
 	}
-	return classify(opGetService, "ipvs: zero "+key.Canonical().String(), zero.Exec(ctx, c.conn, &svcKeyMsg{Service: k}))
+	return opErr(Zero, object, zero.Exec(ctx, c.conn, &svcKeyMsg{Service: k}))
 }
 
 // Timeouts reads the global TCP, TCP FIN and UDP timeouts.
 func (c *Client) Timeouts(ctx context.Context) (Timeouts, error) {
 	var rep configMsg
 	if err := getConfig.Do(ctx, c.conn, &empty{}, &rep); err != nil {
-		return Timeouts{}, classify(opOther, "ipvs: get timeouts", err)
+		return Timeouts{}, opErr(GetTimeouts, "", err)
 	}
 	return Timeouts{TCPSeconds: rep.TCP, TCPFinSeconds: rep.TCPFin, UDPSeconds: rep.UDP}, nil
 }
@@ -294,7 +298,7 @@ func (c *Client) SetTimeouts(ctx context.Context, t Timeouts) error {
 		return nil
 	}
 	m := configMsg{TCP: t.TCPSeconds, TCPFin: t.TCPFinSeconds, UDP: t.UDPSeconds}
-	return classify(opOther, "ipvs: set timeouts", setConfig.Exec(ctx, c.conn, &m))
+	return opErr(SetTimeouts, "", setConfig.Exec(ctx, c.conn, &m))
 }
 
 // Daemons lists the running connection-sync daemons.
@@ -307,7 +311,7 @@ func (c *Client) Daemons(ctx context.Context) ([]Daemon, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, classify(opOther, "ipvs: list sync daemons", err)
+		return nil, opErr(ListDaemons, "", err)
 	}
 	return out, nil
 }
@@ -317,16 +321,16 @@ func (c *Client) Daemons(ctx context.Context) ([]Daemon, error) {
 func (c *Client) StartDaemon(ctx context.Context, d Daemon) error {
 	w, err := d.wire()
 	if err != nil {
-		return fmt.Errorf("ipvs: start sync daemon: %w", err)
+		return opErr(StartDaemon, d.State.String(), err)
 	}
-	return classify(opDaemon, "ipvs: start "+d.State.String()+" sync daemon", newDaemon.Exec(ctx, c.conn, &daemonMsg{Daemon: w}))
+	return opErr(StartDaemon, d.State.String(), newDaemon.Exec(ctx, c.conn, &daemonMsg{Daemon: w}))
 }
 
 // StopDaemon stops the sync daemon of that state.
 func (c *Client) StopDaemon(ctx context.Context, state DaemonState) error {
 	if state != DaemonMaster && state != DaemonBackup {
-		return fmt.Errorf("ipvs: stop sync daemon: %w: state %d", ErrInvalid, state)
+		return opErr(StopDaemon, state.String(), invalidf("state %d is neither master nor backup", state))
 	}
 	m := daemonStateMsg{Daemon: &wireDaemonState{State: uint32(state)}}
-	return classify(opDaemon, "ipvs: stop "+state.String()+" sync daemon", delDaemon.Exec(ctx, c.conn, &m))
+	return opErr(StopDaemon, state.String(), delDaemon.Exec(ctx, c.conn, &m))
 }

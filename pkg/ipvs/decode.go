@@ -142,7 +142,7 @@ func decodeDestNest(nest []byte, svc lvs.Family, d *Destination) error {
 	case lvs.IPv4, lvs.IPv6:
 		d.Address = addrFrom(d.Family, addr)
 	default:
-		return fmt.Errorf("%w: destination with address family %d", ErrInvalid, d.Family)
+		return invalidf("destination with address family %d", d.Family)
 	}
 	if !have64 && have3 {
 		d.Stats = d.Stats32 // kernels before 4.1 have no 64-bit counters
@@ -221,7 +221,7 @@ func decodeServiceNest(b []byte) (Service, error) {
 	}
 	f := s.Family
 	if f != lvs.IPv4 && f != lvs.IPv6 {
-		return Service{}, fmt.Errorf("%w: service with address family %d", ErrInvalid, f)
+		return Service{}, invalidf("service with address family %d", f)
 	}
 	if s.FirewallMark == 0 {
 		s.Address = addrFrom(f, addr)

@@ -11,13 +11,14 @@
 // agent programs thousands of services this way) and [Client.Table] reads the whole table with
 // one service dump and one destination dump per service (the kernel runs one dump per socket at
 // a time, so these go back to back, two system calls each: gnl reads a dump's data and its end
-// in one recvmmsg). Exported types are plain Go
-// values ([netip.Addr] addresses, host-order ports) so that desired and actual tables can be
-// compared directly; the wire structs stay private.
+// in one recvmmsg). Writes take the configuration in [github.com/kubelvs/kubelvs/pkg/lvs]'s
+// terms, as pkg/desired computes it; reads return it with the kernel's counters beside it, so
+// desired and actual tables compare directly. The wire structs stay private.
 //
-// Errors keep the kernel's errno and match the package's sentinels with errors.Is:
-// [ErrServiceExists], [ErrServiceNotFound], [ErrDestExists], [ErrDestNotFound],
-// [ErrSchedulerNotFound], [ErrInvalid] and [ErrNotAvailable]. The kernel answers ENOENT both for
-// a scheduler (or persistence engine) module it cannot load and for missing objects; the client
-// tells them apart.
+// Every error is an [*OpError] that reads once ("ipvs: add service TCP 10.0.0.1:80: service
+// exists (file exists)"), keeps the kernel's errno and extended-acknowledgement message, and
+// matches the package's sentinels with errors.Is: [ErrServiceExists], [ErrServiceNotFound],
+// [ErrDestExists], [ErrDestNotFound], [ErrSchedulerNotFound], [ErrInvalid], [ErrNotAvailable],
+// [ErrNotSent]. The kernel answers ENOENT both for a scheduler (or persistence engine) module it
+// cannot load and for a missing destination; the operation tells them apart.
 package ipvs

@@ -3,7 +3,6 @@ package ipvs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
@@ -31,14 +30,14 @@ func (c *Client) Table(ctx context.Context) ([]TableEntry, error) {
 	for i := range svcs {
 		out[i].Service = svcs[i]
 		if keys[i], err = wireKey(svcs[i].ServiceKey); err != nil {
-			return nil, fmt.Errorf("ipvs: table: service %s from the kernel: %w", svcs[i].Key(), err)
+			return nil, opErr(ListServices, svcs[i].Key().String(), err)
 		}
 	}
 	if len(svcs) == 0 {
 		return out, nil
 	}
 	if err := c.dests(ctx, c.dumpConn(), keys, out); err != nil {
-		return nil, fmt.Errorf("ipvs: table: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -100,7 +99,7 @@ func (c *Client) dests(ctx context.Context, conn *gnl.Conn, keys []*wireServiceK
 			}
 		}
 		if err != nil {
-			return classify(opOther, "destinations of "+out[i].Key().String(), err)
+			return opErr(ListDestinations, out[i].Key().String(), err)
 		}
 	}
 	return nil

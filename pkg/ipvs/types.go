@@ -134,16 +134,16 @@ func addrFrom(f lvs.Family, b [16]byte) netip.Addr {
 func checkAddr(what string, f lvs.Family, a netip.Addr) error {
 	a = a.Unmap()
 	if !a.IsValid() {
-		return fmt.Errorf("%w: %s address is missing", ErrInvalid, what)
+		return invalidf("%s address is missing", what)
 	}
 	if f != lvs.IPv4 && f != lvs.IPv6 {
-		return fmt.Errorf("%w: %s family %d is neither IPv4 nor IPv6", ErrInvalid, what, f)
+		return invalidf("%s family %d is neither IPv4 nor IPv6", what, f)
 	}
 	if lvs.FamilyOf(a) != f {
-		return fmt.Errorf("%w: %s address %s is not %s", ErrInvalid, what, a, f)
+		return invalidf("%s address %s is not %s", what, a, f)
 	}
 	if a.Zone() != "" {
-		return fmt.Errorf("%w: %s address %s has a zone", ErrInvalid, what, a)
+		return invalidf("%s address %s has a zone", what, a)
 	}
 	return nil
 }
@@ -154,7 +154,7 @@ func wireKey(key lvs.ServiceKey) (*wireServiceKey, error) {
 	w := &wireServiceKey{AF: uint16(k.Family), FWMark: k.FirewallMark}
 	if k.FirewallMark != 0 {
 		if k.Family != lvs.IPv4 && k.Family != lvs.IPv6 {
-			return nil, fmt.Errorf("%w: service family %d is neither IPv4 nor IPv6", ErrInvalid, k.Family)
+			return nil, invalidf("service family %d is neither IPv4 nor IPv6", k.Family)
 		}
 		return w, nil
 	}
@@ -164,7 +164,7 @@ func wireKey(key lvs.ServiceKey) (*wireServiceKey, error) {
 	switch k.Protocol {
 	case lvs.TCP, lvs.UDP, lvs.SCTP:
 	default:
-		return nil, fmt.Errorf("%w: service protocol %d is not TCP, UDP or SCTP", ErrInvalid, k.Protocol)
+		return nil, invalidf("service protocol %d is not TCP, UDP or SCTP", k.Protocol)
 	}
 	w.Protocol, w.Addr, w.Port = uint16(k.Protocol), addrBytes(k.Address), k.Port
 	return w, nil
@@ -175,7 +175,7 @@ const maxNameLen = 15
 
 func checkName(what, name string) error {
 	if len(name) > maxNameLen || strings.IndexByte(name, 0) >= 0 {
-		return fmt.Errorf("%w: %s name %q", ErrInvalid, what, name)
+		return invalidf("%s name %q", what, name)
 	}
 	return nil
 }
@@ -197,7 +197,7 @@ func wireSvc(s *lvs.Service) (*wireService, error) {
 		return nil, err
 	}
 	if bad := s.Flags &^ (lvs.UserFlags | lvs.FlagHashed); bad != 0 {
-		return nil, fmt.Errorf("%w: unknown service flags %s", ErrInvalid, bad)
+		return nil, invalidf("unknown service flags %s", bad)
 	}
 	f := lvs.Family(k.AF)
 	n := s.PersistencePrefixLength
@@ -205,7 +205,7 @@ func wireSvc(s *lvs.Service) (*wireService, error) {
 		n = uint8(f.Bits())
 	}
 	if int(n) > f.Bits() {
-		return nil, fmt.Errorf("%w: persistence netmask /%d is longer than %s addresses", ErrInvalid, n, f)
+		return nil, invalidf("persistence netmask /%d is longer than %s addresses", n, f)
 	}
 	w := &wireService{
 		AF: k.AF, Protocol: k.Protocol, Addr: k.Addr, Port: k.Port, FWMark: k.FWMark,
@@ -254,14 +254,14 @@ func destWire(d *lvs.Destination, svc lvs.Family) (wireDestReq, error) {
 	}
 	switch {
 	case d.Forwarding > lvs.Bypass:
-		return wireDestReq{}, fmt.Errorf("%w: forwarding method %d", ErrInvalid, d.Forwarding)
+		return wireDestReq{}, invalidf("forwarding method %d", d.Forwarding)
 	case d.Weight > maxWeight:
-		return wireDestReq{}, fmt.Errorf("%w: weight %d is above %d", ErrInvalid, d.Weight, maxWeight)
+		return wireDestReq{}, invalidf("weight %d is above %d", d.Weight, maxWeight)
 	case d.TunnelType > lvs.TunnelGRE:
-		return wireDestReq{}, fmt.Errorf("%w: tunnel type %d", ErrInvalid, d.TunnelType)
+		return wireDestReq{}, invalidf("tunnel type %d", d.TunnelType)
 	case lvs.Family(k.AddrFamily) != svc && d.Forwarding != lvs.Tunnel:
-		return wireDestReq{}, fmt.Errorf("%w: destination %s is %s in an %s service: only tunnelled destinations may differ",
-			ErrInvalid, d.Address, lvs.Family(k.AddrFamily), svc)
+		return wireDestReq{}, invalidf("destination %s is %s in an %s service: only tunnelled destinations may differ",
+			d.Address, lvs.Family(k.AddrFamily), svc)
 	}
 	return wireDestReq{
 		Addr: k.Addr, Port: k.Port, AddrFamily: k.AddrFamily,
@@ -273,10 +273,10 @@ func destWire(d *lvs.Destination, svc lvs.Family) (wireDestReq, error) {
 
 func (d *Daemon) wire() (*wireDaemon, error) {
 	if d.State != DaemonMaster && d.State != DaemonBackup {
-		return nil, fmt.Errorf("%w: daemon state %d is neither master nor backup", ErrInvalid, d.State)
+		return nil, invalidf("daemon state %d is neither master nor backup", d.State)
 	}
 	if d.Interface == "" || len(d.Interface) > 15 || strings.IndexByte(d.Interface, 0) >= 0 {
-		return nil, fmt.Errorf("%w: daemon interface %q", ErrInvalid, d.Interface)
+		return nil, invalidf("daemon interface %q", d.Interface)
 	}
 	w := &wireDaemon{State: uint32(d.State), McastIfn: d.Interface, SyncID: d.SyncID,
 		SyncMaxLen: d.MaxLen, McastPort: d.Port, McastTTL: d.TTL}
