@@ -124,50 +124,6 @@ func TestServicesRoundTrip(t *testing.T) {
 	}
 }
 
-func TestServiceEncoding(t *testing.T) {
-	f, c := newTestClient(t)
-	s := lvs.Service{ServiceKey: key(lvs.TCP, "192.0.2.1", 8080), Scheduler: "rr", Flags: lvs.FlagPersistent | lvs.FlagHashed, TimeoutSeconds: 10, PersistencePrefixLength: 24}
-	if err := c.AddService(ctx(t), &s); err != nil {
-		t.Fatal(err)
-	}
-	req := f.reqs[len(f.reqs)-1]
-	top, err := gnl.Attrs(req.Attrs)
-	if err != nil || len(top) != 1 || top[0].Type != 1 || !top[0].Nested() {
-		t.Fatalf("top-level attributes %+v, %v: want one nested IPVS_CMD_ATTR_SERVICE", top, err)
-	}
-	attrs, err := gnl.Attrs(top[0].Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[uint16][]byte{}
-	for _, a := range attrs {
-		got[a.Type] = a.Data
-	}
-	ne := func(v uint32) []byte { b := make([]byte, 4); binary.NativeEndian.PutUint32(b, v); return b }
-	want := map[uint16][]byte{
-		1: {2, 0}, // AF_INET, host order
-		2: {6, 0}, // IPPROTO_TCP
-		3: append([]byte{192, 0, 2, 1}, make([]byte, 12)...),
-		4: {0x1f, 0x90}, // 8080, network order
-		6: []byte("rr\x00"),
-		7: append(ne(uint32(lvs.FlagPersistent)), 0xff, 0xff, 0xff, 0xff), // hashed is never sent
-		8: ne(10),
-		9: {255, 255, 255, 0},
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("NEW_SERVICE attributes (-want +got):\n%s", d)
-	}
-	// IPv6 persistence netmasks go as a host-order prefix length.
-	s6 := lvs.Service{ServiceKey: key(lvs.TCP, "2001:db8::2", 1), Flags: lvs.FlagPersistent, PersistencePrefixLength: 48}
-	if err := c.AddService(ctx(t), &s6); err != nil {
-		t.Fatal(err)
-	}
-	w, _ := wireSvc(&s6)
-	if binary.NativeEndian.Uint32(w.Netmask[:]) != 48 || w.SchedName != "wlc" {
-		t.Errorf("IPv6 netmask %v, scheduler %q", w.Netmask, w.SchedName)
-	}
-}
-
 func testDests() []lvs.Destination {
 	return []lvs.Destination{
 		dst("10.1.0.1", 8080, lvs.Masquerade, 1),
