@@ -21,10 +21,8 @@ type Config struct {
 	Timeout time.Duration
 	// Window is the maximum number of requests [Client.Apply] pipelines per sendmsg (default
 	// 4,096). The kernel copies each sendmsg into one buffer and handles its requests under the
-	// generic netlink mutex: a larger window costs less per request (110,000 writes took 2.5 s
-	// of the VM's CPU with windows of 1,024 and 2.2 s with 4,096) but holds off other generic
-	// netlink users for longer (4,096 IPVS writes: about 70 ms under emulation, a few ms on
-	// hardware).
+	// generic netlink mutex: a larger window costs less per request but holds off the host's
+	// other generic netlink users for longer (the README has the measurements).
 	Window int
 	// DumpConn, when set, is the connection [Client.Table] runs its destination dumps on (tests
 	// give a second gnltest one); by default a client made by [New] opens a second socket in
@@ -215,8 +213,8 @@ func (c *Client) opError(ctx context.Context, op *Op, err error) error {
 	if err == nil {
 		return nil
 	}
-	e := opErr(op.Kind, op.object(), err).(*OpError)
-	if op.Kind == UpdateService && e.Kind == ErrSchedulerNotFound {
+	e := newOpError(op.Kind, op.object(), err)
+	if op.Kind == UpdateService && errors.Is(e.Kind, ErrSchedulerNotFound) {
 		if _, gerr := c.Service(ctx, op.Service.ServiceKey); errors.Is(gerr, ErrServiceNotFound) {
 			e.Kind = ErrServiceNotFound
 		}

@@ -122,6 +122,10 @@ func opErr(op OpKind, object string, err error) error {
 	if err == nil {
 		return nil
 	}
+	return newOpError(op, object, err)
+}
+
+func newOpError(op OpKind, object string, err error) *OpError {
 	e := &OpError{Op: op, Object: object, Err: err}
 	var ge *gnl.Error
 	switch {

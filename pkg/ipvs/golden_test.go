@@ -294,7 +294,7 @@ func TestGoldenGlobalRequests(t *testing.T) {
 		{8, keyTCP10001},       // IPVS_CMD_GET_DEST dump of one service
 		{4, keyTCP10001},       // ... which was empty: GET_SERVICE tells whether the service exists
 	}
-	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b []byte) bool { return slices.Equal(a, b) })); d != "" {
+	if d := cmp.Diff(want, got, cmp.Comparer(slices.Equal[[]byte])); d != "" {
 		t.Errorf("requests (-golden +sent):\n%s", d)
 	}
 }

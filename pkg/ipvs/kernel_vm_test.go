@@ -292,7 +292,7 @@ func TestVMIpvsadmToLibrary(t *testing.T) {
 	}
 	// Every scheduler module present came back by name.
 	for _, name := range schedulers(t) {
-		if !slices.ContainsFunc(table, func(e TableEntry) bool { return e.Service.Scheduler == name }) {
+		if !slices.ContainsFunc(table, func(e TableEntry) bool { return e.Scheduler == name }) {
 			t.Errorf("no service with scheduler %s in the table", name)
 		}
 	}

@@ -276,7 +276,7 @@ type Service struct {
 }
 
 // Key returns the service's identity in canonical form.
-func (s *Service) Key() ServiceKey { return s.ServiceKey.Canonical() }
+func (s *Service) Key() ServiceKey { return s.Canonical() }
 
 // Destination is the configuration of one real server of a service.
 type Destination struct {
