@@ -506,6 +506,11 @@ func TestVMErrorsLeaveTableUnchanged(t *testing.T) {
 			if !errors.Is(err, tc.want) || !errors.Is(err, tc.errno) {
 				t.Fatalf("error %v, want %v with errno %v", err, tc.want, tc.errno)
 			}
+			// One OpError, read once: "ipvs: OP OBJECT: CAUSE (ERRNO)".
+			var oe *OpError
+			if msg := err.Error(); !errors.As(err, &oe) || strings.Count(msg, "ipvs:") != 1 || !strings.HasSuffix(msg, "("+tc.errno.Error()+")") {
+				t.Errorf("error %q does not read once", msg)
+			}
 		})
 	}
 	// The same failures in one batch: each operation gets its own error, the valid one applies.
