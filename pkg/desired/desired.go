@@ -98,7 +98,8 @@ type vsInfo struct {
 	vs    *v1alpha1.VirtualService
 	key   types.NamespacedName
 	eval  Evaluation
-	cfg   *vsConfig      // nil when the spec is invalid
+	valid bool           // the spec parsed
+	cfg   vsConfig       // the parsed spec, when valid
 	keys  []string       // conflict keys
 	ports []portBackends // one per spec port; one entry for firewall-mark services
 }
@@ -185,7 +186,7 @@ func (m *Model) evaluate() {
 	claimed := make(map[string]*vsInfo)
 	for _, vi := range m.vss {
 		vi.parse()
-		if vi.cfg == nil {
+		if !vi.valid {
 			continue
 		}
 		if winner := firstClaimant(claimed, vi.keys); winner != nil {
@@ -200,7 +201,7 @@ func (m *Model) evaluate() {
 		vi.eval.Accepted = Verdict{OK: true, Reason: v1alpha1.ReasonAccepted, Message: "valid and conflict-free"}
 	}
 	for _, vi := range m.vss {
-		if vi.cfg != nil {
+		if vi.valid {
 			m.resolve(vi)
 		} else {
 			vi.eval.ResolvedRefs = Verdict{Reason: v1alpha1.ReasonInvalid, Message: "not checked: the VirtualService is invalid"}
@@ -237,7 +238,7 @@ func (vi *vsInfo) parse() {
 		vi.eval.Accepted = Verdict{Reason: v1alpha1.ReasonInvalid, Message: err.Error()}
 		return
 	}
-	vi.cfg = cfg
+	vi.cfg, vi.valid = cfg, true
 	vi.keys = ConflictKeys(vi.vs)
 	if cfg.mark != 0 {
 		vi.ports = []portBackends{{}}
@@ -557,7 +558,7 @@ func (vi *vsInfo) count() v1alpha1.BackendCounts {
 }
 
 func (vi *vsInfo) appendServices(out []Service, node string) []Service {
-	cfg := vi.cfg
+	cfg := &vi.cfg
 	base := Service{
 		Service: lvs.Service{
 			Scheduler:      cfg.sched.name,

@@ -94,32 +94,32 @@ func effectiveSettings(spec *v1alpha1.VirtualServiceSpec) v1alpha1.EffectiveSett
 
 // parseSpec validates spec and maps it to kernel terms, with the defaults of eff. Its error is
 // the reason the VirtualService is not accepted.
-func parseSpec(spec *v1alpha1.VirtualServiceSpec, eff *v1alpha1.EffectiveSettings) (*vsConfig, error) {
-	c := &vsConfig{drain: time.Duration(eff.DrainTimeoutSeconds) * time.Second}
+func parseSpec(spec *v1alpha1.VirtualServiceSpec, eff *v1alpha1.EffectiveSettings) (vsConfig, error) {
+	c := vsConfig{drain: time.Duration(eff.DrainTimeoutSeconds) * time.Second}
 	var err error
 	if c.addrs, c.mark, c.ports, err = parseTarget(spec); err != nil {
-		return nil, err
+		return vsConfig{}, err
 	}
 	if c.sched, err = parseScheduling(eff.Scheduler, spec.SchedulerFlags, spec.OnePacketScheduling, c.ports); err != nil {
-		return nil, err
+		return vsConfig{}, err
 	}
 	if c.fwd, err = parseForwarding(eff.Forwarding, spec.Forwarding); err != nil {
-		return nil, err
+		return vsConfig{}, err
 	}
 	if c.affinity, err = parseAffinity(eff.SessionAffinity, spec.SessionAffinity); err != nil {
-		return nil, err
+		return vsConfig{}, err
 	}
 	if c.local, err = parseTrafficPolicy(eff.TrafficPolicy); err != nil {
-		return nil, err
+		return vsConfig{}, err
 	}
 	if err = parseDrain(spec.Drain); err != nil {
-		return nil, err
+		return vsConfig{}, err
 	}
 	if err = parseBackendRefs(spec.BackendRefs); err != nil {
-		return nil, err
+		return vsConfig{}, err
 	}
 	if c.selector, err = parseSelector(spec.NodeSelector); err != nil {
-		return nil, err
+		return vsConfig{}, err
 	}
 	return c, nil
 }
