@@ -295,3 +295,13 @@ func report(t *testing.T, node string, key types.NamespacedName, gen int64, stat
 	}
 	must(t, k8s.Status().Update(ctx, in))
 }
+
+func findEntry(in *v1alpha1.IPVSNode, key types.NamespacedName) *v1alpha1.NodeVirtualService {
+	for i := range in.Status.VirtualServices {
+		e := &in.Status.VirtualServices[i]
+		if e.Namespace == key.Namespace && e.Name == key.Name {
+			return e
+		}
+	}
+	return nil
+}

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +64,9 @@ type VirtualServiceReconciler struct {
 	Now func() time.Time
 	// Observe, when set, is called at the end of every reconcile with whether it wrote status.
 	Observe func(key types.NamespacedName, wrote bool)
+
+	// nodes is fed by the Node and IPVSNode watches (SetupWithManager).
+	nodes *nodeTable
 }
 
 // +kubebuilder:rbac:groups=kubelvs.io,resources=virtualservices,verbs=get;list;watch
@@ -96,10 +98,7 @@ func (r *VirtualServiceReconciler) Reconcile(ctx context.Context, req reconcile.
 	}
 	model := desired.NewModel(cluster)
 	ev, _ := model.Evaluate(req.NamespacedName)
-	nr, err := r.nodeReport(ctx, model, &vs)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
+	nr := r.nodes.report(model, req.NamespacedName, vs.Generation)
 	now := time.Now
 	if r.Now != nil {
 		now = r.Now
@@ -228,56 +227,6 @@ func (r *VirtualServiceReconciler) gather(ctx context.Context, vs *v1alpha1.Virt
 	return c, nil
 }
 
-// nodeReport counts the nodes selected for vs and what their IPVSNode objects report for its
-// current generation.
-func (r *VirtualServiceReconciler) nodeReport(ctx context.Context, model *desired.Model, vs *v1alpha1.VirtualService) (nodeReport, error) {
-	var nr nodeReport
-	key := types.NamespacedName{Namespace: vs.Namespace, Name: vs.Name}
-	var nodes corev1.NodeList
-	if err := r.Client.List(ctx, &nodes); err != nil {
-		return nr, fmt.Errorf("listing Nodes: %w", err)
-	}
-	for i := range nodes.Items {
-		n := &nodes.Items[i]
-		if !model.Selects(key, desired.Node{Name: n.Name, Labels: n.Labels}) {
-			continue
-		}
-		nr.selected++
-		var in v1alpha1.IPVSNode
-		if err := r.Client.Get(ctx, types.NamespacedName{Name: n.Name}, &in); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return nr, fmt.Errorf("getting IPVSNode %s: %w", n.Name, err)
-			}
-			nr.pending = append(nr.pending, n.Name)
-			continue
-		}
-		entry := findEntry(&in, key)
-		switch {
-		case entry == nil || entry.ObservedGeneration != vs.Generation:
-			nr.pending = append(nr.pending, n.Name)
-		case entry.State == v1alpha1.StateProgrammed:
-			nr.programmed++
-		case entry.State == v1alpha1.StateFailed:
-			nr.failed = append(nr.failed, fmt.Sprintf("%s: %s: %s", n.Name, entry.Reason, entry.Message))
-		default:
-			nr.pending = append(nr.pending, n.Name)
-		}
-	}
-	slices.Sort(nr.pending)
-	slices.Sort(nr.failed)
-	return nr, nil
-}
-
-func findEntry(in *v1alpha1.IPVSNode, key types.NamespacedName) *v1alpha1.NodeVirtualService {
-	for i := range in.Status.VirtualServices {
-		e := &in.Status.VirtualServices[i]
-		if e.Namespace == key.Namespace && e.Name == key.Name {
-			return e
-		}
-	}
-	return nil
-}
-
 // applyStatus writes obj's status with server-side apply, owning exactly the fields set.
 func applyStatus(ctx context.Context, c client.Client, obj client.Object) error {
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
@@ -296,6 +245,9 @@ func applyStatus(ctx context.Context, c client.Client, obj client.Object) error 
 // SetupWithManager registers the reconciler and its watches. SetupIndexes must have run.
 func (r *VirtualServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	c := mgr.GetClient()
+	if r.nodes == nil {
+		r.nodes = newNodeTable()
+	}
 	byIndex := func(index string, name func(client.Object) string) handler.EventHandler {
 		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			keys, err := listByIndex(ctx, c, index, name(o), o.GetNamespace())
@@ -317,29 +269,9 @@ func (r *VirtualServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})).
 		Watches(&v1alpha1.BackendPool{}, byIndex(IndexPoolRef, client.Object.GetName),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1alpha1.IPVSNode{}, ipvsNodeEntries{}).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-			var list v1alpha1.VirtualServiceList
-			if err := c.List(ctx, &list); err != nil {
-				log.FromContext(ctx).Error(err, "listing VirtualServices for a Node event")
-				return nil
-			}
-			out := make([]reconcile.Request, 0, len(list.Items))
-			for i := range list.Items {
-				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}})
-			}
-			return out
-		}), builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, createOrDelete()))).
+		Watches(&v1alpha1.IPVSNode{}, ipvsNodeEvents{table: r.nodes}).
+		Watches(&corev1.Node{}, nodeEvents{c: c, table: r.nodes}).
 		Complete(r)
-}
-
-func createOrDelete() predicate.Predicate {
-	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return true },
-		DeleteFunc:  func(event.DeleteEvent) bool { return true },
-		UpdateFunc:  func(event.UpdateEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-	}
 }
 
 func requests(keys []types.NamespacedName) []reconcile.Request {
@@ -395,58 +327,3 @@ func (h conflictPeers) Delete(ctx context.Context, e event.DeleteEvent, q queue)
 }
 
 func (h conflictPeers) Generic(context.Context, event.GenericEvent, queue) {}
-
-// ipvsNodeEntries enqueues the VirtualServices an IPVSNode reports on (before and after a
-// change).
-type ipvsNodeEntries struct{}
-
-func (ipvsNodeEntries) enqueue(q queue, objs ...client.Object) {
-	for _, o := range objs {
-		in, ok := o.(*v1alpha1.IPVSNode)
-		if !ok {
-			continue
-		}
-		for _, e := range in.Status.VirtualServices {
-			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Namespace, Name: e.Name}})
-		}
-	}
-}
-
-func (h ipvsNodeEntries) Create(_ context.Context, e event.CreateEvent, q queue) {
-	h.enqueue(q, e.Object)
-}
-
-// Update enqueues only the VirtualServices whose entry appeared, changed or went away, so that
-// an agent's write about one VirtualService does not reconcile every other one on the node.
-func (h ipvsNodeEntries) Update(_ context.Context, e event.UpdateEvent, q queue) {
-	o, ok1 := e.ObjectOld.(*v1alpha1.IPVSNode)
-	n, ok2 := e.ObjectNew.(*v1alpha1.IPVSNode)
-	if !ok1 || !ok2 {
-		return
-	}
-	old := make(map[types.NamespacedName]*v1alpha1.NodeVirtualService, len(o.Status.VirtualServices))
-	for i := range o.Status.VirtualServices {
-		x := &o.Status.VirtualServices[i]
-		old[types.NamespacedName{Namespace: x.Namespace, Name: x.Name}] = x
-	}
-	for i := range n.Status.VirtualServices {
-		x := &n.Status.VirtualServices[i]
-		k := types.NamespacedName{Namespace: x.Namespace, Name: x.Name}
-		prev, had := old[k]
-		delete(old, k)
-		if had && prev.ObservedGeneration == x.ObservedGeneration && prev.State == x.State &&
-			prev.Reason == x.Reason && prev.Message == x.Message {
-			continue
-		}
-		q.Add(reconcile.Request{NamespacedName: k})
-	}
-	for k := range old {
-		q.Add(reconcile.Request{NamespacedName: k})
-	}
-}
-
-func (h ipvsNodeEntries) Delete(_ context.Context, e event.DeleteEvent, q queue) {
-	h.enqueue(q, e.Object)
-}
-
-func (ipvsNodeEntries) Generic(context.Context, event.GenericEvent, queue) {}
