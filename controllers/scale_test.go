@@ -311,3 +311,34 @@ func BenchmarkNodeLabelChange(b *testing.B) {
 	b.ReportMetric(float64(c.items)/n, "objects-read/op")
 	b.ReportMetric(float64(c.writes)/n, "status-writes/op")
 }
+
+// TestGatherRefusesUnknownKinds: gather reads a backendRef's object by its effective kind
+// (v1alpha1.BackendRef.EffectiveKind), as pkg/desired and the indexes do; an unknown kind
+// reads nothing (gather used to read it as a Service) and is not indexed as either kind.
+func TestGatherRefusesUnknownKinds(t *testing.T) {
+	ctx := context.Background()
+	c := newMemCache()
+	if err := SetupIndexes(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c.add(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "k", Name: "web"}})
+	c.add(&v1alpha1.BackendPool{ObjectMeta: metav1.ObjectMeta{Namespace: "k", Name: "web"}})
+	vs := &v1alpha1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: "k", Name: "v"},
+		Spec: v1alpha1.VirtualServiceSpec{Addresses: []string{"10.0.0.1"}, BackendRefs: []v1alpha1.BackendRef{{Kind: "Pod", Name: "web"}}}}
+	got, err := (&VirtualServiceReconciler{Client: c}).gather(ctx, vs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Services) != 0 || len(got.BackendPools) != 0 {
+		t.Errorf("gather read %d Services and %d BackendPools for a backendRef of kind Pod; want none", len(got.Services), len(got.BackendPools))
+	}
+	for _, kind := range []v1alpha1.BackendKind{v1alpha1.BackendKindService, v1alpha1.BackendKindBackendPool} {
+		if names := refNames(vs, kind); len(names) != 0 {
+			t.Errorf("refNames(%s) = %v; want none", kind, names)
+		}
+	}
+	vs.Spec.BackendRefs = []v1alpha1.BackendRef{{Name: "web"}, {Kind: v1alpha1.BackendKindBackendPool, Name: "web"}}
+	if got, err = (&VirtualServiceReconciler{Client: c}).gather(ctx, vs); err != nil || len(got.Services) != 1 || len(got.BackendPools) != 1 {
+		t.Errorf("gather of a Service and a BackendPool ref: %d Services, %d BackendPools, %v; want 1, 1", len(got.Services), len(got.BackendPools), err)
+	}
+}
