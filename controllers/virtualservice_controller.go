@@ -167,11 +167,35 @@ func (r *VirtualServiceReconciler) events(vs *v1alpha1.VirtualService, before, a
 // with (transitively, through shared keys), its Services and their EndpointSlices, its
 // BackendPools.
 func (r *VirtualServiceReconciler) gather(ctx context.Context, vs *v1alpha1.VirtualService) (*desired.Cluster, error) {
-	c := &desired.Cluster{VirtualServices: []*v1alpha1.VirtualService{vs}}
+	c := &desired.Cluster{}
+	var err error
+	if c.VirtualServices, err = r.conflictComponent(ctx, vs); err != nil {
+		return nil, err
+	}
+	for _, ref := range vs.Spec.BackendRefs {
+		key := types.NamespacedName{Namespace: vs.Namespace, Name: ref.Name}
+		switch ref.EffectiveKind() {
+		case v1alpha1.BackendKindBackendPool:
+			err = r.gatherPool(ctx, c, key)
+		case v1alpha1.BackendKindService:
+			err = r.gatherService(ctx, c, key)
+		}
+		// Any other kind makes the VirtualService invalid (pkg/desired): nothing to read.
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// conflictComponent is vs and the VirtualServices reachable from it through shared conflict
+// keys, at most maxConflictComponent of them.
+func (r *VirtualServiceReconciler) conflictComponent(ctx context.Context, vs *v1alpha1.VirtualService) ([]*v1alpha1.VirtualService, error) {
+	out := []*v1alpha1.VirtualService{vs}
 	seen := map[types.NamespacedName]bool{{Namespace: vs.Namespace, Name: vs.Name}: true}
 	seenKey := map[string]bool{}
 	queue := desired.ConflictKeys(vs)
-	for len(queue) > 0 && len(c.VirtualServices) < maxConflictComponent {
+	for len(queue) > 0 && len(out) < maxConflictComponent {
 		k := queue[0]
 		queue = queue[1:]
 		if seenKey[k] {
@@ -189,42 +213,43 @@ func (r *VirtualServiceReconciler) gather(ctx context.Context, vs *v1alpha1.Virt
 				continue
 			}
 			seen[nn] = true
-			c.VirtualServices = append(c.VirtualServices, o)
+			out = append(out, o)
 			queue = append(queue, desired.ConflictKeys(o)...)
 		}
 	}
-	for _, ref := range vs.Spec.BackendRefs {
-		key := types.NamespacedName{Namespace: vs.Namespace, Name: ref.Name}
-		switch ref.EffectiveKind() {
-		case v1alpha1.BackendKindBackendPool:
-			var p v1alpha1.BackendPool
-			if err := r.Client.Get(ctx, key, &p); err != nil {
-				if apierrors.IsNotFound(err) {
-					continue
-				}
-				return nil, fmt.Errorf("getting BackendPool %s: %w", key, err)
-			}
-			c.BackendPools = append(c.BackendPools, &p)
-		case v1alpha1.BackendKindService:
-			var s corev1.Service
-			if err := r.Client.Get(ctx, key, &s); err != nil {
-				if apierrors.IsNotFound(err) {
-					continue
-				}
-				return nil, fmt.Errorf("getting Service %s: %w", key, err)
-			}
-			c.Services = append(c.Services, &s)
-			var slices discoveryv1.EndpointSliceList
-			if err := r.Client.List(ctx, &slices, client.InNamespace(vs.Namespace),
-				client.MatchingLabels{discoveryv1.LabelServiceName: ref.Name}); err != nil {
-				return nil, fmt.Errorf("listing EndpointSlices of Service %s: %w", key, err)
-			}
-			for i := range slices.Items {
-				c.EndpointSlices = append(c.EndpointSlices, &slices.Items[i])
-			}
+	return out, nil
+}
+
+func (r *VirtualServiceReconciler) gatherPool(ctx context.Context, c *desired.Cluster, key types.NamespacedName) error {
+	var p v1alpha1.BackendPool
+	if err := r.Client.Get(ctx, key, &p); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
 		}
+		return fmt.Errorf("getting BackendPool %s: %w", key, err)
 	}
-	return c, nil
+	c.BackendPools = append(c.BackendPools, &p)
+	return nil
+}
+
+func (r *VirtualServiceReconciler) gatherService(ctx context.Context, c *desired.Cluster, key types.NamespacedName) error {
+	var s corev1.Service
+	if err := r.Client.Get(ctx, key, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("getting Service %s: %w", key, err)
+	}
+	c.Services = append(c.Services, &s)
+	var slices discoveryv1.EndpointSliceList
+	if err := r.Client.List(ctx, &slices, client.InNamespace(key.Namespace),
+		client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
+		return fmt.Errorf("listing EndpointSlices of Service %s: %w", key, err)
+	}
+	for i := range slices.Items {
+		c.EndpointSlices = append(c.EndpointSlices, &slices.Items[i])
+	}
+	return nil
 }
 
 // applyStatus writes obj's status with server-side apply, owning exactly the fields set.
