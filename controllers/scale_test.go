@@ -227,7 +227,7 @@ func scaleCluster(c *memCache, nodes, vss, pools int) {
 
 // relabel moves node-0 to the next pool (and back on the next call), as a user would, and
 // returns the Node before and after.
-func relabel(c *memCache, pools int) (before, after *corev1.Node) {
+func relabel(c *memCache) (before, after *corev1.Node) {
 	key := types.NamespacedName{Name: "node-0"}
 	before = c.objs["Node"][key].(*corev1.Node)
 	after = before.DeepCopy()
@@ -237,7 +237,6 @@ func relabel(c *memCache, pools int) (before, after *corev1.Node) {
 		after.Labels["pool"] = "p0"
 	}
 	c.add(after)
-	_ = pools
 	return before, after
 }
 
@@ -294,7 +293,7 @@ func BenchmarkNodeLabelChange(b *testing.B) {
 	var reconciles int
 	c.reads, c.items, c.writes = 0, 0, 0 // count only what the label changes cause
 	for b.Loop() {
-		before, after := relabel(c, pools)
+		before, after := relabel(c)
 		q := &recordQueue{}
 		nodeEvents{c: c, table: r.nodes}.Update(ctx, event.UpdateEvent{ObjectOld: before, ObjectNew: after}, q)
 		reqs := q.reqs
