@@ -630,7 +630,9 @@ func (vi *vsInfo) destinations(pb *portBackends, f lvs.Family, svcPort uint16, n
 		}
 	}
 	byKey := make(map[lvs.DestinationKey]int, len(pb.cands))
-	var out []Destination
+	// Sized for every candidate: one allocation instead of a growth per doubling (most
+	// candidates become destinations).
+	out := make([]Destination, 0, len(pb.cands))
 	for i := range pb.cands {
 		c := &pb.cands[i]
 		if !eligible(c) {
@@ -679,6 +681,9 @@ func (vi *vsInfo) destinations(pb *portBackends, f lvs.Family, svcPort uint16, n
 		}
 		byKey[k] = len(out)
 		out = append(out, d)
+	}
+	if len(out) == 0 {
+		return nil // no destinations reads as nil, whatever the candidates were
 	}
 	slices.SortFunc(out, func(a, b Destination) int {
 		return cmp.Or(a.Address.Compare(b.Address), cmp.Compare(a.Port, b.Port))
