@@ -316,13 +316,15 @@ func ConflictKeys(vs *v1alpha1.VirtualService) []string {
 	if vs.Spec.FirewallMark != nil {
 		return []string{"fwmark/" + strconv.FormatInt(*vs.Spec.FirewallMark, 10)}
 	}
+	var buf [64]byte // the canonical address, formatted once without an allocation of its own
 	for _, a := range vs.Spec.Addresses {
 		addr, err := netip.ParseAddr(a)
 		if err != nil {
 			continue
 		}
+		text := addr.AppendTo(buf[:0])
 		for _, p := range vs.Spec.Ports {
-			keys = append(keys, addr.String()+"/"+strconv.Itoa(int(p.Port))+"/"+string(p.Protocol))
+			keys = append(keys, string(text)+"/"+strconv.Itoa(int(p.Port))+"/"+string(p.Protocol))
 		}
 	}
 	return keys

@@ -159,9 +159,10 @@ func parseFirewallMark(m int64) (uint32, error) {
 func parseAddresses(in []string) ([]netip.Addr, error) {
 	out := make([]netip.Addr, 0, len(in))
 	var seen [2]bool
+	var buf [64]byte // canonical text without allocating (this runs for every VirtualService)
 	for _, s := range in {
 		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" || a.Is4In6() || a.String() != s {
+		if err != nil || a.Zone() != "" || a.Is4In6() || string(a.AppendTo(buf[:0])) != s {
 			return nil, fmt.Errorf("address %q is not a canonical IP address", s)
 		}
 		if err := checkUsable(a); err != nil {
