@@ -57,6 +57,8 @@ type EventRecorder interface {
 
 // VirtualServiceReconciler writes VirtualService status: Accepted, ResolvedRefs, Programmed,
 // Ready, Reconciling and Stalled conditions, backend and node counts, effective settings.
+// Its node counts come from a table that the watches of SetupWithManager feed: use it through
+// SetupWithManager (Setup), not bare.
 type VirtualServiceReconciler struct {
 	Client   client.Client
 	Recorder EventRecorder
