@@ -22,14 +22,25 @@ const (
 	// IndexConflictKey indexes VirtualServices by the address:port/protocol and firewall-mark
 	// keys they claim (cluster-wide).
 	IndexConflictKey = "kubelvs.io/conflict-key"
+	// IndexNodeSelector indexes VirtualServices by whether they have a nodeSelector
+	// (nodeSelectorSet or nodeSelectorUnset): a Node label change can only change the
+	// selection of those that have one.
+	IndexNodeSelector = "kubelvs.io/node-selector"
+)
+
+// Values of IndexNodeSelector.
+const (
+	nodeSelectorSet   = "set"
+	nodeSelectorUnset = "unset"
 )
 
 // SetupIndexes registers the field indexes the reconcilers use.
 func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
 	for name, fn := range map[string]client.IndexerFunc{
-		IndexServiceRef:  func(o client.Object) []string { return refNames(o, v1alpha1.BackendKindService) },
-		IndexPoolRef:     func(o client.Object) []string { return refNames(o, v1alpha1.BackendKindBackendPool) },
-		IndexConflictKey: conflictKeys,
+		IndexServiceRef:   func(o client.Object) []string { return refNames(o, v1alpha1.BackendKindService) },
+		IndexPoolRef:      func(o client.Object) []string { return refNames(o, v1alpha1.BackendKindBackendPool) },
+		IndexConflictKey:  conflictKeys,
+		IndexNodeSelector: hasNodeSelector,
 	} {
 		if err := idx.IndexField(ctx, &v1alpha1.VirtualService{}, name, fn); err != nil {
 			return fmt.Errorf("indexing VirtualServices by %s: %w", name, err)
@@ -45,15 +56,22 @@ func refNames(o client.Object, kind v1alpha1.BackendKind) []string {
 	}
 	var out []string
 	for _, r := range vs.Spec.BackendRefs {
-		k := r.Kind
-		if k == "" {
-			k = v1alpha1.BackendKindService
-		}
-		if k == kind {
+		if r.EffectiveKind() == kind {
 			out = append(out, r.Name)
 		}
 	}
 	return out
+}
+
+func hasNodeSelector(o client.Object) []string {
+	vs, ok := o.(*v1alpha1.VirtualService)
+	switch {
+	case !ok:
+		return nil
+	case vs.Spec.NodeSelector != nil:
+		return []string{nodeSelectorSet}
+	}
+	return []string{nodeSelectorUnset}
 }
 
 func conflictKeys(o client.Object) []string {

@@ -65,40 +65,10 @@ func computeStatus(vs *v1alpha1.VirtualService, ev desired.Evaluation, nr nodeRe
 	acc, refs := ev.Accepted, ev.ResolvedRefs
 	set(v1alpha1.ConditionAccepted, acc.OK, acc.Reason, acc.Message)
 	set(v1alpha1.ConditionResolvedRefs, refs.OK, refs.Reason, refs.Message)
-
-	var progOK bool
-	var progReason, progMsg string
-	switch {
-	case !acc.OK:
-		progReason, progMsg = v1alpha1.ReasonNotAccepted, "not programmed on any node: the VirtualService is not accepted"
-	case nr.selected == 0:
-		progReason, progMsg = v1alpha1.ReasonNoNodesSelected, "no node matches the nodeSelector"
-	case len(nr.failed) > 0:
-		progReason = v1alpha1.ReasonProgrammingFailed
-		progMsg = fmt.Sprintf("generation %d failed on %d of %d nodes: %s", gen, len(nr.failed), nr.selected, listSome(nr.failed, 3))
-	case nr.programmed == nr.selected:
-		progOK, progReason = true, v1alpha1.ReasonProgrammed
-		progMsg = fmt.Sprintf("generation %d programmed on %d/%d nodes", gen, nr.programmed, nr.selected)
-	default:
-		progReason = v1alpha1.ReasonPending
-		progMsg = fmt.Sprintf("generation %d programmed on %d/%d nodes; waiting for %s", gen, nr.programmed, nr.selected, listSome(nr.pending, 5))
-	}
-	set(v1alpha1.ConditionProgrammed, progOK, progReason, progMsg)
-
-	serving := backends.Ready > 0 || backends.Serving > 0
-	switch {
-	case !acc.OK:
-		set(v1alpha1.ConditionReady, false, v1alpha1.ReasonNotAccepted, acc.Message)
-	case !refs.OK:
-		set(v1alpha1.ConditionReady, false, v1alpha1.ReasonRefsNotResolved, refs.Message)
-	case !progOK:
-		set(v1alpha1.ConditionReady, false, v1alpha1.ReasonNotProgrammed, progMsg)
-	case !serving:
-		set(v1alpha1.ConditionReady, false, v1alpha1.ReasonNoReadyBackends, "no backend is ready or serving")
-	default:
-		set(v1alpha1.ConditionReady, true, v1alpha1.ReasonReady,
-			fmt.Sprintf("%d ready backends, programmed on %d/%d nodes", backends.Ready, nr.programmed, nr.selected))
-	}
+	prog := programmed(acc, nr, gen)
+	set(v1alpha1.ConditionProgrammed, prog.OK, prog.Reason, prog.Message)
+	r := readiness(acc, refs, prog, ev.Backends, nr)
+	set(v1alpha1.ConditionReady, r.OK, r.Reason, r.Message)
 
 	// kstatus: Stalled when progress needs a human, Reconciling while nodes catch up.
 	switch {
@@ -107,12 +77,12 @@ func computeStatus(vs *v1alpha1.VirtualService, ev desired.Evaluation, nr nodeRe
 	case !refs.OK:
 		set(v1alpha1.ConditionStalled, true, refs.Reason, refs.Message)
 	case len(nr.failed) > 0:
-		set(v1alpha1.ConditionStalled, true, v1alpha1.ReasonProgrammingFailed, progMsg)
+		set(v1alpha1.ConditionStalled, true, v1alpha1.ReasonProgrammingFailed, prog.Message)
 	default:
 		set(v1alpha1.ConditionStalled, false, v1alpha1.ReasonReconciled, "not stalled")
 	}
 	if acc.OK && refs.OK && len(nr.failed) == 0 && nr.selected > 0 && nr.programmed < nr.selected {
-		set(v1alpha1.ConditionReconciling, true, v1alpha1.ReasonProgramming, progMsg)
+		set(v1alpha1.ConditionReconciling, true, v1alpha1.ReasonProgramming, prog.Message)
 	} else {
 		set(v1alpha1.ConditionReconciling, false, v1alpha1.ReasonReconciled, "nothing in progress")
 	}
@@ -120,6 +90,40 @@ func computeStatus(vs *v1alpha1.VirtualService, ev desired.Evaluation, nr nodeRe
 		return slices.Index(managedConditions, a.Type) - slices.Index(managedConditions, b.Type)
 	})
 	return st
+}
+
+// programmed is the Programmed condition: what the selected nodes report for generation gen.
+func programmed(acc desired.Verdict, nr nodeReport, gen int64) desired.Verdict {
+	switch {
+	case !acc.OK:
+		return desired.Verdict{Reason: v1alpha1.ReasonNotAccepted, Message: "not programmed on any node: the VirtualService is not accepted"}
+	case nr.selected == 0:
+		return desired.Verdict{Reason: v1alpha1.ReasonNoNodesSelected, Message: "no node matches the nodeSelector"}
+	case len(nr.failed) > 0:
+		return desired.Verdict{Reason: v1alpha1.ReasonProgrammingFailed,
+			Message: fmt.Sprintf("generation %d failed on %d of %d nodes: %s", gen, len(nr.failed), nr.selected, listSome(nr.failed, 3))}
+	case nr.programmed == nr.selected:
+		return desired.Verdict{OK: true, Reason: v1alpha1.ReasonProgrammed,
+			Message: fmt.Sprintf("generation %d programmed on %d/%d nodes", gen, nr.programmed, nr.selected)}
+	}
+	return desired.Verdict{Reason: v1alpha1.ReasonPending,
+		Message: fmt.Sprintf("generation %d programmed on %d/%d nodes; waiting for %s", gen, nr.programmed, nr.selected, listSome(nr.pending, 5))}
+}
+
+// readiness is the Ready condition: every other condition, and a backend to send traffic to.
+func readiness(acc, refs, prog desired.Verdict, backends v1alpha1.BackendCounts, nr nodeReport) desired.Verdict {
+	switch {
+	case !acc.OK:
+		return desired.Verdict{Reason: v1alpha1.ReasonNotAccepted, Message: acc.Message}
+	case !refs.OK:
+		return desired.Verdict{Reason: v1alpha1.ReasonRefsNotResolved, Message: refs.Message}
+	case !prog.OK:
+		return desired.Verdict{Reason: v1alpha1.ReasonNotProgrammed, Message: prog.Message}
+	case backends.Ready == 0 && backends.Serving == 0:
+		return desired.Verdict{Reason: v1alpha1.ReasonNoReadyBackends, Message: "no backend is ready or serving"}
+	}
+	return desired.Verdict{OK: true, Reason: v1alpha1.ReasonReady,
+		Message: fmt.Sprintf("%d ready backends, programmed on %d/%d nodes", backends.Ready, nr.programmed, nr.selected)}
 }
 
 func addressSummary(vs *v1alpha1.VirtualService) string {

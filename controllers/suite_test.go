@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -33,11 +34,13 @@ var (
 	obs = &observer{counts: map[types.NamespacedName]int{}, writes: map[types.NamespacedName]int{}}
 )
 
-// observer counts reconciles and status writes per VirtualService.
+// observer counts reconciles and status writes per VirtualService, through the reconciler's
+// Observe hook, and lets tests wait for a count instead of sleeping.
 type observer struct {
-	mu     sync.Mutex
-	counts map[types.NamespacedName]int
-	writes map[types.NamespacedName]int
+	mu      sync.Mutex
+	counts  map[types.NamespacedName]int
+	writes  map[types.NamespacedName]int
+	changed chan struct{} // closed (and replaced) at every observation
 }
 
 func (o *observer) observe(k types.NamespacedName, wrote bool) {
@@ -46,7 +49,75 @@ func (o *observer) observe(k types.NamespacedName, wrote bool) {
 	if wrote {
 		o.writes[k]++
 	}
+	if o.changed != nil {
+		close(o.changed)
+	}
+	o.changed = make(chan struct{})
 	o.mu.Unlock()
+}
+
+// waitCount waits until key has been reconciled more than after times, and returns the count.
+func (o *observer) waitCount(t *testing.T, key types.NamespacedName, after int) int {
+	t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		o.mu.Lock()
+		n := o.counts[key]
+		if o.changed == nil {
+			o.changed = make(chan struct{})
+		}
+		ch := o.changed
+		o.mu.Unlock()
+		if n > after {
+			return n
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("timed out waiting for reconcile %d of %s", after+1, key)
+		}
+	}
+}
+
+// barrier is a VirtualService of its own in a test's namespace that tests reconcile on
+// demand: the controller has one worker and its queue is first in, first out, so once a
+// reconcile of the barrier requested now has ended, every reconcile requested before it has
+// ended too. Tests pass it instead of sleeping before they assert that something was not
+// reconciled.
+type barrier struct {
+	key types.NamespacedName
+	svc *corev1.Service
+}
+
+func newBarrier(t *testing.T, ns string) *barrier {
+	t.Helper()
+	ctx := context.Background()
+	b := &barrier{svc: service(ns, "barrier", 80)}
+	must(t, k8s.Create(ctx, b.svc))
+	vs := virtualService(ns, "barrier", "10.99.0.1", "barrier", "barrier")
+	vs.Spec.Addresses = nil
+	vs.Spec.Ports = nil
+	vs.Spec.FirewallMark = ptr.To[int64](1 << 30)
+	vs.Spec.BackendRefs[0].Port = ptr.To[int32](80)
+	vs.Name = "barrier"
+	must(t, k8s.Create(ctx, vs))
+	b.key = client.ObjectKeyFromObject(vs)
+	waitStatus(t, b.key, expect{conds: conds(v1alpha1.ConditionResolvedRefs, "True/ResolvedRefs")})
+	return b
+}
+
+// pass requests a reconcile of the barrier (a change to its Service, through the Service
+// index) and waits for it to end.
+func (b *barrier) pass(t *testing.T) {
+	t.Helper()
+	n := obs.count(b.key)
+	must(t, k8s.Get(context.Background(), client.ObjectKeyFromObject(b.svc), b.svc))
+	if b.svc.Labels == nil {
+		b.svc.Labels = map[string]string{}
+	}
+	b.svc.Labels["pass"] = strconv.Itoa(n)
+	must(t, k8s.Update(context.Background(), b.svc))
+	obs.waitCount(t, b.key, n)
 }
 
 func (o *observer) written(k types.NamespacedName) int {
@@ -294,4 +365,14 @@ func report(t *testing.T, node string, key types.NamespacedName, gen int64, stat
 		in.Status.VirtualServices = append(in.Status.VirtualServices, entry)
 	}
 	must(t, k8s.Status().Update(ctx, in))
+}
+
+func findEntry(in *v1alpha1.IPVSNode, key types.NamespacedName) *v1alpha1.NodeVirtualService {
+	for i := range in.Status.VirtualServices {
+		e := &in.Status.VirtualServices[i]
+		if e.Namespace == key.Namespace && e.Name == key.Name {
+			return e
+		}
+	}
+	return nil
 }

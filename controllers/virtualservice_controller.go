@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,6 +57,8 @@ type EventRecorder interface {
 
 // VirtualServiceReconciler writes VirtualService status: Accepted, ResolvedRefs, Programmed,
 // Ready, Reconciling and Stalled conditions, backend and node counts, effective settings.
+// Its node counts come from a table that the watches of SetupWithManager feed: use it through
+// SetupWithManager (Setup), not bare.
 type VirtualServiceReconciler struct {
 	Client   client.Client
 	Recorder EventRecorder
@@ -65,6 +66,9 @@ type VirtualServiceReconciler struct {
 	Now func() time.Time
 	// Observe, when set, is called at the end of every reconcile with whether it wrote status.
 	Observe func(key types.NamespacedName, wrote bool)
+
+	// nodes is fed by the Node and IPVSNode watches (SetupWithManager).
+	nodes *nodeTable
 }
 
 // +kubebuilder:rbac:groups=kubelvs.io,resources=virtualservices,verbs=get;list;watch
@@ -96,10 +100,7 @@ func (r *VirtualServiceReconciler) Reconcile(ctx context.Context, req reconcile.
 	}
 	model := desired.NewModel(cluster)
 	ev, _ := model.Evaluate(req.NamespacedName)
-	nr, err := r.nodeReport(ctx, model, &vs)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
+	nr := r.nodes.report(model, req.NamespacedName, vs.Generation)
 	now := time.Now
 	if r.Now != nil {
 		now = r.Now
@@ -168,11 +169,35 @@ func (r *VirtualServiceReconciler) events(vs *v1alpha1.VirtualService, before, a
 // with (transitively, through shared keys), its Services and their EndpointSlices, its
 // BackendPools.
 func (r *VirtualServiceReconciler) gather(ctx context.Context, vs *v1alpha1.VirtualService) (*desired.Cluster, error) {
-	c := &desired.Cluster{VirtualServices: []*v1alpha1.VirtualService{vs}}
+	c := &desired.Cluster{}
+	var err error
+	if c.VirtualServices, err = r.conflictComponent(ctx, vs); err != nil {
+		return nil, err
+	}
+	for _, ref := range vs.Spec.BackendRefs {
+		key := types.NamespacedName{Namespace: vs.Namespace, Name: ref.Name}
+		switch ref.EffectiveKind() {
+		case v1alpha1.BackendKindBackendPool:
+			err = r.gatherPool(ctx, c, key)
+		case v1alpha1.BackendKindService:
+			err = r.gatherService(ctx, c, key)
+		}
+		// Any other kind makes the VirtualService invalid (pkg/desired): nothing to read.
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// conflictComponent is vs and the VirtualServices reachable from it through shared conflict
+// keys, at most maxConflictComponent of them.
+func (r *VirtualServiceReconciler) conflictComponent(ctx context.Context, vs *v1alpha1.VirtualService) ([]*v1alpha1.VirtualService, error) {
+	out := []*v1alpha1.VirtualService{vs}
 	seen := map[types.NamespacedName]bool{{Namespace: vs.Namespace, Name: vs.Name}: true}
 	seenKey := map[string]bool{}
 	queue := desired.ConflictKeys(vs)
-	for len(queue) > 0 && len(c.VirtualServices) < maxConflictComponent {
+	for len(queue) > 0 && len(out) < maxConflictComponent {
 		k := queue[0]
 		queue = queue[1:]
 		if seenKey[k] {
@@ -190,90 +215,41 @@ func (r *VirtualServiceReconciler) gather(ctx context.Context, vs *v1alpha1.Virt
 				continue
 			}
 			seen[nn] = true
-			c.VirtualServices = append(c.VirtualServices, o)
+			out = append(out, o)
 			queue = append(queue, desired.ConflictKeys(o)...)
 		}
 	}
-	for _, ref := range vs.Spec.BackendRefs {
-		key := types.NamespacedName{Namespace: vs.Namespace, Name: ref.Name}
-		switch ref.Kind {
-		case v1alpha1.BackendKindBackendPool:
-			var p v1alpha1.BackendPool
-			if err := r.Client.Get(ctx, key, &p); err != nil {
-				if apierrors.IsNotFound(err) {
-					continue
-				}
-				return nil, fmt.Errorf("getting BackendPool %s: %w", key, err)
-			}
-			c.BackendPools = append(c.BackendPools, &p)
-		default:
-			var s corev1.Service
-			if err := r.Client.Get(ctx, key, &s); err != nil {
-				if apierrors.IsNotFound(err) {
-					continue
-				}
-				return nil, fmt.Errorf("getting Service %s: %w", key, err)
-			}
-			c.Services = append(c.Services, &s)
-			var slices discoveryv1.EndpointSliceList
-			if err := r.Client.List(ctx, &slices, client.InNamespace(vs.Namespace),
-				client.MatchingLabels{discoveryv1.LabelServiceName: ref.Name}); err != nil {
-				return nil, fmt.Errorf("listing EndpointSlices of Service %s: %w", key, err)
-			}
-			for i := range slices.Items {
-				c.EndpointSlices = append(c.EndpointSlices, &slices.Items[i])
-			}
-		}
-	}
-	return c, nil
+	return out, nil
 }
 
-// nodeReport counts the nodes selected for vs and what their IPVSNode objects report for its
-// current generation.
-func (r *VirtualServiceReconciler) nodeReport(ctx context.Context, model *desired.Model, vs *v1alpha1.VirtualService) (nodeReport, error) {
-	var nr nodeReport
-	key := types.NamespacedName{Namespace: vs.Namespace, Name: vs.Name}
-	var nodes corev1.NodeList
-	if err := r.Client.List(ctx, &nodes); err != nil {
-		return nr, fmt.Errorf("listing Nodes: %w", err)
+func (r *VirtualServiceReconciler) gatherPool(ctx context.Context, c *desired.Cluster, key types.NamespacedName) error {
+	var p v1alpha1.BackendPool
+	if err := r.Client.Get(ctx, key, &p); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("getting BackendPool %s: %w", key, err)
 	}
-	for i := range nodes.Items {
-		n := &nodes.Items[i]
-		if !model.Selects(key, desired.Node{Name: n.Name, Labels: n.Labels}) {
-			continue
-		}
-		nr.selected++
-		var in v1alpha1.IPVSNode
-		if err := r.Client.Get(ctx, types.NamespacedName{Name: n.Name}, &in); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return nr, fmt.Errorf("getting IPVSNode %s: %w", n.Name, err)
-			}
-			nr.pending = append(nr.pending, n.Name)
-			continue
-		}
-		entry := findEntry(&in, key)
-		switch {
-		case entry == nil || entry.ObservedGeneration != vs.Generation:
-			nr.pending = append(nr.pending, n.Name)
-		case entry.State == v1alpha1.StateProgrammed:
-			nr.programmed++
-		case entry.State == v1alpha1.StateFailed:
-			nr.failed = append(nr.failed, fmt.Sprintf("%s: %s: %s", n.Name, entry.Reason, entry.Message))
-		default:
-			nr.pending = append(nr.pending, n.Name)
-		}
-	}
-	slices.Sort(nr.pending)
-	slices.Sort(nr.failed)
-	return nr, nil
+	c.BackendPools = append(c.BackendPools, &p)
+	return nil
 }
 
-func findEntry(in *v1alpha1.IPVSNode, key types.NamespacedName) *v1alpha1.NodeVirtualService {
-	for i := range in.Status.VirtualServices {
-		e := &in.Status.VirtualServices[i]
-		if e.Namespace == key.Namespace && e.Name == key.Name {
-			return e
+func (r *VirtualServiceReconciler) gatherService(ctx context.Context, c *desired.Cluster, key types.NamespacedName) error {
+	var s corev1.Service
+	if err := r.Client.Get(ctx, key, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
 		}
+		return fmt.Errorf("getting Service %s: %w", key, err)
+	}
+	c.Services = append(c.Services, &s)
+	var slices discoveryv1.EndpointSliceList
+	if err := r.Client.List(ctx, &slices, client.InNamespace(key.Namespace),
+		client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
+		return fmt.Errorf("listing EndpointSlices of Service %s: %w", key, err)
+	}
+	for i := range slices.Items {
+		c.EndpointSlices = append(c.EndpointSlices, &slices.Items[i])
 	}
 	return nil
 }
@@ -296,6 +272,9 @@ func applyStatus(ctx context.Context, c client.Client, obj client.Object) error 
 // SetupWithManager registers the reconciler and its watches. SetupIndexes must have run.
 func (r *VirtualServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	c := mgr.GetClient()
+	if r.nodes == nil {
+		r.nodes = newNodeTable()
+	}
 	byIndex := func(index string, name func(client.Object) string) handler.EventHandler {
 		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			keys, err := listByIndex(ctx, c, index, name(o), o.GetNamespace())
@@ -317,29 +296,9 @@ func (r *VirtualServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})).
 		Watches(&v1alpha1.BackendPool{}, byIndex(IndexPoolRef, client.Object.GetName),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&v1alpha1.IPVSNode{}, ipvsNodeEntries{}).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-			var list v1alpha1.VirtualServiceList
-			if err := c.List(ctx, &list); err != nil {
-				log.FromContext(ctx).Error(err, "listing VirtualServices for a Node event")
-				return nil
-			}
-			out := make([]reconcile.Request, 0, len(list.Items))
-			for i := range list.Items {
-				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}})
-			}
-			return out
-		}), builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, createOrDelete()))).
+		Watches(&v1alpha1.IPVSNode{}, ipvsNodeEvents{table: r.nodes}).
+		Watches(&corev1.Node{}, nodeEvents{c: c, table: r.nodes}).
 		Complete(r)
-}
-
-func createOrDelete() predicate.Predicate {
-	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return true },
-		DeleteFunc:  func(event.DeleteEvent) bool { return true },
-		UpdateFunc:  func(event.UpdateEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-	}
 }
 
 func requests(keys []types.NamespacedName) []reconcile.Request {
@@ -395,58 +354,3 @@ func (h conflictPeers) Delete(ctx context.Context, e event.DeleteEvent, q queue)
 }
 
 func (h conflictPeers) Generic(context.Context, event.GenericEvent, queue) {}
-
-// ipvsNodeEntries enqueues the VirtualServices an IPVSNode reports on (before and after a
-// change).
-type ipvsNodeEntries struct{}
-
-func (ipvsNodeEntries) enqueue(q queue, objs ...client.Object) {
-	for _, o := range objs {
-		in, ok := o.(*v1alpha1.IPVSNode)
-		if !ok {
-			continue
-		}
-		for _, e := range in.Status.VirtualServices {
-			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Namespace, Name: e.Name}})
-		}
-	}
-}
-
-func (h ipvsNodeEntries) Create(_ context.Context, e event.CreateEvent, q queue) {
-	h.enqueue(q, e.Object)
-}
-
-// Update enqueues only the VirtualServices whose entry appeared, changed or went away, so that
-// an agent's write about one VirtualService does not reconcile every other one on the node.
-func (h ipvsNodeEntries) Update(_ context.Context, e event.UpdateEvent, q queue) {
-	o, ok1 := e.ObjectOld.(*v1alpha1.IPVSNode)
-	n, ok2 := e.ObjectNew.(*v1alpha1.IPVSNode)
-	if !ok1 || !ok2 {
-		return
-	}
-	old := make(map[types.NamespacedName]*v1alpha1.NodeVirtualService, len(o.Status.VirtualServices))
-	for i := range o.Status.VirtualServices {
-		x := &o.Status.VirtualServices[i]
-		old[types.NamespacedName{Namespace: x.Namespace, Name: x.Name}] = x
-	}
-	for i := range n.Status.VirtualServices {
-		x := &n.Status.VirtualServices[i]
-		k := types.NamespacedName{Namespace: x.Namespace, Name: x.Name}
-		prev, had := old[k]
-		delete(old, k)
-		if had && prev.ObservedGeneration == x.ObservedGeneration && prev.State == x.State &&
-			prev.Reason == x.Reason && prev.Message == x.Message {
-			continue
-		}
-		q.Add(reconcile.Request{NamespacedName: k})
-	}
-	for k := range old {
-		q.Add(reconcile.Request{NamespacedName: k})
-	}
-}
-
-func (h ipvsNodeEntries) Delete(_ context.Context, e event.DeleteEvent, q queue) {
-	h.enqueue(q, e.Object)
-}
-
-func (ipvsNodeEntries) Generic(context.Context, event.GenericEvent, queue) {}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -234,10 +235,13 @@ func TestNodeReportsAcrossGenerations(t *testing.T) {
 
 // TestEndpointSliceChangeReconcilesOnlyReferencingVirtualServices checks the field indexes:
 // an EndpointSlice change reconciles the VirtualServices that reference its Service, not the
-// others; and a reconcile that changes nothing writes nothing.
+// others; and a reconcile that changes nothing writes nothing. It waits on the reconciler's
+// Observe hook (and a barrier) rather than sleeping before it asserts that something did not
+// happen.
 func TestEndpointSliceChangeReconcilesOnlyReferencingVirtualServices(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
+	bar := newBarrier(t, ns)
 	must(t, k8s.Create(ctx, service(ns, "x", 80)))
 	must(t, k8s.Create(ctx, service(ns, "y", 80)))
 	vx := virtualService(ns, "vx", "10.10.5.1", "none", "x")
@@ -247,27 +251,23 @@ func TestEndpointSliceChangeReconcilesOnlyReferencingVirtualServices(t *testing.
 	kx, ky := client.ObjectKeyFromObject(vx), client.ObjectKeyFromObject(vy)
 	waitStatus(t, kx, expect{backends: &v1alpha1.BackendCounts{}})
 	waitStatus(t, ky, expect{backends: &v1alpha1.BackendCounts{}})
-	time.Sleep(2 * time.Second) // let reconciles triggered by status writes and other tests' cleanups settle
+	bar.pass(t) // every reconcile the creations caused has ended
 	beforeX, beforeY := obs.count(kx), obs.count(ky)
 	rvY := get(t, ky).ResourceVersion
 
 	es := endpointSlice(ns, "x-1", "x", 80, ready("10.22.0.1"))
 	must(t, k8s.Create(ctx, es))
 	waitStatus(t, kx, expect{backends: &v1alpha1.BackendCounts{Total: 1, Ready: 1, Serving: 1}})
-	time.Sleep(time.Second)
+	bar.pass(t)
 	rvX, writesX := get(t, kx).ResourceVersion, obs.written(kx)
 
-	// A change that does not alter the outcome: vx reconciles but writes nothing.
+	// A change that does not alter the outcome: vx reconciles but writes nothing. Observe
+	// runs after the write would have happened, so the count is final once it is seen.
 	beforeLabel := obs.count(kx)
 	es.Labels["unrelated"] = "label"
 	must(t, k8s.Update(ctx, es))
-	eventually(t, "a reconcile of vx after the label change", func() error {
-		if obs.count(kx) <= beforeLabel {
-			return fmt.Errorf("no reconcile")
-		}
-		return nil
-	})
-	time.Sleep(time.Second)
+	obs.waitCount(t, kx, beforeLabel)
+	bar.pass(t) // and any other reconcile the change caused
 	if got := obs.written(kx); got != writesX {
 		t.Errorf("vx status was applied %d times although it did not change", got-writesX)
 	}
@@ -282,6 +282,73 @@ func TestEndpointSliceChangeReconcilesOnlyReferencingVirtualServices(t *testing.
 	}
 	if got := get(t, ky).ResourceVersion; got != rvY {
 		t.Errorf("vy was written (resourceVersion %s -> %s)", rvY, got)
+	}
+}
+
+// TestNodeLabelChangeReconcilesOnlyAffectedVirtualServices: a Node label change reconciles
+// the VirtualServices whose selection of the node it changes, and no other (neither those
+// without a nodeSelector, which select every node whatever its labels, nor those whose
+// selector gives the same answer before and after); a new Node reconciles those that
+// select it.
+func TestNodeLabelChangeReconcilesOnlyAffectedVirtualServices(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	bar := newBarrier(t, ns)
+	nodes := newNodes(t, "relabel-a", 1)
+	all := virtualService(ns, "all", "10.10.8.1", "unused", "web")
+	all.Spec.NodeSelector = nil
+	inA := virtualService(ns, "in-a", "10.10.8.2", "relabel-a", "web")
+	inB := virtualService(ns, "in-b", "10.10.8.3", "relabel-b", "web")
+	other := virtualService(ns, "other", "10.10.8.4", "relabel-other", "web")
+	for _, vs := range []*v1alpha1.VirtualService{all, inA, inB, other} {
+		must(t, k8s.Create(ctx, vs))
+	}
+	waitStatus(t, client.ObjectKeyFromObject(inA), expect{nodes: "0/1"})
+	waitStatus(t, client.ObjectKeyFromObject(inB), expect{nodes: "0/0"})
+	bar.pass(t)
+	count := func() map[string]int {
+		out := map[string]int{}
+		for _, vs := range []*v1alpha1.VirtualService{all, inA, inB, other} {
+			out[vs.Name] = obs.count(client.ObjectKeyFromObject(vs))
+		}
+		return out
+	}
+	before := count()
+
+	n := nodeByName(t, nodes[0])
+	n.Labels["group"] = "relabel-b"
+	must(t, k8s.Update(ctx, n))
+	waitStatus(t, client.ObjectKeyFromObject(inB), expect{nodes: "0/1"})
+	waitStatus(t, client.ObjectKeyFromObject(inA), expect{nodes: "0/0"})
+	bar.pass(t)
+	after := count()
+	for name, want := range map[string]bool{"all": false, "in-a": true, "in-b": true, "other": false} {
+		if got := after[name] > before[name]; got != want {
+			t.Errorf("%s reconciled %d times after the label change; want reconciled: %v", name, after[name]-before[name], want)
+		}
+	}
+
+	// A label no selector reads still changes nothing selectable, yet only VirtualServices
+	// with a selector are examined; none of them changes its verdict.
+	before = after
+	n = nodeByName(t, nodes[0])
+	n.Labels["unrelated"] = "x"
+	must(t, k8s.Update(ctx, n))
+	bar.pass(t)
+	if after = count(); !maps.Equal(after, before) {
+		t.Errorf("an unrelated label reconciled VirtualServices: %v -> %v", before, after)
+	}
+
+	// A new node: those that select it (all, and in-b: same group).
+	before = after
+	newNodes(t, "relabel-b", 1)
+	waitStatus(t, client.ObjectKeyFromObject(inB), expect{nodes: "0/2"})
+	bar.pass(t)
+	after = count()
+	for name, want := range map[string]bool{"all": true, "in-a": false, "in-b": true, "other": false} {
+		if got := after[name] > before[name]; got != want {
+			t.Errorf("%s reconciled %d times after a node was created; want reconciled: %v", name, after[name]-before[name], want)
+		}
 	}
 }
 

@@ -7,12 +7,17 @@ import (
 // RealServer is one static real server of a BackendPool.
 // +kubebuilder:validation:XValidation:rule="!has(self.upperThreshold) || !has(self.lowerThreshold) || self.upperThreshold == 0 || self.lowerThreshold <= self.upperThreshold",message="lowerThreshold must not exceed upperThreshold"
 type RealServer struct {
-	// Address of the real server: a canonical IP address.
+	// Address of the real server: a canonical unicast IP address a node can route (the same
+	// classes as a VirtualService's addresses are refused: a loopback server would be a
+	// different host on every node).
 	// +required
 	// +kubebuilder:validation:MaxLength=45
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be a valid IP address"
 	// +kubebuilder:validation:XValidation:rule="!isIP(self) || ip.isCanonical(self)",message="must be an IP address in canonical form"
 	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isUnspecified()",message="must not be the unspecified address"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isLoopback()",message="must not be a loopback address"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isLinkLocalUnicast()",message="must not be a link-local address"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || ip(self).isGlobalUnicast() || ip(self).isUnspecified() || ip(self).isLoopback() || ip(self).isLinkLocalUnicast()",message="must not be a multicast or broadcast address"
 	Address string `json:"address"`
 
 	// Port of the real server. The backendRef's port, else the VirtualService port, when unset.

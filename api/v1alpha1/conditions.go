@@ -53,4 +53,6 @@ const (
 	ReasonReconciled        = "Reconciled"
 	ReasonProgramming       = "Programming"
 	ReasonValidServers      = "ValidServers"
+	// ReasonInvalidBackend: a backend (a BackendPool server) has an address no node can use.
+	ReasonInvalidBackend = "InvalidBackend"
 )

@@ -115,6 +115,20 @@ const (
 	BackendKindBackendPool BackendKind = "BackendPool"
 )
 
+// EffectiveKind is the kind of object r names: Service when Kind is unset, Kind when it is
+// Service or BackendPool, and "" for any other value. The schema rejects other values, so ""
+// means the object bypassed validation: callers refuse the reference rather than guess (the
+// cluster controller and the agent, through pkg/desired, must never read a kind differently).
+func (r BackendRef) EffectiveKind() BackendKind {
+	switch r.Kind {
+	case "", BackendKindService:
+		return BackendKindService
+	case BackendKindBackendPool:
+		return BackendKindBackendPool
+	}
+	return ""
+}
+
 // VirtualServicePort is one port of the virtual service.
 type VirtualServicePort struct {
 	// Name is an optional label for the port, shown in status and logs.
@@ -249,7 +263,9 @@ type Drain struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.firewallMark) || self.backendRefs.all(r, (has(r.kind) && r.kind == 'BackendPool') || has(r.port))",message="backendRefs to Services must set port when firewallMark is used"
 type VirtualServiceSpec struct {
 	// Addresses are the virtual IPs: one or two canonical IP addresses, at most one per family
-	// (dual-stack). Exactly one of addresses and firewallMark is set.
+	// (dual-stack). Exactly one of addresses and firewallMark is set. Only unicast addresses a
+	// node can route: not unspecified, loopback (another host on every node), link-local (not
+	// routed, ambiguous without an interface), multicast or broadcast (no single host).
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
@@ -257,7 +273,10 @@ type VirtualServiceSpec struct {
 	// +kubebuilder:validation:items:MaxLength=45
 	// +kubebuilder:validation:items:XValidation:rule="isIP(self)",message="must be a valid IP address"
 	// +kubebuilder:validation:items:XValidation:rule="!isIP(self) || ip.isCanonical(self)",message="must be an IP address in canonical form"
-	// +kubebuilder:validation:items:XValidation:rule="!isIP(self) || !(ip(self).isUnspecified() || ip(self).isLoopback())",message="must not be an unspecified or loopback address"
+	// +kubebuilder:validation:items:XValidation:rule="!isIP(self) || !ip(self).isUnspecified()",message="must not be the unspecified address"
+	// +kubebuilder:validation:items:XValidation:rule="!isIP(self) || !ip(self).isLoopback()",message="must not be a loopback address"
+	// +kubebuilder:validation:items:XValidation:rule="!isIP(self) || !ip(self).isLinkLocalUnicast()",message="must not be a link-local address"
+	// +kubebuilder:validation:items:XValidation:rule="!isIP(self) || ip(self).isGlobalUnicast() || ip(self).isUnspecified() || ip(self).isLoopback() || ip(self).isLinkLocalUnicast()",message="must not be a multicast or broadcast address"
 	// +kubebuilder:validation:XValidation:rule="self.size() < 2 || !isIP(self[0]) || !isIP(self[1]) || ip(self[0]).family() != ip(self[1]).family()",message="must contain at most one address per IP family"
 	Addresses []string `json:"addresses,omitempty"`
 

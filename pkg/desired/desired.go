@@ -11,11 +11,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // Defaults applied in code (the schema has none on spec fields).
@@ -82,43 +82,34 @@ type Evaluation struct {
 	Effective v1alpha1.EffectiveSettings
 }
 
-// Model indexes a Cluster once; Evaluate and ForNode then answer from the index.
+// Model indexes a Cluster and evaluates every VirtualService once, in NewModel; Evaluate,
+// Selects and ForNode then answer from it. A Model is never modified after NewModel returns,
+// so it is safe for concurrent use.
 type Model struct {
-	vss       []*vsInfo // sorted by age (oldest first), then namespace/name
-	byKey     map[types.NamespacedName]*vsInfo
-	services  map[types.NamespacedName]*corev1.Service
-	slices    map[types.NamespacedName][]*discoveryv1.EndpointSlice // by namespace/service name
-	pools     map[types.NamespacedName]*v1alpha1.BackendPool
-	evaluated bool
+	vss      []*vsInfo // sorted by age (oldest first), then namespace/name
+	byKey    map[types.NamespacedName]*vsInfo
+	services map[types.NamespacedName]*corev1.Service
+	slices   map[types.NamespacedName][]*discoveryv1.EndpointSlice // by namespace/service name
+	pools    map[types.NamespacedName]*v1alpha1.BackendPool
 }
 
+// vsInfo is one VirtualService as the Model sees it. Its verdicts live in eval only.
 type vsInfo struct {
-	vs            *v1alpha1.VirtualService
-	key           types.NamespacedName
-	eval          Evaluation
-	valid         bool
-	addrs         []netip.Addr
-	selector      labels.Selector
-	keys          []string
-	ports         []portBackends // one per spec port; one entry for firewall-mark services
-	sched         string
-	flags         ServiceFlags
-	timeout       time.Duration
-	prefix4       int
-	prefix6       int
-	fwd           Forwarding
-	tunnelType    TunnelType
-	tunnelPort    uint16
-	tunnelFlags   TunnelFlags
-	local         bool
-	drainTimeout  time.Duration
-	conflictsWith *types.NamespacedName
+	vs    *v1alpha1.VirtualService
+	key   types.NamespacedName
+	eval  Evaluation
+	valid bool           // the spec parsed
+	cfg   vsConfig       // the parsed spec, when valid
+	keys  []string       // conflict keys
+	ports []portBackends // one per spec port; one entry for firewall-mark services
 }
+
+// accepted reports whether vi is valid and won every conflict.
+func (vi *vsInfo) accepted() bool { return vi.eval.Accepted.OK }
 
 type portBackends struct {
-	port     uint16
-	protocol Protocol
-	cands    []candidate
+	portKey
+	cands []candidate
 }
 
 type candidate struct {
@@ -134,7 +125,8 @@ type candidate struct {
 	lower       uint32
 }
 
-// NewModel indexes c. The objects in c must not change while the Model is in use.
+// NewModel indexes and evaluates c. The objects in c must not change while the Model is in
+// use.
 func NewModel(c *Cluster) *Model {
 	m := &Model{
 		byKey:    make(map[types.NamespacedName]*vsInfo, len(c.VirtualServices)),
@@ -148,14 +140,10 @@ func NewModel(c *Cluster) *Model {
 		}
 	}
 	for _, es := range c.EndpointSlices {
-		if es == nil {
+		if es == nil || es.Labels[discoveryv1.LabelServiceName] == "" {
 			continue
 		}
-		svc := es.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
-			continue
-		}
-		k := types.NamespacedName{Namespace: es.Namespace, Name: svc}
+		k := types.NamespacedName{Namespace: es.Namespace, Name: es.Labels[discoveryv1.LabelServiceName]}
 		m.slices[k] = append(m.slices[k], es)
 	}
 	for _, p := range c.BackendPools {
@@ -176,6 +164,7 @@ func NewModel(c *Cluster) *Model {
 		m.vss = append(m.vss, vi)
 	}
 	slices.SortFunc(m.vss, func(a, b *vsInfo) int { return olderFirst(a.vs, b.vs) })
+	m.evaluate()
 	return m
 }
 
@@ -191,45 +180,42 @@ func olderFirst(a, b *v1alpha1.VirtualService) int {
 	return cmp.Compare(a.Name, b.Name)
 }
 
+// evaluate parses every VirtualService, settles conflicts oldest first, and resolves the
+// backends of the accepted ones.
 func (m *Model) evaluate() {
-	if m.evaluated {
-		return
-	}
-	m.evaluated = true
 	claimed := make(map[string]*vsInfo)
 	for _, vi := range m.vss {
 		vi.parse()
 		if !vi.valid {
 			continue
 		}
-		var winner *vsInfo
-		for _, k := range vi.keys {
-			if w := claimed[k]; w != nil {
-				winner = w
-				break
-			}
-		}
-		if winner != nil {
-			vi.conflictsWith = &winner.key
+		if winner := firstClaimant(claimed, vi.keys); winner != nil {
+			vi.eval.ConflictsWith = &winner.key
 			vi.eval.Accepted = Verdict{Reason: v1alpha1.ReasonConflicted, Message: fmt.Sprintf(
 				"conflicts with the older VirtualService %s on %s", winner.key, sharedKey(vi.keys, winner.keys))}
-			vi.eval.ConflictsWith = &winner.key
 			continue
 		}
 		for _, k := range vi.keys {
 			claimed[k] = vi
 		}
+		vi.eval.Accepted = Verdict{OK: true, Reason: v1alpha1.ReasonAccepted, Message: "valid and conflict-free"}
 	}
 	for _, vi := range m.vss {
-		if vi.valid && vi.conflictsWith == nil {
-			vi.eval.Accepted = Verdict{OK: true, Reason: v1alpha1.ReasonAccepted, Message: "valid and conflict-free"}
-		}
 		if vi.valid {
 			m.resolve(vi)
 		} else {
 			vi.eval.ResolvedRefs = Verdict{Reason: v1alpha1.ReasonInvalid, Message: "not checked: the VirtualService is invalid"}
 		}
 	}
+}
+
+func firstClaimant(claimed map[string]*vsInfo, keys []string) *vsInfo {
+	for _, k := range keys {
+		if w := claimed[k]; w != nil {
+			return w
+		}
+	}
+	return nil
 }
 
 func sharedKey(a, b []string) string {
@@ -241,10 +227,32 @@ func sharedKey(a, b []string) string {
 	return "?"
 }
 
+// parse applies the defaults (the effective settings, shown even for an invalid spec) and
+// then validates the spec; an invalid one gets its reason in the Accepted verdict.
+func (vi *vsInfo) parse() {
+	vi.eval.Key = vi.key
+	vi.eval.Generation = vi.vs.Generation
+	vi.eval.Effective = effectiveSettings(&vi.vs.Spec)
+	cfg, err := parseSpec(&vi.vs.Spec, &vi.eval.Effective)
+	if err != nil {
+		vi.eval.Accepted = Verdict{Reason: v1alpha1.ReasonInvalid, Message: err.Error()}
+		return
+	}
+	vi.cfg, vi.valid = cfg, true
+	vi.keys = ConflictKeys(vi.vs)
+	if cfg.mark != 0 {
+		vi.ports = []portBackends{{}}
+		return
+	}
+	vi.ports = make([]portBackends, len(cfg.ports))
+	for i, p := range cfg.ports {
+		vi.ports[i].portKey = p
+	}
+}
+
 // Evaluate returns the verdict on the VirtualService key, and false if the Model has no such
 // VirtualService.
 func (m *Model) Evaluate(key types.NamespacedName) (Evaluation, bool) {
-	m.evaluate()
 	vi := m.byKey[key]
 	if vi == nil {
 		return Evaluation{}, false
@@ -254,7 +262,6 @@ func (m *Model) Evaluate(key types.NamespacedName) (Evaluation, bool) {
 
 // Evaluations returns the verdict on every VirtualService, oldest first.
 func (m *Model) Evaluations() []Evaluation {
-	m.evaluate()
 	out := make([]Evaluation, 0, len(m.vss))
 	for _, vi := range m.vss {
 		out = append(out, vi.eval)
@@ -265,18 +272,16 @@ func (m *Model) Evaluations() []Evaluation {
 // Selects reports whether the VirtualService key is accepted and its nodeSelector matches
 // node.
 func (m *Model) Selects(key types.NamespacedName, node Node) bool {
-	m.evaluate()
 	vi := m.byKey[key]
-	return vi != nil && vi.eval.Accepted.OK && vi.selector.Matches(labels.Set(node.Labels))
+	return vi != nil && vi.accepted() && vi.cfg.selector.Matches(labels.Set(node.Labels))
 }
 
 // ForNode computes the IPVS table node should have.
 func (m *Model) ForNode(node Node) *Table {
-	m.evaluate()
 	t := &Table{Node: node.Name}
 	nodeLabels := labels.Set(node.Labels)
 	for _, vi := range m.vss {
-		if !vi.eval.Accepted.OK || !vi.selector.Matches(nodeLabels) {
+		if !vi.accepted() || !vi.cfg.selector.Matches(nodeLabels) {
 			continue
 		}
 		n := len(t.Services)
@@ -293,7 +298,7 @@ func (m *Model) ForNode(node Node) *Table {
 // ForNode computes the IPVS table node should have from c.
 func ForNode(c *Cluster, node Node) *Table { return NewModel(c).ForNode(node) }
 
-func compareKeys(a, b ServiceKey) int {
+func compareKeys(a, b lvs.ServiceKey) int {
 	return cmp.Or(
 		cmp.Compare(a.FirewallMark, b.FirewallMark),
 		cmp.Compare(a.Family, b.Family),
@@ -311,221 +316,42 @@ func ConflictKeys(vs *v1alpha1.VirtualService) []string {
 	if vs.Spec.FirewallMark != nil {
 		return []string{"fwmark/" + strconv.FormatInt(*vs.Spec.FirewallMark, 10)}
 	}
+	var buf [64]byte // the canonical address, formatted once without an allocation of its own
 	for _, a := range vs.Spec.Addresses {
 		addr, err := netip.ParseAddr(a)
 		if err != nil {
 			continue
 		}
+		text := addr.AppendTo(buf[:0])
 		for _, p := range vs.Spec.Ports {
-			keys = append(keys, addr.String()+"/"+strconv.Itoa(int(p.Port))+"/"+string(p.Protocol))
+			keys = append(keys, string(text)+"/"+strconv.Itoa(int(p.Port))+"/"+string(p.Protocol))
 		}
 	}
 	return keys
 }
 
-func protocolOf(p v1alpha1.Protocol) (Protocol, bool) {
-	switch p {
-	case v1alpha1.ProtocolTCP:
-		return TCP, true
-	case v1alpha1.ProtocolUDP:
-		return UDP, true
-	case v1alpha1.ProtocolSCTP:
-		return SCTP, true
-	}
-	return 0, false
+// corev1Protocol is p as Kubernetes spells it (lvs.Protocol's names are Kubernetes' names).
+func corev1Protocol(p lvs.Protocol) corev1.Protocol { return corev1.Protocol(p.String()) }
+
+// refProblems collects what keeps backendRefs from resolving, and the reason of the first
+// (a missing object outranks a missing port).
+type refProblems struct {
+	reason   string
+	messages []string
 }
 
-func corev1Protocol(p Protocol) corev1.Protocol {
-	switch p {
-	case UDP:
-		return corev1.ProtocolUDP
-	case SCTP:
-		return corev1.ProtocolSCTP
+func (p *refProblems) add(reason, msg string) {
+	if p.reason == "" || p.reason == v1alpha1.ReasonPortNotFound {
+		p.reason = reason
 	}
-	return corev1.ProtocolTCP
-}
-
-// parse validates the spec (defence in depth behind the schema) and applies defaults.
-func (vi *vsInfo) parse() {
-	vs := vi.vs
-	spec := &vs.Spec
-	vi.eval.Key = vi.key
-	vi.eval.Generation = vs.Generation
-	invalid := func(format string, args ...any) {
-		vi.valid = false
-		vi.eval.Accepted = Verdict{Reason: v1alpha1.ReasonInvalid, Message: fmt.Sprintf(format, args...)}
+	if !slices.Contains(p.messages, msg) {
+		p.messages = append(p.messages, msg)
 	}
-	vi.valid = true
-
-	eff := v1alpha1.EffectiveSettings{
-		Scheduler:       cmp.Or(spec.Scheduler, DefaultScheduler),
-		Forwarding:      DefaultForwarding,
-		TrafficPolicy:   cmp.Or(spec.TrafficPolicy, DefaultTrafficPolicy),
-		SessionAffinity: v1alpha1.SessionAffinityNone,
-	}
-	vi.drainTimeout = DefaultDrainTimeout
-	if spec.Drain != nil && spec.Drain.TimeoutSeconds != nil {
-		vi.drainTimeout = time.Duration(max(*spec.Drain.TimeoutSeconds, 0)) * time.Second
-	}
-	eff.DrainTimeoutSeconds = int32(vi.drainTimeout / time.Second)
-	if spec.Forwarding != nil && spec.Forwarding.Method != "" {
-		eff.Forwarding = spec.Forwarding.Method
-	}
-	vi.prefix4, vi.prefix6 = 32, 128
-	if sa := spec.SessionAffinity; sa != nil && sa.Type == v1alpha1.SessionAffinityClientIP {
-		eff.SessionAffinity = v1alpha1.SessionAffinityClientIP
-		vi.flags |= FlagPersistent
-		vi.timeout = DefaultPersistenceTimeout
-		if c := sa.ClientIP; c != nil {
-			if c.TimeoutSeconds != nil && *c.TimeoutSeconds > 0 {
-				vi.timeout = time.Duration(*c.TimeoutSeconds) * time.Second
-			}
-			if c.IPv4PrefixLength != nil && *c.IPv4PrefixLength >= 1 && *c.IPv4PrefixLength <= 32 {
-				vi.prefix4 = int(*c.IPv4PrefixLength)
-			}
-			if c.IPv6PrefixLength != nil && *c.IPv6PrefixLength >= 1 && *c.IPv6PrefixLength <= 128 {
-				vi.prefix6 = int(*c.IPv6PrefixLength)
-			}
-		}
-		secs := int32(vi.timeout / time.Second)
-		eff.PersistenceTimeoutSeconds = &secs
-	}
-	vi.eval.Effective = eff
-
-	sched, ok := KernelScheduler[eff.Scheduler]
-	if !ok {
-		invalid("unknown scheduler %q", eff.Scheduler)
-		return
-	}
-	vi.sched = sched
-	for _, f := range spec.SchedulerFlags {
-		if eff.Scheduler != v1alpha1.SchedulerSourceHashing && eff.Scheduler != v1alpha1.SchedulerMaglev {
-			invalid("schedulerFlags require the SourceHashing or Maglev scheduler")
-			return
-		}
-		switch f {
-		case v1alpha1.SchedulerFlagFallback:
-			vi.flags |= FlagSched1
-		case v1alpha1.SchedulerFlagPort:
-			vi.flags |= FlagSched2
-		default:
-			invalid("unknown scheduler flag %q", f)
-			return
-		}
-	}
-	if spec.OnePacketScheduling {
-		vi.flags |= FlagOnePacket
-	}
-
-	switch eff.Forwarding {
-	case v1alpha1.ForwardingMasquerade:
-		vi.fwd = Masquerade
-	case v1alpha1.ForwardingDirectRouting:
-		vi.fwd = DirectRouting
-	case v1alpha1.ForwardingTunnel:
-		vi.fwd = Tunnel
-		t := spec.Forwarding.Tunnel
-		if t == nil {
-			invalid("tunnel is required when method is Tunnel")
-			return
-		}
-		switch t.Type {
-		case v1alpha1.TunnelIPIP:
-			vi.tunnelType = TunnelIPIP
-		case v1alpha1.TunnelGUE:
-			vi.tunnelType = TunnelGUE
-			if t.Port == nil || *t.Port < 1 || *t.Port > 65535 {
-				invalid("port is required for GUE tunnels")
-				return
-			}
-			vi.tunnelPort = uint16(*t.Port)
-		case v1alpha1.TunnelGRE:
-			vi.tunnelType = TunnelGRE
-		default:
-			invalid("unknown tunnel type %q", t.Type)
-			return
-		}
-		switch t.Checksum {
-		case v1alpha1.TunnelChecksumOn:
-			vi.tunnelFlags = TunnelFlagChecksum
-		case v1alpha1.TunnelChecksumRemote:
-			vi.tunnelFlags = TunnelFlagRemoteChecksum
-		}
-	default:
-		invalid("unknown forwarding method %q", eff.Forwarding)
-		return
-	}
-	vi.local = eff.TrafficPolicy == v1alpha1.TrafficPolicyLocal
-
-	hasAddrs, hasMark := len(spec.Addresses) > 0, spec.FirewallMark != nil
-	switch {
-	case hasAddrs == hasMark:
-		invalid("exactly one of addresses and firewallMark must be set")
-		return
-	case hasMark && (*spec.FirewallMark < 1 || *spec.FirewallMark > 1<<32-1):
-		invalid("firewallMark %d is out of range", *spec.FirewallMark)
-		return
-	case hasMark:
-		vi.ports = []portBackends{{}}
-	}
-	var fams [2]bool
-	for _, a := range spec.Addresses {
-		addr, err := netip.ParseAddr(a)
-		if err != nil || addr.Zone() != "" || addr.Is4In6() || addr.String() != a {
-			invalid("address %q is not a canonical IP address", a)
-			return
-		}
-		f := 0
-		if addr.Is6() {
-			f = 1
-		}
-		if fams[f] {
-			invalid("addresses must contain at most one address per IP family")
-			return
-		}
-		fams[f] = true
-		vi.addrs = append(vi.addrs, addr)
-	}
-	if hasAddrs && len(spec.Ports) == 0 {
-		invalid("ports are required with addresses")
-		return
-	}
-	type pp struct {
-		port     uint16
-		protocol Protocol
-	}
-	seen := make(map[pp]bool, len(spec.Ports))
-	for _, p := range spec.Ports {
-		proto, ok := protocolOf(p.Protocol)
-		if !ok || p.Port < 1 || p.Port > 65535 {
-			invalid("port %d/%s is invalid", p.Port, p.Protocol)
-			return
-		}
-		k := pp{uint16(p.Port), proto}
-		if seen[k] {
-			invalid("port %d/%s is repeated", p.Port, p.Protocol)
-			return
-		}
-		seen[k] = true
-		vi.ports = append(vi.ports, portBackends{port: k.port, protocol: k.protocol})
-	}
-	if spec.NodeSelector == nil {
-		vi.selector = labels.Everything()
-	} else {
-		sel, err := metav1.LabelSelectorAsSelector(spec.NodeSelector)
-		if err != nil {
-			invalid("nodeSelector is invalid: %v", err)
-			return
-		}
-		vi.selector = sel
-	}
-	vi.keys = ConflictKeys(vs)
 }
 
 // resolve fills the candidates of each port and the ResolvedRefs verdict and backend counts.
 func (m *Model) resolve(vi *vsInfo) {
-	var problems []string
-	reason := v1alpha1.ReasonResolvedRefs
+	var problems refProblems
 	for i := range vi.ports {
 		pb := &vi.ports[i]
 		for _, ref := range vi.vs.Spec.BackendRefs {
@@ -534,61 +360,58 @@ func (m *Model) resolve(vi *vsInfo) {
 				refWeight = uint32(max(*ref.Weight, 0))
 			}
 			key := types.NamespacedName{Namespace: vi.key.Namespace, Name: ref.Name}
-			switch cmp.Or(ref.Kind, v1alpha1.BackendKindService) {
-			case v1alpha1.BackendKindService:
-				svc := m.services[key]
-				if svc == nil {
-					problems = appendOnce(problems, fmt.Sprintf("Service %s not found", ref.Name))
-					reason = v1alpha1.ReasonBackendNotFound
-					continue
-				}
-				svcPort := int32(pb.port)
-				if ref.Port != nil {
-					svcPort = *ref.Port
-				}
-				sp := findServicePort(svc, svcPort, pb.protocol)
-				if sp == nil {
-					what := strconv.Itoa(int(svcPort))
-					if pb.protocol != 0 {
-						what += "/" + pb.protocol.String()
-					}
-					problems = appendOnce(problems, fmt.Sprintf("Service %s has no port %s", ref.Name, what))
-					if reason == v1alpha1.ReasonResolvedRefs {
-						reason = v1alpha1.ReasonPortNotFound
-					}
-					continue
-				}
-				pb.cands = m.appendEndpoints(pb.cands, key, sp, refWeight)
-			case v1alpha1.BackendKindBackendPool:
-				pool := m.pools[key]
-				if pool == nil {
-					problems = appendOnce(problems, fmt.Sprintf("BackendPool %s not found", ref.Name))
-					reason = v1alpha1.ReasonBackendNotFound
-					continue
-				}
-				pb.cands = appendPool(pb.cands, pool, ref, pb.port, refWeight)
-			default:
-				problems = appendOnce(problems, fmt.Sprintf("unknown backend kind %q", ref.Kind))
-				reason = v1alpha1.ReasonBackendNotFound
+			// parse refused every other kind.
+			if ref.EffectiveKind() == v1alpha1.BackendKindBackendPool {
+				m.resolvePool(pb, key, ref, refWeight, &problems)
+			} else {
+				m.resolveService(pb, key, ref, refWeight, &problems)
 			}
 		}
 	}
-	if len(problems) == 0 {
+	if len(problems.messages) == 0 {
 		vi.eval.ResolvedRefs = Verdict{OK: true, Reason: v1alpha1.ReasonResolvedRefs, Message: "all backendRefs resolved"}
 	} else {
-		vi.eval.ResolvedRefs = Verdict{Reason: reason, Message: strings.Join(problems, "; ")}
+		vi.eval.ResolvedRefs = Verdict{Reason: problems.reason, Message: strings.Join(problems.messages, "; ")}
 	}
 	vi.eval.Backends = vi.count()
 }
 
-func appendOnce(list []string, s string) []string {
-	if slices.Contains(list, s) {
-		return list
+func (m *Model) resolveService(pb *portBackends, key types.NamespacedName, ref v1alpha1.BackendRef, weight uint32, problems *refProblems) {
+	svc := m.services[key]
+	if svc == nil {
+		problems.add(v1alpha1.ReasonBackendNotFound, fmt.Sprintf("Service %s not found", ref.Name))
+		return
 	}
-	return append(list, s)
+	svcPort := int32(pb.port)
+	if ref.Port != nil {
+		svcPort = *ref.Port
+	}
+	sp := findServicePort(svc, svcPort, pb.protocol)
+	if sp == nil {
+		what := strconv.Itoa(int(svcPort))
+		if pb.protocol != 0 {
+			what += "/" + pb.protocol.String()
+		}
+		problems.add(v1alpha1.ReasonPortNotFound, fmt.Sprintf("Service %s has no port %s", ref.Name, what))
+		return
+	}
+	pb.cands = m.appendEndpoints(pb.cands, key, sp, weight)
 }
 
-func findServicePort(svc *corev1.Service, port int32, proto Protocol) *corev1.ServicePort {
+func (m *Model) resolvePool(pb *portBackends, key types.NamespacedName, ref v1alpha1.BackendRef, weight uint32, problems *refProblems) {
+	pool := m.pools[key]
+	if pool == nil {
+		problems.add(v1alpha1.ReasonBackendNotFound, fmt.Sprintf("BackendPool %s not found", ref.Name))
+		return
+	}
+	var bad []string
+	pb.cands, bad = appendPool(pb.cands, pool, ref, pb.port, weight)
+	for _, msg := range bad {
+		problems.add(v1alpha1.ReasonInvalidBackend, fmt.Sprintf("BackendPool %s: %s", ref.Name, msg))
+	}
+}
+
+func findServicePort(svc *corev1.Service, port int32, proto lvs.Protocol) *corev1.ServicePort {
 	for i := range svc.Spec.Ports {
 		sp := &svc.Spec.Ports[i]
 		if sp.Port != port {
@@ -602,59 +425,76 @@ func findServicePort(svc *corev1.Service, port int32, proto Protocol) *corev1.Se
 }
 
 func (m *Model) appendEndpoints(cands []candidate, svc types.NamespacedName, sp *corev1.ServicePort, weight uint32) []candidate {
-	proto := cmp.Or(sp.Protocol, corev1.ProtocolTCP)
 	for _, es := range m.slices[svc] {
 		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
 		}
-		port := -1
-		for _, p := range es.Ports {
-			name := ""
-			if p.Name != nil {
-				name = *p.Name
-			}
-			pp := corev1.ProtocolTCP
-			if p.Protocol != nil {
-				pp = *p.Protocol
-			}
-			if name == sp.Name && pp == proto && p.Port != nil && *p.Port >= 1 && *p.Port <= 65535 {
-				port = int(*p.Port)
-				break
-			}
-		}
-		if port < 0 {
+		port, ok := targetPort(es, sp)
+		if !ok {
 			continue
 		}
-		for _, ep := range es.Endpoints {
-			if len(ep.Addresses) == 0 {
-				continue
+		for i := range es.Endpoints {
+			if c, ok := endpointCandidate(&es.Endpoints[i], port, weight); ok {
+				cands = append(cands, c)
 			}
-			addr, err := netip.ParseAddr(ep.Addresses[0])
-			if err != nil || addr.Zone() != "" {
-				continue
-			}
-			addr = addr.Unmap()
-			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
-			serving := ready
-			if ep.Conditions.Serving != nil {
-				serving = *ep.Conditions.Serving
-			}
-			terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
-			c := candidate{addr: addr, port: uint16(port), weight: weight, ready: ready && !terminating,
-				serving: serving, terminating: terminating}
-			if ep.NodeName != nil {
-				c.node = *ep.NodeName
-			}
-			cands = append(cands, c)
 		}
 	}
 	return cands
 }
 
-func appendPool(cands []candidate, pool *v1alpha1.BackendPool, ref v1alpha1.BackendRef, vsPort uint16, refWeight uint32) []candidate {
+// targetPort is the port of es that backs the Service port sp (same name and protocol).
+func targetPort(es *discoveryv1.EndpointSlice, sp *corev1.ServicePort) (uint16, bool) {
+	proto := cmp.Or(sp.Protocol, corev1.ProtocolTCP)
+	for _, p := range es.Ports {
+		name := ""
+		if p.Name != nil {
+			name = *p.Name
+		}
+		pp := corev1.ProtocolTCP
+		if p.Protocol != nil {
+			pp = *p.Protocol
+		}
+		if name == sp.Name && pp == proto && p.Port != nil && *p.Port >= 1 && *p.Port <= 65535 {
+			return uint16(*p.Port), true
+		}
+	}
+	return 0, false
+}
+
+func endpointCandidate(ep *discoveryv1.Endpoint, port uint16, weight uint32) (candidate, bool) {
+	if len(ep.Addresses) == 0 {
+		return candidate{}, false
+	}
+	addr, err := netip.ParseAddr(ep.Addresses[0])
+	if err != nil || addr.Zone() != "" {
+		return candidate{}, false
+	}
+	ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+	serving := ready
+	if ep.Conditions.Serving != nil {
+		serving = *ep.Conditions.Serving
+	}
+	terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
+	c := candidate{addr: addr.Unmap(), port: port, weight: weight, ready: ready && !terminating,
+		serving: serving, terminating: terminating}
+	if ep.NodeName != nil {
+		c.node = *ep.NodeName
+	}
+	return c, true
+}
+
+// appendPool appends the usable servers of pool, and says why the others are left out (the
+// schema refuses them; a pool that bypassed it must not program them).
+func appendPool(cands []candidate, pool *v1alpha1.BackendPool, ref v1alpha1.BackendRef, vsPort uint16, refWeight uint32) ([]candidate, []string) {
+	var bad []string
 	for _, s := range pool.Spec.Servers {
 		addr, err := netip.ParseAddr(s.Address)
 		if err != nil || addr.Zone() != "" {
+			bad = append(bad, fmt.Sprintf("server %q is not an IP address", s.Address))
+			continue
+		}
+		if err := checkUsable(addr.Unmap()); err != nil {
+			bad = append(bad, fmt.Sprintf("server %s %v", s.Address, err))
 			continue
 		}
 		port := int32(vsPort)
@@ -665,24 +505,28 @@ func appendPool(cands []candidate, pool *v1alpha1.BackendPool, ref v1alpha1.Back
 			port = *ref.Port
 		}
 		if port < 0 || port > 65535 {
+			bad = append(bad, fmt.Sprintf("server %s: port %d is out of range", s.Address, port))
 			continue
 		}
-		w := uint32(DefaultWeight)
-		if s.Weight != nil {
-			w = uint32(max(*s.Weight, 0))
-		}
-		enabled := s.Enabled == nil || *s.Enabled
-		c := candidate{addr: addr.Unmap(), port: uint16(port), weight: w * refWeight,
-			ready: enabled, serving: enabled, disabled: !enabled}
-		if s.UpperThreshold != nil {
-			c.upper = uint32(max(*s.UpperThreshold, 0))
-		}
-		if s.LowerThreshold != nil {
-			c.lower = uint32(max(*s.LowerThreshold, 0))
-		}
-		cands = append(cands, c)
+		cands = append(cands, poolCandidate(&s, addr.Unmap(), uint16(port), refWeight))
 	}
-	return cands
+	return cands, bad
+}
+
+func poolCandidate(s *v1alpha1.RealServer, addr netip.Addr, port uint16, refWeight uint32) candidate {
+	w := uint32(DefaultWeight)
+	if s.Weight != nil {
+		w = uint32(max(*s.Weight, 0))
+	}
+	enabled := s.Enabled == nil || *s.Enabled
+	c := candidate{addr: addr, port: port, weight: w * refWeight, ready: enabled, serving: enabled, disabled: !enabled}
+	if s.UpperThreshold != nil {
+		c.upper = uint32(max(*s.UpperThreshold, 0))
+	}
+	if s.LowerThreshold != nil {
+		c.lower = uint32(max(*s.LowerThreshold, 0))
+	}
+	return c
 }
 
 // count counts distinct addresses over every port: a real server counts as ready if it is
@@ -716,41 +560,39 @@ func (vi *vsInfo) count() v1alpha1.BackendCounts {
 }
 
 func (vi *vsInfo) appendServices(out []Service, node string) []Service {
+	cfg := &vi.cfg
 	base := Service{
+		Service: lvs.Service{
+			Scheduler:      cfg.sched.name,
+			Flags:          cfg.sched.flags,
+			TimeoutSeconds: cfg.affinity.timeoutSeconds,
+		},
 		Owner:      vi.key,
 		Generation: vi.vs.Generation,
-		Scheduler:  vi.sched,
-		Flags:      vi.flags,
-		Timeout:    vi.timeout,
 	}
-	if vi.vs.Spec.FirewallMark != nil {
-		mark := uint32(*vi.vs.Spec.FirewallMark)
+	if cfg.affinity.persistent {
+		base.Flags |= lvs.FlagPersistent
+	} else {
+		base.TimeoutSeconds = 0
+	}
+	if cfg.mark != 0 {
 		pb := &vi.ports[0]
-		fams := []Family{}
-		for _, f := range []Family{IPv4, IPv6} {
-			if slices.ContainsFunc(pb.cands, func(c candidate) bool { return FamilyOf(c.addr) == f }) {
-				fams = append(fams, f)
-			}
-		}
-		if len(fams) == 0 {
-			fams = append(fams, IPv4)
-		}
-		for _, f := range fams {
+		for _, f := range markFamilies(pb.cands) {
 			s := base
-			s.ServiceKey = ServiceKey{Family: f, FirewallMark: mark}
-			s.PersistencePrefixLength = vi.prefixFor(f)
+			s.ServiceKey = lvs.ServiceKey{Family: f, FirewallMark: cfg.mark}
+			s.PersistencePrefixLength = cfg.affinity.prefixFor(f)
 			s.Destinations = vi.destinations(pb, f, 0, node)
 			out = append(out, s)
 		}
 		return out
 	}
-	for _, addr := range vi.addrs {
-		f := FamilyOf(addr)
+	for _, addr := range cfg.addrs {
+		f := lvs.FamilyOf(addr)
 		for i := range vi.ports {
 			pb := &vi.ports[i]
 			s := base
-			s.ServiceKey = ServiceKey{Family: f, Protocol: pb.protocol, Address: addr, Port: pb.port}
-			s.PersistencePrefixLength = vi.prefixFor(f)
+			s.ServiceKey = lvs.ServiceKey{Family: f, Protocol: pb.protocol, Address: addr, Port: pb.port}
+			s.PersistencePrefixLength = cfg.affinity.prefixFor(f)
 			s.Destinations = vi.destinations(pb, f, pb.port, node)
 			out = append(out, s)
 		}
@@ -758,24 +600,29 @@ func (vi *vsInfo) appendServices(out []Service, node string) []Service {
 	return out
 }
 
-func (vi *vsInfo) prefixFor(f Family) int {
-	if vi.flags&FlagPersistent == 0 {
-		return 0
+// markFamilies are the families of a firewall-mark VirtualService's IPVS services: each family
+// its backends have (a firewall-mark service is per family), IPv4 when it has none.
+func markFamilies(cands []candidate) []lvs.Family {
+	var fams []lvs.Family
+	for _, f := range []lvs.Family{lvs.IPv4, lvs.IPv6} {
+		if slices.ContainsFunc(cands, func(c candidate) bool { return lvs.FamilyOf(c.addr) == f }) {
+			fams = append(fams, f)
+		}
 	}
-	if f == IPv4 {
-		return vi.prefix4
+	if len(fams) == 0 {
+		fams = append(fams, lvs.IPv4)
 	}
-	return vi.prefix6
+	return fams
 }
 
 // destinations applies the per-service rules (family, traffic policy, ready/fallback/drain,
 // dedupe) to the candidates of one port.
-func (vi *vsInfo) destinations(pb *portBackends, f Family, svcPort uint16, node string) []Destination {
+func (vi *vsInfo) destinations(pb *portBackends, f lvs.Family, svcPort uint16, node string) []Destination {
 	eligible := func(c *candidate) bool {
-		if vi.fwd != Tunnel && FamilyOf(c.addr) != f {
+		if vi.cfg.fwd.method != lvs.Tunnel && lvs.FamilyOf(c.addr) != f {
 			return false
 		}
-		return !vi.local || c.node == node
+		return !vi.cfg.local || c.node == node
 	}
 	anyReady := false
 	for i := range pb.cands {
@@ -784,12 +631,10 @@ func (vi *vsInfo) destinations(pb *portBackends, f Family, svcPort uint16, node 
 			break
 		}
 	}
-	type dkey struct {
-		addr netip.Addr
-		port uint16
-	}
-	byKey := make(map[dkey]int, len(pb.cands))
-	var out []Destination
+	byKey := make(map[lvs.DestinationKey]int, len(pb.cands))
+	// Sized for every candidate: one allocation instead of a growth per doubling (most
+	// candidates become destinations).
+	out := make([]Destination, 0, len(pb.cands))
 	for i := range pb.cands {
 		c := &pb.cands[i]
 		if !eligible(c) {
@@ -809,26 +654,26 @@ func (vi *vsInfo) destinations(pb *portBackends, f Family, svcPort uint16, node 
 			continue // not ready and not terminating: not a destination
 		}
 		port := c.port
-		if vi.fwd != Masquerade {
+		if vi.cfg.fwd.method != lvs.Masquerade {
 			port = svcPort
 		}
-		d := Destination{
+		d := Destination{Destination: lvs.Destination{
 			Address:        c.addr,
 			Port:           port,
-			Forwarding:     vi.fwd,
+			Forwarding:     vi.cfg.fwd.method,
 			UpperThreshold: c.upper,
 			LowerThreshold: c.lower,
-		}
-		if vi.fwd == Tunnel {
-			d.TunnelType, d.TunnelPort, d.TunnelFlags = vi.tunnelType, vi.tunnelPort, vi.tunnelFlags
+		}}
+		if vi.cfg.fwd.method == lvs.Tunnel {
+			d.TunnelType, d.TunnelPort, d.TunnelFlags = vi.cfg.fwd.tunnelType, vi.cfg.fwd.tunnelPort, vi.cfg.fwd.tunnelFlags
 		}
 		if active {
 			d.Weight = c.weight
 		} else {
 			d.Draining = true
-			d.DrainTimeout = vi.drainTimeout
+			d.DrainTimeout = vi.cfg.drain
 		}
-		k := dkey{d.Address, d.Port}
+		k := lvs.DestinationKey{Address: d.Address, Port: d.Port}
 		if j, dup := byKey[k]; dup {
 			old := &out[j]
 			if old.Draining && !d.Draining || old.Draining == d.Draining && d.Weight > old.Weight {
@@ -838,6 +683,9 @@ func (vi *vsInfo) destinations(pb *portBackends, f Family, svcPort uint16, node 
 		}
 		byKey[k] = len(out)
 		out = append(out, d)
+	}
+	if len(out) == 0 {
+		return nil // no destinations reads as nil, whatever the candidates were
 	}
 	slices.SortFunc(out, func(a, b Destination) int {
 		return cmp.Or(a.Address.Compare(b.Address), cmp.Compare(a.Port, b.Port))
