@@ -45,11 +45,7 @@ func refNames(o client.Object, kind v1alpha1.BackendKind) []string {
 	}
 	var out []string
 	for _, r := range vs.Spec.BackendRefs {
-		k := r.Kind
-		if k == "" {
-			k = v1alpha1.BackendKindService
-		}
-		if k == kind {
+		if r.EffectiveKind() == kind {
 			out = append(out, r.Name)
 		}
 	}

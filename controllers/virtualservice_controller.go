@@ -196,7 +196,7 @@ func (r *VirtualServiceReconciler) gather(ctx context.Context, vs *v1alpha1.Virt
 	}
 	for _, ref := range vs.Spec.BackendRefs {
 		key := types.NamespacedName{Namespace: vs.Namespace, Name: ref.Name}
-		switch ref.Kind {
+		switch ref.EffectiveKind() {
 		case v1alpha1.BackendKindBackendPool:
 			var p v1alpha1.BackendPool
 			if err := r.Client.Get(ctx, key, &p); err != nil {
@@ -206,7 +206,7 @@ func (r *VirtualServiceReconciler) gather(ctx context.Context, vs *v1alpha1.Virt
 				return nil, fmt.Errorf("getting BackendPool %s: %w", key, err)
 			}
 			c.BackendPools = append(c.BackendPools, &p)
-		default:
+		case v1alpha1.BackendKindService:
 			var s corev1.Service
 			if err := r.Client.Get(ctx, key, &s); err != nil {
 				if apierrors.IsNotFound(err) {

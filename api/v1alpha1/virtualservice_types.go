@@ -115,6 +115,20 @@ const (
 	BackendKindBackendPool BackendKind = "BackendPool"
 )
 
+// EffectiveKind is the kind of object r names: Service when Kind is unset, Kind when it is
+// Service or BackendPool, and "" for any other value. The schema rejects other values, so ""
+// means the object bypassed validation: callers refuse the reference rather than guess (the
+// cluster controller and the agent, through pkg/desired, must never read a kind differently).
+func (r BackendRef) EffectiveKind() BackendKind {
+	switch r.Kind {
+	case "", BackendKindService:
+		return BackendKindService
+	case BackendKindBackendPool:
+		return BackendKindBackendPool
+	}
+	return ""
+}
+
 // VirtualServicePort is one port of the virtual service.
 type VirtualServicePort struct {
 	// Name is an optional label for the port, shown in status and logs.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // Defaults applied in code (the schema has none on spec fields).
@@ -102,14 +103,14 @@ type vsInfo struct {
 	keys          []string
 	ports         []portBackends // one per spec port; one entry for firewall-mark services
 	sched         string
-	flags         ServiceFlags
+	flags         lvs.ServiceFlags
 	timeout       time.Duration
 	prefix4       int
 	prefix6       int
-	fwd           Forwarding
-	tunnelType    TunnelType
+	fwd           lvs.Forwarding
+	tunnelType    lvs.TunnelType
 	tunnelPort    uint16
-	tunnelFlags   TunnelFlags
+	tunnelFlags   lvs.TunnelFlags
 	local         bool
 	drainTimeout  time.Duration
 	conflictsWith *types.NamespacedName
@@ -117,7 +118,7 @@ type vsInfo struct {
 
 type portBackends struct {
 	port     uint16
-	protocol Protocol
+	protocol lvs.Protocol
 	cands    []candidate
 }
 
@@ -293,7 +294,7 @@ func (m *Model) ForNode(node Node) *Table {
 // ForNode computes the IPVS table node should have from c.
 func ForNode(c *Cluster, node Node) *Table { return NewModel(c).ForNode(node) }
 
-func compareKeys(a, b ServiceKey) int {
+func compareKeys(a, b lvs.ServiceKey) int {
 	return cmp.Or(
 		cmp.Compare(a.FirewallMark, b.FirewallMark),
 		cmp.Compare(a.Family, b.Family),
@@ -323,27 +324,20 @@ func ConflictKeys(vs *v1alpha1.VirtualService) []string {
 	return keys
 }
 
-func protocolOf(p v1alpha1.Protocol) (Protocol, bool) {
+func protocolOf(p v1alpha1.Protocol) (lvs.Protocol, bool) {
 	switch p {
 	case v1alpha1.ProtocolTCP:
-		return TCP, true
+		return lvs.TCP, true
 	case v1alpha1.ProtocolUDP:
-		return UDP, true
+		return lvs.UDP, true
 	case v1alpha1.ProtocolSCTP:
-		return SCTP, true
+		return lvs.SCTP, true
 	}
 	return 0, false
 }
 
-func corev1Protocol(p Protocol) corev1.Protocol {
-	switch p {
-	case UDP:
-		return corev1.ProtocolUDP
-	case SCTP:
-		return corev1.ProtocolSCTP
-	}
-	return corev1.ProtocolTCP
-}
+// corev1Protocol is p as Kubernetes spells it (lvs.Protocol's names are Kubernetes' names).
+func corev1Protocol(p lvs.Protocol) corev1.Protocol { return corev1.Protocol(p.String()) }
 
 // parse validates the spec (defence in depth behind the schema) and applies defaults.
 func (vi *vsInfo) parse() {
@@ -374,7 +368,7 @@ func (vi *vsInfo) parse() {
 	vi.prefix4, vi.prefix6 = 32, 128
 	if sa := spec.SessionAffinity; sa != nil && sa.Type == v1alpha1.SessionAffinityClientIP {
 		eff.SessionAffinity = v1alpha1.SessionAffinityClientIP
-		vi.flags |= FlagPersistent
+		vi.flags |= lvs.FlagPersistent
 		vi.timeout = DefaultPersistenceTimeout
 		if c := sa.ClientIP; c != nil {
 			if c.TimeoutSeconds != nil && *c.TimeoutSeconds > 0 {
@@ -405,25 +399,25 @@ func (vi *vsInfo) parse() {
 		}
 		switch f {
 		case v1alpha1.SchedulerFlagFallback:
-			vi.flags |= FlagSched1
+			vi.flags |= lvs.FlagSched1
 		case v1alpha1.SchedulerFlagPort:
-			vi.flags |= FlagSched2
+			vi.flags |= lvs.FlagSched2
 		default:
 			invalid("unknown scheduler flag %q", f)
 			return
 		}
 	}
 	if spec.OnePacketScheduling {
-		vi.flags |= FlagOnePacket
+		vi.flags |= lvs.FlagOnePacket
 	}
 
 	switch eff.Forwarding {
 	case v1alpha1.ForwardingMasquerade:
-		vi.fwd = Masquerade
+		vi.fwd = lvs.Masquerade
 	case v1alpha1.ForwardingDirectRouting:
-		vi.fwd = DirectRouting
+		vi.fwd = lvs.DirectRouting
 	case v1alpha1.ForwardingTunnel:
-		vi.fwd = Tunnel
+		vi.fwd = lvs.Tunnel
 		t := spec.Forwarding.Tunnel
 		if t == nil {
 			invalid("tunnel is required when method is Tunnel")
@@ -431,25 +425,25 @@ func (vi *vsInfo) parse() {
 		}
 		switch t.Type {
 		case v1alpha1.TunnelIPIP:
-			vi.tunnelType = TunnelIPIP
+			vi.tunnelType = lvs.TunnelIPIP
 		case v1alpha1.TunnelGUE:
-			vi.tunnelType = TunnelGUE
+			vi.tunnelType = lvs.TunnelGUE
 			if t.Port == nil || *t.Port < 1 || *t.Port > 65535 {
 				invalid("port is required for GUE tunnels")
 				return
 			}
 			vi.tunnelPort = uint16(*t.Port)
 		case v1alpha1.TunnelGRE:
-			vi.tunnelType = TunnelGRE
+			vi.tunnelType = lvs.TunnelGRE
 		default:
 			invalid("unknown tunnel type %q", t.Type)
 			return
 		}
 		switch t.Checksum {
 		case v1alpha1.TunnelChecksumOn:
-			vi.tunnelFlags = TunnelFlagChecksum
+			vi.tunnelFlags = lvs.TunnelChecksum
 		case v1alpha1.TunnelChecksumRemote:
-			vi.tunnelFlags = TunnelFlagRemoteChecksum
+			vi.tunnelFlags = lvs.TunnelRemoteChecksum
 		}
 	default:
 		invalid("unknown forwarding method %q", eff.Forwarding)
@@ -492,7 +486,7 @@ func (vi *vsInfo) parse() {
 	}
 	type pp struct {
 		port     uint16
-		protocol Protocol
+		protocol lvs.Protocol
 	}
 	seen := make(map[pp]bool, len(spec.Ports))
 	for _, p := range spec.Ports {
@@ -508,6 +502,12 @@ func (vi *vsInfo) parse() {
 		}
 		seen[k] = true
 		vi.ports = append(vi.ports, portBackends{port: k.port, protocol: k.protocol})
+	}
+	for i, ref := range spec.BackendRefs {
+		if ref.EffectiveKind() == "" {
+			invalid("backendRefs[%d]: unknown kind %q (want Service or BackendPool)", i, ref.Kind)
+			return
+		}
 	}
 	if spec.NodeSelector == nil {
 		vi.selector = labels.Everything()
@@ -534,7 +534,7 @@ func (m *Model) resolve(vi *vsInfo) {
 				refWeight = uint32(max(*ref.Weight, 0))
 			}
 			key := types.NamespacedName{Namespace: vi.key.Namespace, Name: ref.Name}
-			switch cmp.Or(ref.Kind, v1alpha1.BackendKindService) {
+			switch ref.EffectiveKind() {
 			case v1alpha1.BackendKindService:
 				svc := m.services[key]
 				if svc == nil {
@@ -567,10 +567,8 @@ func (m *Model) resolve(vi *vsInfo) {
 					continue
 				}
 				pb.cands = appendPool(pb.cands, pool, ref, pb.port, refWeight)
-			default:
-				problems = appendOnce(problems, fmt.Sprintf("unknown backend kind %q", ref.Kind))
-				reason = v1alpha1.ReasonBackendNotFound
 			}
+			// Any other kind made the VirtualService invalid: resolve never sees one.
 		}
 	}
 	if len(problems) == 0 {
@@ -588,7 +586,7 @@ func appendOnce(list []string, s string) []string {
 	return append(list, s)
 }
 
-func findServicePort(svc *corev1.Service, port int32, proto Protocol) *corev1.ServicePort {
+func findServicePort(svc *corev1.Service, port int32, proto lvs.Protocol) *corev1.ServicePort {
 	for i := range svc.Spec.Ports {
 		sp := &svc.Spec.Ports[i]
 		if sp.Port != port {
@@ -717,27 +715,29 @@ func (vi *vsInfo) count() v1alpha1.BackendCounts {
 
 func (vi *vsInfo) appendServices(out []Service, node string) []Service {
 	base := Service{
+		Service: lvs.Service{
+			Scheduler:      vi.sched,
+			Flags:          vi.flags,
+			TimeoutSeconds: uint32(vi.timeout / time.Second),
+		},
 		Owner:      vi.key,
 		Generation: vi.vs.Generation,
-		Scheduler:  vi.sched,
-		Flags:      vi.flags,
-		Timeout:    vi.timeout,
 	}
 	if vi.vs.Spec.FirewallMark != nil {
 		mark := uint32(*vi.vs.Spec.FirewallMark)
 		pb := &vi.ports[0]
-		fams := []Family{}
-		for _, f := range []Family{IPv4, IPv6} {
-			if slices.ContainsFunc(pb.cands, func(c candidate) bool { return FamilyOf(c.addr) == f }) {
+		fams := []lvs.Family{}
+		for _, f := range []lvs.Family{lvs.IPv4, lvs.IPv6} {
+			if slices.ContainsFunc(pb.cands, func(c candidate) bool { return lvs.FamilyOf(c.addr) == f }) {
 				fams = append(fams, f)
 			}
 		}
 		if len(fams) == 0 {
-			fams = append(fams, IPv4)
+			fams = append(fams, lvs.IPv4)
 		}
 		for _, f := range fams {
 			s := base
-			s.ServiceKey = ServiceKey{Family: f, FirewallMark: mark}
+			s.ServiceKey = lvs.ServiceKey{Family: f, FirewallMark: mark}
 			s.PersistencePrefixLength = vi.prefixFor(f)
 			s.Destinations = vi.destinations(pb, f, 0, node)
 			out = append(out, s)
@@ -745,11 +745,11 @@ func (vi *vsInfo) appendServices(out []Service, node string) []Service {
 		return out
 	}
 	for _, addr := range vi.addrs {
-		f := FamilyOf(addr)
+		f := lvs.FamilyOf(addr)
 		for i := range vi.ports {
 			pb := &vi.ports[i]
 			s := base
-			s.ServiceKey = ServiceKey{Family: f, Protocol: pb.protocol, Address: addr, Port: pb.port}
+			s.ServiceKey = lvs.ServiceKey{Family: f, Protocol: pb.protocol, Address: addr, Port: pb.port}
 			s.PersistencePrefixLength = vi.prefixFor(f)
 			s.Destinations = vi.destinations(pb, f, pb.port, node)
 			out = append(out, s)
@@ -758,21 +758,21 @@ func (vi *vsInfo) appendServices(out []Service, node string) []Service {
 	return out
 }
 
-func (vi *vsInfo) prefixFor(f Family) int {
-	if vi.flags&FlagPersistent == 0 {
+func (vi *vsInfo) prefixFor(f lvs.Family) uint8 {
+	if vi.flags&lvs.FlagPersistent == 0 {
 		return 0
 	}
-	if f == IPv4 {
-		return vi.prefix4
+	if f == lvs.IPv4 {
+		return uint8(vi.prefix4)
 	}
-	return vi.prefix6
+	return uint8(vi.prefix6)
 }
 
 // destinations applies the per-service rules (family, traffic policy, ready/fallback/drain,
 // dedupe) to the candidates of one port.
-func (vi *vsInfo) destinations(pb *portBackends, f Family, svcPort uint16, node string) []Destination {
+func (vi *vsInfo) destinations(pb *portBackends, f lvs.Family, svcPort uint16, node string) []Destination {
 	eligible := func(c *candidate) bool {
-		if vi.fwd != Tunnel && FamilyOf(c.addr) != f {
+		if vi.fwd != lvs.Tunnel && lvs.FamilyOf(c.addr) != f {
 			return false
 		}
 		return !vi.local || c.node == node
@@ -784,11 +784,7 @@ func (vi *vsInfo) destinations(pb *portBackends, f Family, svcPort uint16, node 
 			break
 		}
 	}
-	type dkey struct {
-		addr netip.Addr
-		port uint16
-	}
-	byKey := make(map[dkey]int, len(pb.cands))
+	byKey := make(map[lvs.DestinationKey]int, len(pb.cands))
 	var out []Destination
 	for i := range pb.cands {
 		c := &pb.cands[i]
@@ -809,17 +805,17 @@ func (vi *vsInfo) destinations(pb *portBackends, f Family, svcPort uint16, node 
 			continue // not ready and not terminating: not a destination
 		}
 		port := c.port
-		if vi.fwd != Masquerade {
+		if vi.fwd != lvs.Masquerade {
 			port = svcPort
 		}
-		d := Destination{
+		d := Destination{Destination: lvs.Destination{
 			Address:        c.addr,
 			Port:           port,
 			Forwarding:     vi.fwd,
 			UpperThreshold: c.upper,
 			LowerThreshold: c.lower,
-		}
-		if vi.fwd == Tunnel {
+		}}
+		if vi.fwd == lvs.Tunnel {
 			d.TunnelType, d.TunnelPort, d.TunnelFlags = vi.tunnelType, vi.tunnelPort, vi.tunnelFlags
 		}
 		if active {
@@ -828,7 +824,7 @@ func (vi *vsInfo) destinations(pb *portBackends, f Family, svcPort uint16, node 
 			d.Draining = true
 			d.DrainTimeout = vi.drainTimeout
 		}
-		k := dkey{d.Address, d.Port}
+		k := lvs.DestinationKey{Address: d.Address, Port: d.Port}
 		if j, dup := byKey[k]; dup {
 			old := &out[j]
 			if old.Draining && !d.Draining || old.Draining == d.Draining && d.Weight > old.Weight {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 const v4, v6 = discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6
@@ -60,7 +61,7 @@ func TestForNode(t *testing.T) {
 		},
 		want: &Table{
 			Services: []Service{tsvc("web", "10.0.0.1", 80, dest("10.1.0.1", 8080, 1),
-				Destination{Address: a("10.1.0.2"), Port: 8080, Draining: true, DrainTimeout: 5 * time.Second})},
+				Destination{Destination: lvs.Destination{Address: a("10.1.0.2"), Port: 8080}, Draining: true, DrainTimeout: 5 * time.Second})},
 			VirtualServices: sel("web", 1),
 		},
 	}, {
@@ -125,7 +126,7 @@ func TestForNode(t *testing.T) {
 		},
 		want: &Table{
 			Services: []Service{tsvc("web", "10.0.0.1", 80,
-				Destination{Address: a("192.0.2.1"), Port: 80, Weight: 6, UpperThreshold: 100, LowerThreshold: 50},
+				ld(lvs.Destination{Address: a("192.0.2.1"), Port: 80, Weight: 6, UpperThreshold: 100, LowerThreshold: 50}),
 				dest("192.0.2.2", 8443, 3),
 				draining("192.0.2.3", 80),
 				dest("192.0.2.4", 80, 0),
@@ -205,11 +206,13 @@ func TestForNode(t *testing.T) {
 		},
 		want: &Table{
 			Services: []Service{{
-				ServiceKey: ServiceKey{Family: IPv4, Protocol: TCP, Address: a("10.0.0.1"), Port: 80},
-				Owner:      key("web"), Generation: 1, Scheduler: "mh",
-				Flags:   FlagSched1 | FlagSched2 | FlagPersistent,
-				Timeout: 600 * time.Second, PersistencePrefixLength: 24,
-				Destinations: []Destination{{Address: a("10.1.0.1"), Port: 80, Weight: 1, Forwarding: DirectRouting}},
+				Service: lvs.Service{
+					ServiceKey: lvs.ServiceKey{Family: lvs.IPv4, Protocol: lvs.TCP, Address: a("10.0.0.1"), Port: 80},
+					Scheduler:  "mh", Flags: lvs.FlagSched1 | lvs.FlagSched2 | lvs.FlagPersistent,
+					TimeoutSeconds: 600, PersistencePrefixLength: 24,
+				},
+				Owner: key("web"), Generation: 1,
+				Destinations: []Destination{ld(lvs.Destination{Address: a("10.1.0.1"), Port: 80, Weight: 1, Forwarding: lvs.DirectRouting})},
 			}},
 			VirtualServices: sel("web", 1),
 		},
@@ -228,8 +231,8 @@ func TestForNode(t *testing.T) {
 		},
 		want: &Table{
 			Services: []Service{tsvc("web", "10.0.0.1", 80,
-				Destination{Address: a("10.1.0.1"), Port: 80, Weight: 1, Forwarding: Tunnel, TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelFlagRemoteChecksum},
-				Destination{Address: a("fd01::1"), Port: 80, Weight: 1, Forwarding: Tunnel, TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelFlagRemoteChecksum},
+				ld(lvs.Destination{Address: a("10.1.0.1"), Port: 80, Weight: 1, Forwarding: lvs.Tunnel, TunnelType: lvs.TunnelGUE, TunnelPort: 6080, TunnelFlags: lvs.TunnelRemoteChecksum}),
+				ld(lvs.Destination{Address: a("fd01::1"), Port: 80, Weight: 1, Forwarding: lvs.Tunnel, TunnelType: lvs.TunnelGUE, TunnelPort: 6080, TunnelFlags: lvs.TunnelRemoteChecksum}),
 			)},
 			VirtualServices: sel("web", 1),
 		},
@@ -250,11 +253,12 @@ func TestForNode(t *testing.T) {
 		},
 		want: &Table{
 			Services: []Service{
-				{ServiceKey: ServiceKey{Family: IPv4, Protocol: UDP, Address: a("10.0.0.53"), Port: 53},
-					Owner: key("dns"), Generation: 1, Scheduler: "wrr", Flags: FlagOnePacket,
+				{Service: lvs.Service{ServiceKey: lvs.ServiceKey{Family: lvs.IPv4, Protocol: lvs.UDP, Address: a("10.0.0.53"), Port: 53},
+					Scheduler: "wrr", Flags: lvs.FlagOnePacket},
+					Owner: key("dns"), Generation: 1,
 					Destinations: []Destination{dest("192.0.2.53", 53, 1)}},
-				{ServiceKey: ServiceKey{Family: IPv6, FirewallMark: 16},
-					Owner: key("mark"), Generation: 1, Scheduler: "wrr",
+				{Service: lvs.Service{ServiceKey: lvs.ServiceKey{Family: lvs.IPv6, FirewallMark: 16}, Scheduler: "wrr"},
+					Owner: key("mark"), Generation: 1,
 					Destinations: []Destination{dest("fd01::1", 8080, 1)}},
 			},
 			VirtualServices: []Selected{{Key: key("dns"), Generation: 1, Services: 1}, {Key: key("mark"), Generation: 1, Services: 1}},

@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 var addrComparer = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
@@ -126,17 +127,25 @@ func a(s string) netip.Addr { return netip.MustParseAddr(s) }
 func tsvc(owner, addr string, port uint16, dests ...Destination) Service {
 	ad := a(addr)
 	return Service{
-		ServiceKey: ServiceKey{Family: FamilyOf(ad), Protocol: TCP, Address: ad, Port: port},
-		Owner:      key(owner), Generation: 1, Scheduler: "wrr", Destinations: dests,
+		Service: lvs.Service{
+			ServiceKey: lvs.ServiceKey{Family: lvs.FamilyOf(ad), Protocol: lvs.TCP, Address: ad, Port: port},
+			Scheduler:  "wrr",
+		},
+		Owner: key(owner), Generation: 1, Destinations: dests,
 	}
 }
 
 func dest(addr string, port uint16, weight uint32) Destination {
-	return Destination{Address: a(addr), Port: port, Weight: weight}
+	return ld(lvs.Destination{Address: a(addr), Port: port, Weight: weight})
 }
 
 func draining(addr string, port uint16) Destination {
-	return Destination{Address: a(addr), Port: port, Draining: true, DrainTimeout: DefaultDrainTimeout}
+	return Destination{Destination: lvs.Destination{Address: a(addr), Port: port}, Draining: true, DrainTimeout: DefaultDrainTimeout}
+}
+
+// ld is an active destination with the kernel configuration d.
+func ld(d lvs.Destination) Destination {
+	return Destination{Destination: d}
 }
 
 func sel(name string, n int) []Selected {
