@@ -720,8 +720,9 @@ func (vi *vsInfo) appendServices(out []Service, node string) []Service {
 			Flags:          vi.flags,
 			TimeoutSeconds: uint32(vi.timeout / time.Second),
 		},
-		Owner:      vi.key,
-		Generation: vi.vs.Generation,
+		Owner:        vi.key,
+		Generation:   vi.vs.Generation,
+		DrainTimeout: vi.drainTimeout,
 	}
 	if vi.vs.Spec.FirewallMark != nil {
 		mark := uint32(*vi.vs.Spec.FirewallMark)
