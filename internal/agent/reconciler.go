@@ -44,6 +44,26 @@ type Reconciler struct {
 	states map[types.NamespacedName]*vsState
 	// checkpointErr is the last checkpoint problem (load or save), reported in status.
 	checkpointErr error
+	// owners is published after each batch for the metrics collector.
+	owners map[lvs.ServiceKey]types.NamespacedName
+}
+
+// OwnersSnapshot returns which VirtualService owns each service, as of the last batch; it may
+// be called from any goroutine.
+func (r *Reconciler) OwnersSnapshot() map[lvs.ServiceKey]types.NamespacedName {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.owners
+}
+
+func (r *Reconciler) publish() {
+	owners := make(map[lvs.ServiceKey]types.NamespacedName, len(r.model.services))
+	for k, o := range r.model.services {
+		owners[k] = o.Owner
+	}
+	r.mu.Lock()
+	r.owners = owners
+	r.mu.Unlock()
 }
 
 // vsState is how far the node got with one VirtualService.
@@ -91,6 +111,7 @@ func (r *Reconciler) Start(ctx context.Context) error {
 		return err
 	}
 	r.model.Adopt(table, cp)
+	r.publish()
 	r.cfg.Log.Info("adopted the kernel's IPVS table", "services", len(table), "owned", len(r.model.services), "foreign", len(r.model.foreign))
 	return r.saveCheckpoint()
 }
@@ -190,6 +211,7 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 			r.cfg.Metrics.AuditRepairs.WithLabelValues(s.Repair).Inc()
 		}
 	}
+	r.publish()
 	if batchErr != nil {
 		return failures, fmt.Errorf("agent: apply %d IPVS operations: %w", len(ops), batchErr)
 	}
