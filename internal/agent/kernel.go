@@ -21,7 +21,7 @@ type IPVSKernel struct{ *ipvs.Client }
 
 // Destinations dumps the destinations of one service.
 func (k *IPVSKernel) Destinations(ctx context.Context, s *lvs.Service) ([]ipvs.Destination, error) {
-	return k.Client.Destinations(ctx, s)
+	return k.Client.Destinations(ctx, s.Key())
 }
 
 // SetSysctl writes value to /proc/sys/<name> as seen from the network namespace netns (the

@@ -27,7 +27,11 @@ func (r *Reconciler) Report() NodeReport {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	keys := map[types.NamespacedName]bool{}
-	for k := range r.states {
+	for k, st := range r.states {
+		if st.services == 0 && len(r.model.KeysOf(k)) == 0 {
+			delete(r.states, k) // drained and gone
+			continue
+		}
 		keys[k] = true
 	}
 	for _, k := range r.model.Owners() {
