@@ -21,15 +21,18 @@ const (
 // already matches what is desired costs no write), with the drains the checkpoint recorded;
 // owned services the kernel lacks are marked absent; every other service is foreign.
 func (m *Model) Adopt(table []ipvs.TableEntry, cp *Checkpoint) {
-	m.services = make(map[lvs.ServiceKey]*Owned, len(cp.Services))
+	*m = *NewModel()
+	m.changed = true
 	for i := range cp.Services {
 		cs := &cp.Services[i]
-		m.services[cs.Key.Canonical()] = &Owned{
-			Owner: cs.Owner, Generation: cs.Generation, Removing: cs.Removing, DrainTimeout: cs.DrainTimeout,
-			Service: lvs.Service{ServiceKey: cs.Key.Canonical()}, Dests: map[lvs.DestinationKey]*OwnedDest{},
+		k := cs.Key.Canonical()
+		o := &Owned{
+			Generation: cs.Generation, Removing: cs.Removing, DrainTimeout: cs.DrainTimeout,
+			Service: lvs.Service{ServiceKey: k}, Dests: map[lvs.DestinationKey]*OwnedDest{},
 		}
+		m.services[k] = o
+		m.setOwner(k, o, cs.Owner)
 	}
-	m.foreign = map[lvs.ServiceKey]bool{}
 	for i := range table {
 		e := &table[i]
 		k := e.Service.Key()

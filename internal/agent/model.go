@@ -19,7 +19,19 @@ type Model struct {
 	// foreign are services in the kernel the agent does not own, as of the last table read
 	// or the last add refused with "exists".
 	foreign map[lvs.ServiceKey]bool
+	// byOwner indexes services by owner: a sync of one VirtualService must not scan them all.
+	byOwner map[types.NamespacedName]map[lvs.ServiceKey]struct{}
+	// changed: something the checkpoint records changed since CheckpointSaved (ownership,
+	// generations, drains), so that a weight change costs no checkpoint write.
+	changed bool
 }
+
+// CheckpointChanged reports whether what the checkpoint records changed since the last call
+// of CheckpointSaved.
+func (m *Model) CheckpointChanged() bool { return m.changed }
+
+// CheckpointSaved records that the checkpoint was written.
+func (m *Model) CheckpointSaved() { m.changed = false }
 
 // Owned is one IPVS service the agent owns.
 type Owned struct {
@@ -53,7 +65,8 @@ func (d *OwnedDest) Deadline() time.Time { return d.DrainSince.Add(d.DrainTimeou
 
 // NewModel returns an empty model.
 func NewModel() *Model {
-	return &Model{services: map[lvs.ServiceKey]*Owned{}, foreign: map[lvs.ServiceKey]bool{}}
+	return &Model{services: map[lvs.ServiceKey]*Owned{}, foreign: map[lvs.ServiceKey]bool{},
+		byOwner: map[types.NamespacedName]map[lvs.ServiceKey]struct{}{}}
 }
 
 // Owned returns the owned service with key k, or nil.
@@ -71,23 +84,55 @@ func (m *Model) Keys() []lvs.ServiceKey {
 
 // KeysOf returns the keys of the services owned for the VirtualService vs, sorted.
 func (m *Model) KeysOf(vs types.NamespacedName) []lvs.ServiceKey {
-	var keys []lvs.ServiceKey
-	for k, o := range m.services {
-		if o.Owner == vs {
-			keys = append(keys, k)
-		}
-	}
+	keys := slices.Collect(maps.Keys(m.byOwner[vs]))
 	slices.SortFunc(keys, compareKeys)
 	return keys
 }
 
+// setOwner records o (key k) as owned by owner in the index.
+func (m *Model) setOwner(k lvs.ServiceKey, o *Owned, owner types.NamespacedName) {
+	if o.Owner == owner && m.byOwner[owner] != nil {
+		if _, ok := m.byOwner[owner][k]; ok {
+			return
+		}
+	}
+	m.unindex(k, o.Owner)
+	o.Owner = owner
+	if m.byOwner[owner] == nil {
+		m.byOwner[owner] = map[lvs.ServiceKey]struct{}{}
+	}
+	m.byOwner[owner][k] = struct{}{}
+}
+
+func (m *Model) unindex(k lvs.ServiceKey, owner types.NamespacedName) {
+	if set := m.byOwner[owner]; set != nil {
+		delete(set, k)
+		if len(set) == 0 {
+			delete(m.byOwner, owner)
+		}
+	}
+}
+
+// remove drops the owned service k.
+func (m *Model) remove(k lvs.ServiceKey) {
+	if o := m.services[k]; o != nil {
+		m.unindex(k, o.Owner)
+		delete(m.services, k)
+		m.changed = true
+	}
+}
+
+// dropDest drops a destination of o.
+func (m *Model) dropDest(o *Owned, dk lvs.DestinationKey) {
+	if d := o.Dests[dk]; d != nil && d.Draining() {
+		m.changed = true
+	}
+	delete(o.Dests, dk)
+}
+
 // Owners returns every VirtualService that owns a service, sorted.
 func (m *Model) Owners() []types.NamespacedName {
-	seen := map[types.NamespacedName]bool{}
-	for _, o := range m.services {
-		seen[o.Owner] = true
-	}
-	out := slices.Collect(maps.Keys(seen))
+	out := slices.Collect(maps.Keys(m.byOwner))
 	slices.SortFunc(out, compareNames)
 	return out
 }
@@ -138,24 +183,34 @@ func (m *Model) Commit(s *Step) {
 		if o == nil {
 			o = &Owned{Dests: map[lvs.DestinationKey]*OwnedDest{}}
 			m.services[k] = o
+			m.changed = true
 		}
 		o.Service, o.Present = *s.Op.Service, true
 		delete(m.foreign, k)
 	case ipvs.DeleteService:
-		delete(m.services, k)
+		m.remove(k)
 		return
 	case ipvs.AddDestination, ipvs.UpdateDestination:
 		if o == nil {
 			return
 		}
-		o.Dests[s.Op.Destination.Key()] = &OwnedDest{Destination: *s.Op.Destination, DrainSince: s.DrainSince, DrainTimeout: s.DrainTimeout}
+		dk := s.Op.Destination.Key()
+		if old := o.Dests[dk]; (old != nil && (!old.DrainSince.Equal(s.DrainSince) || old.DrainTimeout != s.DrainTimeout)) ||
+			(old == nil && !s.DrainSince.IsZero()) {
+			m.changed = true
+		}
+		o.Dests[dk] = &OwnedDest{Destination: *s.Op.Destination, DrainSince: s.DrainSince, DrainTimeout: s.DrainTimeout}
 	case ipvs.DeleteDestination:
 		if o != nil {
-			delete(o.Dests, s.Op.Destination.Key())
+			m.dropDest(o, s.Op.Destination.Key())
 		}
 	}
 	if o != nil {
-		o.Owner, o.Generation, o.Removing, o.DrainTimeout = s.Owner, s.Generation, s.Removing, s.ServiceDrainTimeout
+		if o.Owner != s.Owner || o.Generation != s.Generation || o.Removing != s.Removing || o.DrainTimeout != s.ServiceDrainTimeout {
+			m.changed = true
+		}
+		m.setOwner(k, o, s.Owner)
+		o.Generation, o.Removing, o.DrainTimeout = s.Generation, s.Removing, s.ServiceDrainTimeout
 	}
 }
 
@@ -166,11 +221,11 @@ func (m *Model) Refused(k lvs.ServiceKey) { m.foreign[k.Canonical()] = true }
 // kernel no longer has.
 func (m *Model) forget(k lvs.ServiceKey, d *lvs.Destination) {
 	if d == nil {
-		delete(m.services, k)
+		m.remove(k)
 		return
 	}
 	if o := m.services[k]; o != nil {
-		delete(o.Dests, d.Key())
+		m.dropDest(o, d.Key())
 	}
 }
 

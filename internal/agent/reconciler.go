@@ -282,10 +282,13 @@ func (m *Model) drainingDests() int {
 }
 
 func (r *Reconciler) saveCheckpoint() error {
-	if r.cfg.Checkpoint == nil {
+	if r.cfg.Checkpoint == nil || !r.model.CheckpointChanged() {
 		return nil
 	}
 	wrote, err := r.cfg.Checkpoint.Save(r.model.Checkpoint(r.cfg.Node))
+	if err == nil {
+		r.model.CheckpointSaved()
+	}
 	if wrote {
 		r.cfg.Metrics.CheckpointWrites.Inc()
 	}

@@ -80,7 +80,11 @@ func TestReconcilerAtScale(t *testing.T) {
 	changed.Services = []desired.Service{changed.Services[0]}
 	changed.Services[0].Destinations = append([]desired.Destination(nil), changed.Services[0].Destinations...)
 	changed.Services[0].Destinations[3].Weight = 5
+	writes := testutil.ToFloat64(r.cfg.Metrics.CheckpointWrites)
 	mustSync(t, r, changed)
+	if got := testutil.ToFloat64(r.cfg.Metrics.CheckpointWrites) - writes; got != 0 {
+		t.Errorf("a weight change wrote the checkpoint %v times; it records no weights", got)
+	}
 	if w, _ := fk.counts(); w != 1 || fk.byKind[ipvs.UpdateDestination] != 1 {
 		t.Errorf("one endpoint change took %d writes (%v), want 1 destination update", w, fk.byKind)
 	}
