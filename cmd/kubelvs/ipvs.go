@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 func init() { subcommands = append(subcommands, newIPVSCommand) }
@@ -75,8 +76,8 @@ type listOptions struct {
 // port (firewall marks last), destinations by address and port.
 func sortTable(table []ipvs.TableEntry) {
 	key := func(s *ipvs.Service) (int, netip.Addr, uint16, uint32) {
-		if s.FWMark != 0 {
-			return 1 << 16, netip.Addr{}, 0, s.FWMark
+		if s.FirewallMark != 0 {
+			return 1 << 16, netip.Addr{}, 0, s.FirewallMark
 		}
 		return int(s.Protocol), s.Address, s.Port, 0
 	}
@@ -124,7 +125,7 @@ type (
 		Address         string      `json:"address"`
 		Port            uint16      `json:"port"`
 		Forward         string      `json:"forward"`
-		Weight          int         `json:"weight"`
+		Weight          uint32      `json:"weight"`
 		UpperThreshold  uint32      `json:"upperThreshold"`
 		LowerThreshold  uint32      `json:"lowerThreshold"`
 		ActiveConns     uint32      `json:"activeConns"`
@@ -136,15 +137,29 @@ type (
 	}
 )
 
+// familyName, forwardName keep kubelvs ipvs list's words (ipvsadm's, lower case) whatever
+// pkg/lvs's String methods say.
+func familyName(f lvs.Family) string { return strings.ToLower(f.String()) }
+
+var forwardNames = map[lvs.Forwarding]string{lvs.Masquerade: "masq", lvs.Local: "local", lvs.Tunnel: "tunnel",
+	lvs.DirectRouting: "route", lvs.Bypass: "bypass"}
+
+func forwardName(m lvs.Forwarding) string {
+	if n, ok := forwardNames[m]; ok {
+		return n
+	}
+	return strings.ToLower(m.String())
+}
+
 // flagList names a service's flags, the scheduler flags by their meaning for sh and mh
 // (sh-fallback, mh-port, ...) as ipvsadm does.
-func flagList(f ipvs.ServiceFlags, sched string) []string {
+func flagList(f lvs.ServiceFlags, sched string) []string {
 	out := []string{}
-	named := map[ipvs.ServiceFlags]string{}
+	named := map[lvs.ServiceFlags]string{}
 	if sched == "sh" || sched == "mh" {
-		named[ipvs.FlagSched1], named[ipvs.FlagSched2] = sched+"-fallback", sched+"-port"
+		named[lvs.FlagSched1], named[lvs.FlagSched2] = sched+"-fallback", sched+"-port"
 	}
-	for bit := ipvs.ServiceFlags(1); bit != 0 && f != 0; bit <<= 1 {
+	for bit := lvs.ServiceFlags(1); bit != 0 && f != 0; bit <<= 1 {
 		if f&bit == 0 {
 			continue
 		}
@@ -164,18 +179,18 @@ func printIPVS(w io.Writer, opts listOptions, info ipvs.Info, table []ipvs.Table
 		out := make([]jsonService, 0, len(table))
 		for _, e := range table {
 			s := e.Service
-			js := jsonService{Family: s.Family.String(), Port: s.Port, Protocol: s.Protocol.String(), FWMark: s.FWMark,
-				Scheduler: s.Scheduler, Flags: flagList(s.Flags, s.Scheduler), TimeoutSeconds: s.Timeout, Netmask: s.Netmask,
+			js := jsonService{Family: familyName(s.Family), Port: s.Port, Protocol: strings.ToLower(s.Protocol.String()), FWMark: s.FirewallMark,
+				Scheduler: s.Scheduler, Flags: flagList(s.Flags, s.Scheduler), TimeoutSeconds: s.TimeoutSeconds, Netmask: s.PersistencePrefixLength,
 				PersistenceEngine: s.PersistenceEngine, Destinations: []jsonDestination{}, Stats: s.Stats}
 			if s.Address.IsValid() {
 				js.Address = s.Address.String()
 			}
 			for _, d := range e.Destinations {
-				jd := jsonDestination{Address: d.Address.String(), Port: d.Port, Forward: d.Forward.String(), Weight: d.Weight,
+				jd := jsonDestination{Address: d.Address.String(), Port: d.Port, Forward: forwardName(d.Forwarding), Weight: d.Weight,
 					UpperThreshold: d.UpperThreshold, LowerThreshold: d.LowerThreshold, ActiveConns: d.ActiveConns,
 					InactiveConns: d.InactiveConns, PersistentConns: d.PersistentConns}
-				if d.Forward == ipvs.Tunnel {
-					jd.TunnelType, jd.TunnelPort = d.TunnelType.String(), d.TunnelPort
+				if d.Forwarding == lvs.Tunnel {
+					jd.TunnelType, jd.TunnelPort = strings.ToLower(d.TunnelType.String()), d.TunnelPort
 				}
 				if opts.stats || opts.rate {
 					st := d.Stats
@@ -207,10 +222,10 @@ func printIPVS(w io.Writer, opts listOptions, info ipvs.Info, table []ipvs.Table
 	}
 	for _, e := range table {
 		s := e.Service
-		name := fmt.Sprintf("%s  %s", strings.ToUpper(s.Protocol.String()), netip.AddrPortFrom(s.Address, s.Port))
-		if s.FWMark != 0 {
-			name = fmt.Sprintf("FWM  %d", s.FWMark)
-			if s.Family == ipvs.IPv6 {
+		name := fmt.Sprintf("%s  %s", s.Protocol, netip.AddrPortFrom(s.Address, s.Port))
+		if s.FirewallMark != 0 {
+			name = fmt.Sprintf("FWM  %d", s.FirewallMark)
+			if s.Family == lvs.IPv6 {
 				name += " IPv6"
 			}
 		}
@@ -218,19 +233,19 @@ func printIPVS(w io.Writer, opts listOptions, info ipvs.Info, table []ipvs.Table
 			fmt.Fprintf(&b, "%-33s%s\n", name, counters(s.Stats))
 		} else {
 			b.WriteString(name + " " + s.Scheduler)
-			if s.Flags&ipvs.FlagPersistent != 0 {
-				fmt.Fprintf(&b, " persistent %d", s.Timeout)
-				if full := map[ipvs.Family]uint8{ipvs.IPv4: 32, ipvs.IPv6: 128}[s.Family]; s.Netmask != full {
-					fmt.Fprintf(&b, " mask /%d", s.Netmask)
+			if s.Flags&lvs.FlagPersistent != 0 {
+				fmt.Fprintf(&b, " persistent %d", s.TimeoutSeconds)
+				if int(s.PersistencePrefixLength) != s.Family.Bits() {
+					fmt.Fprintf(&b, " mask /%d", s.PersistencePrefixLength)
 				}
 			}
 			if s.PersistenceEngine != "" {
 				b.WriteString(" pe " + s.PersistenceEngine)
 			}
-			if s.Flags&ipvs.FlagOnePacket != 0 {
+			if s.Flags&lvs.FlagOnePacket != 0 {
 				b.WriteString(" ops")
 			}
-			if f := s.Flags & (ipvs.FlagSched1 | ipvs.FlagSched2 | ipvs.FlagSched3); f != 0 {
+			if f := s.Flags & (lvs.FlagSched1 | lvs.FlagSched2 | lvs.FlagSched3); f != 0 {
 				b.WriteString(" (" + strings.Join(flagList(f, s.Scheduler), ",") + ")")
 			}
 			b.WriteString("\n")
@@ -241,7 +256,8 @@ func printIPVS(w io.Writer, opts listOptions, info ipvs.Info, table []ipvs.Table
 				fmt.Fprintf(&b, "  -> %-28s%s\n", dn, counters(d.Stats))
 				continue
 			}
-			fwd := strings.ToUpper(d.Forward.String()[:1]) + d.Forward.String()[1:]
+			fwd := forwardName(d.Forwarding)
+			fwd = strings.ToUpper(fwd[:1]) + fwd[1:]
 			fmt.Fprintf(&b, "  -> %-28s %-7s %-6d %-10d %d\n", dn, fwd, d.Weight, d.ActiveConns, d.InactiveConns)
 		}
 	}

@@ -11,19 +11,21 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 func testTable() []ipvs.TableEntry {
 	return []ipvs.TableEntry{
-		{Service: ipvs.Service{Family: ipvs.IPv6, FWMark: 7, Scheduler: "mh", Flags: ipvs.FlagHashed | ipvs.FlagMHPort, Netmask: 128}},
+		{Service: ipvs.Service{Service: lvs.Service{ServiceKey: lvs.ServiceKey{Family: lvs.IPv6, FirewallMark: 7}, Scheduler: "mh",
+			Flags: lvs.FlagHashed | lvs.FlagMHPort, PersistencePrefixLength: 128}}},
 		{
-			Service: ipvs.Service{Family: ipvs.IPv4, Protocol: ipvs.TCP, Address: netip.MustParseAddr("10.0.0.1"), Port: 80,
-				Scheduler: "rr", Flags: ipvs.FlagHashed | ipvs.FlagPersistent, Timeout: 300, Netmask: 24,
+			Service: ipvs.Service{Service: lvs.Service{ServiceKey: lvs.ServiceKey{Family: lvs.IPv4, Protocol: lvs.TCP, Address: netip.MustParseAddr("10.0.0.1"), Port: 80},
+				Scheduler: "rr", Flags: lvs.FlagHashed | lvs.FlagPersistent, TimeoutSeconds: 300, PersistencePrefixLength: 24},
 				Stats: ipvs.Stats{Conns: 5, InPackets: 50, OutPackets: 40, InBytes: 1 << 33, OutBytes: 2000, CPS: 1}},
 			Destinations: []ipvs.Destination{
-				{Family: ipvs.IPv4, Address: netip.MustParseAddr("10.1.0.2"), Port: 8080, Forward: ipvs.Tunnel, TunnelType: ipvs.TunnelGUE, TunnelPort: 6080, Weight: 2, ActiveConns: 3, InactiveConns: 1,
-					Stats: ipvs.Stats{Conns: 5, InBytes: 1 << 33}},
-				{Family: ipvs.IPv4, Address: netip.MustParseAddr("10.1.0.1"), Port: 8080, Forward: ipvs.Masquerade, Weight: 1, UpperThreshold: 100},
+				{Destination: lvs.Destination{Family: lvs.IPv4, Address: netip.MustParseAddr("10.1.0.2"), Port: 8080, Forwarding: lvs.Tunnel, TunnelType: lvs.TunnelGUE, TunnelPort: 6080, Weight: 2},
+					ActiveConns: 3, InactiveConns: 1, Stats: ipvs.Stats{Conns: 5, InBytes: 1 << 33}},
+				{Destination: lvs.Destination{Family: lvs.IPv4, Address: netip.MustParseAddr("10.1.0.1"), Port: 8080, Forwarding: lvs.Masquerade, Weight: 1, UpperThreshold: 100}},
 			},
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // pkgIPVS is kubelvs's own library: one Apply (pipelined batch) of every service and destination
@@ -27,15 +28,15 @@ func newPkgIPVS(o options) (contender, error) {
 func (p *pkgIPVS) Program(t *Table) error {
 	// The operations point into two slices, as an agent holding its desired table would.
 	_, dests := t.Objects()
-	svcs := make([]ipvs.Service, len(t.Services))
-	dsts := make([]ipvs.Destination, 0, dests)
+	svcs := make([]lvs.Service, len(t.Services))
+	dsts := make([]lvs.Destination, 0, dests)
 	ops := make([]ipvs.Op, 0, len(t.Services)+dests)
 	for i, s := range t.Services {
 		svc := &svcs[i]
-		*svc = ipvs.Service{Protocol: ipvs.TCP, Address: s.Addr, Port: s.Port, Scheduler: Scheduler}
+		*svc = lvs.Service{ServiceKey: lvs.ServiceKey{Protocol: lvs.TCP, Address: s.Addr, Port: s.Port}, Scheduler: Scheduler}
 		ops = append(ops, ipvs.Op{Kind: ipvs.AddService, Service: svc})
 		for _, d := range s.Dests {
-			dsts = append(dsts, ipvs.Destination{Address: d.Addr, Port: d.Port, Weight: int(d.Weight), Forward: ipvs.Masquerade})
+			dsts = append(dsts, lvs.Destination{Address: d.Addr, Port: d.Port, Weight: d.Weight, Forwarding: lvs.Masquerade})
 			ops = append(ops, ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: &dsts[len(dsts)-1]})
 		}
 	}

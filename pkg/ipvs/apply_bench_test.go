@@ -5,7 +5,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/kubelvs/kubelvs/pkg/gnl"
 	"github.com/kubelvs/kubelvs/pkg/gnl/gnltest"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // BenchmarkApply measures Apply's own cost (validation, ordering, encoding, result
@@ -21,11 +23,11 @@ func BenchmarkApply(b *testing.B) {
 	const nsvc, ndst = 1000, 10
 	ops := make([]Op, 0, nsvc*(1+ndst))
 	for i := range nsvc {
-		s := &Service{Protocol: TCP, Address: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Port: 80, Scheduler: "rr"}
+		s := &lvs.Service{ServiceKey: lvs.ServiceKey{Protocol: lvs.TCP, Address: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Port: 80}, Scheduler: "rr"}
 		ops = append(ops, Op{Kind: AddService, Service: s})
 		for j := range ndst {
-			ops = append(ops, Op{Kind: AddDestination, Service: s, Destination: &Destination{
-				Address: netip.AddrFrom4([4]byte{100, 64, byte(i), byte(j)}), Port: 8080, Weight: 1, Forward: Masquerade}})
+			ops = append(ops, Op{Kind: AddDestination, Service: s, Destination: &lvs.Destination{
+				Address: netip.AddrFrom4([4]byte{100, 64, byte(i), byte(j)}), Port: 8080, Weight: 1, Forwarding: lvs.Masquerade}})
 		}
 	}
 	ctx := context.Background()
@@ -37,4 +39,22 @@ func BenchmarkApply(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/write")
+}
+
+// BenchmarkDecodeDest measures the destination decoder Table and Destinations share, on one
+// IPVS_CMD_NEW_DEST reply with both counter nests (the attribute walk of the whole message
+// included, as in a dump).
+func BenchmarkDecodeDest(b *testing.B) {
+	msg := seedDest()
+	var d Destination
+	b.ReportAllocs()
+	for b.Loop() {
+		var m destRawReply
+		if err := gnl.Unmarshal(msg, &m); err != nil {
+			b.Fatal(err)
+		}
+		if err := decodeDestNest(m.Dest, lvs.IPv4, &d); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

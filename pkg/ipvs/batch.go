@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // OpKind is the kind of an [Op].
@@ -56,17 +57,17 @@ func (k OpKind) kind() opKind {
 // small and the destinations of one service share it; Apply does not modify them.
 type Op struct {
 	Kind        OpKind
-	Service     *Service
-	Destination *Destination
+	Service     *lvs.Service
+	Destination *lvs.Destination
 }
 
 func (o *Op) String() string {
 	svc, dst := "<nil service>", "<nil destination>"
 	if o.Service != nil {
-		svc = o.Service.String()
+		svc = o.Service.Key().String()
 	}
 	if o.Destination != nil {
-		dst = o.Destination.String()
+		dst = o.Destination.Key().String()
 	}
 	switch o.Kind {
 	case AddDestination, UpdateDestination, DeleteDestination:
@@ -94,7 +95,7 @@ func (o *Op) check() error {
 // follow one another and share its *Service. Encoding 110,000 operations then allocates nothing
 // per destination, and a destination's request costs the encoding of its own attributes only.
 type encoder struct {
-	svc    *Service
+	svc    *lvs.Service
 	key    *wireServiceKey
 	keyRaw gnl.RawSet // key, encoded
 	keyErr error
@@ -104,10 +105,10 @@ type encoder struct {
 	dkm    destKeyMsg
 }
 
-func (e *encoder) serviceKey(s *Service) (*wireServiceKey, error) {
+func (e *encoder) serviceKey(s *lvs.Service) (*wireServiceKey, error) {
 	if s != e.svc {
 		e.svc = s
-		e.key, e.keyErr = s.wireKey()
+		e.key, e.keyErr = wireKey(s.ServiceKey)
 		if e.keyErr == nil {
 			e.keyRaw, e.keyErr = gnl.AppendMarshal(e.keyRaw[:0], e.key)
 		}
@@ -119,7 +120,7 @@ func (e *encoder) serviceKey(s *Service) (*wireServiceKey, error) {
 func (e *encoder) add(b *gnl.Batch, o *Op) error {
 	switch o.Kind {
 	case AddService, UpdateService:
-		w, err := o.Service.wire()
+		w, err := wireSvc(o.Service)
 		if err != nil {
 			return err
 		}
@@ -138,7 +139,7 @@ func (e *encoder) add(b *gnl.Batch, o *Op) error {
 		if err != nil {
 			return err
 		}
-		if e.dest, err = o.Destination.wire(Family(k.AF)); err != nil {
+		if e.dest, err = destWire(o.Destination, lvs.Family(k.AF)); err != nil {
 			return err
 		}
 		e.dm = destMsg{Service: e.keyRaw, Dest: &e.dest}
@@ -151,7 +152,7 @@ func (e *encoder) add(b *gnl.Batch, o *Op) error {
 		if err != nil {
 			return err
 		}
-		if e.dkey, err = o.Destination.wireKey(Family(k.AF)); err != nil {
+		if e.dkey, err = destWireKey(o.Destination, lvs.Family(k.AF)); err != nil {
 			return err
 		}
 		e.dkm = destKeyMsg{Service: e.keyRaw, Dest: &e.dkey}
@@ -162,7 +163,7 @@ func (e *encoder) add(b *gnl.Batch, o *Op) error {
 
 // phase orders a batch: services are created and updated before destinations are touched, and
 // deleted last, except that a service deleted and added in the same batch is deleted first.
-func phase(o *Op, readded map[ServiceKey]bool) int {
+func phase(o *Op, readded map[lvs.ServiceKey]bool) int {
 	switch o.Kind {
 	case DeleteService:
 		if o.Service != nil && readded[o.Service.Key()] {
@@ -191,9 +192,9 @@ func phase(o *Op, readded map[ServiceKey]bool) int {
 func (c *Client) Apply(ctx context.Context, ops []Op) (results []error, err error) {
 	results = make([]error, len(ops))
 	// The services both deleted and added (only worth finding when something is deleted).
-	var readded map[ServiceKey]bool
+	var readded map[lvs.ServiceKey]bool
 	if slices.ContainsFunc(ops, func(o Op) bool { return o.Kind == DeleteService }) {
-		readded = map[ServiceKey]bool{}
+		readded = map[lvs.ServiceKey]bool{}
 		for i := range ops {
 			if ops[i].Kind == AddService && ops[i].Service != nil {
 				readded[ops[i].Service.Key()] = true

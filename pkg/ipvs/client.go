@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // Config configures [New]. The zero value (or nil) is usable.
@@ -135,53 +136,52 @@ func (c *Client) Services(ctx context.Context) ([]Service, error) {
 // maxDumpRetries bounds the retries of dumps the kernel flags as interrupted.
 const maxDumpRetries = 10
 
-// Service reads one service (s needs only its key fields). A missing service gives
-// [ErrServiceNotFound].
-func (c *Client) Service(ctx context.Context, s Service) (Service, error) {
-	k, err := s.wireKey()
+// Service reads one service. A missing service gives [ErrServiceNotFound].
+func (c *Client) Service(ctx context.Context, key lvs.ServiceKey) (Service, error) {
+	k, err := wireKey(key)
 	if err != nil {
-		return Service{}, fmt.Errorf("ipvs: get service %s: %w", &s, err)
+		return Service{}, fmt.Errorf("ipvs: get service %s: %w", key.Canonical(), err)
 	}
-	var rep svcMsg
-	if err := getService.Do(ctx, c.conn, &svcKeyMsg{Service: k}, &rep); err != nil {
-		return Service{}, classify(opGetService, "ipvs: get service "+s.String(), err)
+	var rep svcRawMsg
+	if err := getServiceRaw.Do(ctx, c.conn, &svcKeyMsg{Service: k}, &rep); err != nil {
+		return Service{}, classify(opGetService, "ipvs: get service "+key.Canonical().String(), err)
 	}
 	if rep.Service == nil {
-		return Service{}, fmt.Errorf("ipvs: get service %s: %w: reply without a service", &s, gnl.ErrUnexpectedReply)
+		return Service{}, fmt.Errorf("ipvs: get service %s: %w: reply without a service", key.Canonical(), gnl.ErrUnexpectedReply)
 	}
-	return serviceFrom(rep.Service)
+	return decodeServiceNest(rep.Service)
 }
 
 // AddService creates a service. An existing one gives [ErrServiceExists], an unknown scheduler
 // or persistence engine [ErrSchedulerNotFound].
-func (c *Client) AddService(ctx context.Context, s Service) error {
-	return c.exec(ctx, Op{Kind: AddService, Service: &s})
+func (c *Client) AddService(ctx context.Context, s *lvs.Service) error {
+	return c.exec(ctx, Op{Kind: AddService, Service: s})
 }
 
 // UpdateService changes a service's scheduler, flags, persistence and engine in place.
-func (c *Client) UpdateService(ctx context.Context, s Service) error {
-	return c.exec(ctx, Op{Kind: UpdateService, Service: &s})
+func (c *Client) UpdateService(ctx context.Context, s *lvs.Service) error {
+	return c.exec(ctx, Op{Kind: UpdateService, Service: s})
 }
 
-// DeleteService deletes a service and its destinations.
-func (c *Client) DeleteService(ctx context.Context, s Service) error {
-	return c.exec(ctx, Op{Kind: DeleteService, Service: &s})
+// DeleteService deletes a service and its destinations (s needs only its key).
+func (c *Client) DeleteService(ctx context.Context, s *lvs.Service) error {
+	return c.exec(ctx, Op{Kind: DeleteService, Service: s})
 }
 
-// AddDestination adds a destination to a service.
-func (c *Client) AddDestination(ctx context.Context, s Service, d Destination) error {
-	return c.exec(ctx, Op{Kind: AddDestination, Service: &s, Destination: &d})
+// AddDestination adds a destination to a service (s needs only its key).
+func (c *Client) AddDestination(ctx context.Context, s *lvs.Service, d *lvs.Destination) error {
+	return c.exec(ctx, Op{Kind: AddDestination, Service: s, Destination: d})
 }
 
 // UpdateDestination changes a destination's forwarding method, weight, thresholds and tunnel
 // in place (prefer this to delete and add: deleted destinations linger in the kernel).
-func (c *Client) UpdateDestination(ctx context.Context, s Service, d Destination) error {
-	return c.exec(ctx, Op{Kind: UpdateDestination, Service: &s, Destination: &d})
+func (c *Client) UpdateDestination(ctx context.Context, s *lvs.Service, d *lvs.Destination) error {
+	return c.exec(ctx, Op{Kind: UpdateDestination, Service: s, Destination: d})
 }
 
-// DeleteDestination removes a destination from a service.
-func (c *Client) DeleteDestination(ctx context.Context, s Service, d Destination) error {
-	return c.exec(ctx, Op{Kind: DeleteDestination, Service: &s, Destination: &d})
+// DeleteDestination removes a destination from a service (d needs only its key).
+func (c *Client) DeleteDestination(ctx context.Context, s *lvs.Service, d *lvs.Destination) error {
+	return c.exec(ctx, Op{Kind: DeleteDestination, Service: s, Destination: d})
 }
 
 // exec performs one operation: a batch of one, so that it is encoded exactly as in Apply.
@@ -215,7 +215,7 @@ func (c *Client) opError(ctx context.Context, op *Op, err error) error {
 	}
 	err = classify(op.Kind.kind(), "ipvs: "+op.String(), err)
 	if op.Kind == UpdateService && errors.Is(err, ErrSchedulerNotFound) {
-		if _, gerr := c.Service(ctx, *op.Service); errors.Is(gerr, ErrServiceNotFound) {
+		if _, gerr := c.Service(ctx, op.Service.ServiceKey); errors.Is(gerr, ErrServiceNotFound) {
 			return fmt.Errorf("%w: %w", ErrServiceNotFound, errors.Unwrap(err))
 		}
 	}
@@ -229,24 +229,20 @@ func isKernel(err error) bool {
 
 // Destinations lists the destinations of a service. A missing service gives
 // [ErrServiceNotFound] (the kernel itself answers with an empty list).
-func (c *Client) Destinations(ctx context.Context, s Service) ([]Destination, error) {
-	k, err := s.wireKey()
+func (c *Client) Destinations(ctx context.Context, key lvs.ServiceKey) ([]Destination, error) {
+	k, err := wireKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("ipvs: list destinations of %s: %w", &s, err)
+		return nil, fmt.Errorf("ipvs: list destinations of %s: %w", key.Canonical(), err)
 	}
 	var out []Destination
 	for attempt := 0; ; attempt++ {
 		out = out[:0]
-		err = dumpDests.Dump(ctx, c.conn, &svcKeyMsg{Service: k}, func(m *destReply) error {
+		err = dumpDestsRaw.Dump(ctx, c.conn, &svcKeyMsg{Service: k}, func(m *destRawReply) error {
 			if m.Dest == nil {
 				return nil
 			}
-			d, err := destFrom(m.Dest, Family(k.AF))
-			if err != nil {
-				return err
-			}
-			out = append(out, d)
-			return nil
+			out = append(out, Destination{})
+			return decodeDestNest(m.Dest, lvs.Family(k.AF), &out[len(out)-1])
 		})
 		if errors.Is(err, gnl.ErrDumpInterrupted) && attempt < maxDumpRetries {
 			continue
@@ -254,10 +250,10 @@ func (c *Client) Destinations(ctx context.Context, s Service) ([]Destination, er
 		break
 	}
 	if err != nil {
-		return nil, classify(opGetService, "ipvs: list destinations of "+s.String(), err)
+		return nil, classify(opGetService, "ipvs: list destinations of "+key.Canonical().String(), err)
 	}
 	if len(out) == 0 {
-		if _, err := c.Service(ctx, s); err != nil {
+		if _, err := c.Service(ctx, key); err != nil {
 			return nil, err
 		}
 	}
@@ -275,12 +271,12 @@ func (c *Client) Zero(ctx context.Context) error {
 }
 
 // ZeroService zeroes the counters of one service and its destinations.
-func (c *Client) ZeroService(ctx context.Context, s Service) error {
-	k, err := s.wireKey()
+func (c *Client) ZeroService(ctx context.Context, key lvs.ServiceKey) error {
+	k, err := wireKey(key)
 	if err != nil {
-		return fmt.Errorf("ipvs: zero %s: %w", &s, err)
+		return fmt.Errorf("ipvs: zero %s: %w", key.Canonical(), err)
 	}
-	return classify(opGetService, "ipvs: zero "+s.String(), zero.Exec(ctx, c.conn, &svcKeyMsg{Service: k}))
+	return classify(opGetService, "ipvs: zero "+key.Canonical().String(), zero.Exec(ctx, c.conn, &svcKeyMsg{Service: k}))
 }
 
 // Timeouts reads the global TCP, TCP FIN and UDP timeouts.

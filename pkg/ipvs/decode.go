@@ -3,20 +3,19 @@ package ipvs
 import (
 	"encoding/binary"
 	"fmt"
-	"net/netip"
+	"math/bits"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
-// Hand-written decoders for the two messages Table reads by the thousand (IPVS_CMD_NEW_SERVICE
-// and IPVS_CMD_NEW_DEST dump replies). They decode straight into the exported types, without
-// reflection or intermediate allocations, and follow gnl's lenient rules exactly (flags masked
+// The decoders of the replies IPVS sends by the thousand: services (IPVS_CMD_NEW_SERVICE) and
+// destinations (IPVS_CMD_NEW_DEST), each the only decoder of its message. They are written by
+// hand, straight into the exported types without reflection or allocations, because Table
+// decodes one per destination and gnl's generic decoding, cheap natively, costs several times as
+// much under emulation, where the benchmark runs. They follow gnl's lenient rules: flags masked
 // from attribute types, unknown attributes skipped, the last padding optional, a u64 taking a
-// 4-byte payload, fixed-size bytes taking a shorter one, the last of repeated attributes
-// winning); the fuzz tests check them against the declarations decoded by gnl. They stay
-// because decoding the destination dumps through the declarations made Table's read 3.7-5x the
-// hand-built floor in the VM benchmark (3,000 services x 10, 2026-11-27) against 1.4-2.2x with
-// them: gnl's per-attribute cost is small natively but multiplied under emulation.
+// 4-byte payload, fixed-size bytes taking a shorter one, the last of repeated attributes winning.
 
 func sizeErr(what string, n, want int) error {
 	return fmt.Errorf("%w: %s payload is %d bytes, want %d", gnl.ErrMalformed, what, n, want)
@@ -103,7 +102,7 @@ func decodeStats(b []byte, wide bool) (Stats, error) {
 
 // decodeDestNest decodes the payload of an IPVS_CMD_ATTR_DEST attribute into d; svc is the
 // family of the destination's service, which a destination without its own family has.
-func decodeDestNest(nest []byte, svc Family, d *Destination) (err error) {
+func decodeDestNest(nest []byte, svc lvs.Family, d *Destination) error {
 	*d = Destination{}
 	var (
 		addr          [16]byte
@@ -112,51 +111,24 @@ func decodeDestNest(nest []byte, svc Family, d *Destination) (err error) {
 	)
 	it := gnl.NewAttrIter(nest)
 	for it.Next() {
-		var v32 uint32
-		switch it.Attr().Type {
+		a := it.Attr()
+		var err error
+		switch a.Type {
 		case 1:
-			err = fixed(addr[:], it.Attr().Data)
-		case 2:
-			d.Port, err = u16(it.Attr().Data, binary.BigEndian)
-		case 3:
-			v32, err = u32(it.Attr().Data)
-			d.Forward = ForwardMethod(v32 & 0x7)
-		case 4:
-			v32, err = u32(it.Attr().Data)
-			d.Weight = int(int32(v32))
-		case 5:
-			d.UpperThreshold, err = u32(it.Attr().Data)
-		case 6:
-			d.LowerThreshold, err = u32(it.Attr().Data)
-		case 7:
-			d.ActiveConns, err = u32(it.Attr().Data)
-		case 8:
-			d.InactiveConns, err = u32(it.Attr().Data)
-		case 9:
-			d.PersistentConns, err = u32(it.Attr().Data)
+			err = fixed(addr[:], a.Data)
 		case 10:
-			d.Stats32, err = decodeStats(it.Attr().Data, false)
+			d.Stats32, err = decodeStats(a.Data, false)
 			have3 = true
 		case 11:
-			af, err = u16(it.Attr().Data, binary.NativeEndian)
+			af, err = u16(a.Data, binary.NativeEndian)
 		case 12:
-			d.Stats, err = decodeStats(it.Attr().Data, true)
+			d.Stats, err = decodeStats(a.Data, true)
 			have64 = true
-		case 13:
-			if len(it.Attr().Data) != 1 {
-				err = sizeErr("u8", len(it.Attr().Data), 1)
-			} else {
-				d.TunnelType = TunnelType(it.Attr().Data[0])
-			}
-		case 14:
-			d.TunnelPort, err = u16(it.Attr().Data, binary.BigEndian)
-		case 15:
-			var f uint16
-			f, err = u16(it.Attr().Data, binary.NativeEndian)
-			d.TunnelFlags = TunnelFlags(f)
+		default:
+			err = decodeDestScalar(d, a.Type, a.Data)
 		}
 		if err != nil {
-			return fmt.Errorf("destination attribute %d: %w", it.Attr().Type, err)
+			return fmt.Errorf("destination attribute %d: %w", a.Type, err)
 		}
 	}
 	if it.Err() != nil {
@@ -164,85 +136,139 @@ func decodeDestNest(nest []byte, svc Family, d *Destination) (err error) {
 	}
 	d.Family = svc
 	if af != 0 {
-		d.Family = Family(af)
+		d.Family = lvs.Family(af)
 	}
-	if d.Family != IPv4 && d.Family != IPv6 {
+	switch d.Family {
+	case lvs.IPv4, lvs.IPv6:
+		d.Address = addrFrom(d.Family, addr)
+	default:
 		return fmt.Errorf("%w: destination with address family %d", ErrInvalid, d.Family)
 	}
-	if d.Family == IPv4 {
-		d.Address = netip.AddrFrom4([4]byte(addr[:4]))
-	} else {
-		d.Address = netip.AddrFrom16(addr)
-	}
 	if !have64 && have3 {
-		d.Stats = d.Stats32
+		d.Stats = d.Stats32 // kernels before 4.1 have no 64-bit counters
 	}
 	return nil
+}
+
+// decodeDestScalar decodes the destination attributes that are single numbers.
+func decodeDestScalar(d *Destination, typ uint16, b []byte) (err error) {
+	var v32 uint32
+	switch typ {
+	case 2:
+		d.Port, err = u16(b, binary.BigEndian)
+	case 3:
+		v32, err = u32(b)
+		d.Forwarding = lvs.Forwarding(v32 & 0x7) // IP_VS_CONN_F_FWD_MASK
+	case 4:
+		d.Weight, err = u32(b)
+	case 5:
+		d.UpperThreshold, err = u32(b)
+	case 6:
+		d.LowerThreshold, err = u32(b)
+	case 7:
+		d.ActiveConns, err = u32(b)
+	case 8:
+		d.InactiveConns, err = u32(b)
+	case 9:
+		d.PersistentConns, err = u32(b)
+	case 13:
+		if len(b) != 1 {
+			return sizeErr("u8", len(b), 1)
+		}
+		d.TunnelType = lvs.TunnelType(b[0])
+	case 14:
+		d.TunnelPort, err = u16(b, binary.BigEndian)
+	case 15:
+		var f uint16
+		f, err = u16(b, binary.NativeEndian)
+		d.TunnelFlags = lvs.TunnelFlags(f)
+	}
+	return err
 }
 
 // decodeServiceNest decodes the payload of an IPVS_CMD_ATTR_SERVICE attribute.
 func decodeServiceNest(b []byte) (Service, error) {
 	var (
-		w        wireService
-		s32      wireStats32
-		s64      wireStats
-		err      error
-		st32, st Stats
+		s             Service
+		addr          [16]byte
+		mask          [4]byte
+		have64, have3 bool
 	)
 	it := gnl.NewAttrIter(b)
 	for it.Next() {
-		switch it.Attr().Type {
-		case 1:
-			w.AF, err = u16(it.Attr().Data, binary.NativeEndian)
-		case 2:
-			w.Protocol, err = u16(it.Attr().Data, binary.NativeEndian)
+		a := it.Attr()
+		var err error
+		switch a.Type {
 		case 3:
-			err = fixed(w.Addr[:], it.Attr().Data)
-		case 4:
-			w.Port, err = u16(it.Attr().Data, binary.BigEndian)
-		case 5:
-			w.FWMark, err = u32(it.Attr().Data)
-		case 6:
-			w.SchedName = cString(it.Attr().Data)
-		case 7:
-			if err = w.Flags.UnmarshalBinary(it.Attr().Data); err != nil {
-				err = fmt.Errorf("%w: %w", gnl.ErrMalformed, err)
-			}
-		case 8:
-			w.Timeout, err = u32(it.Attr().Data)
+			err = fixed(addr[:], a.Data)
 		case 9:
-			err = fixed(w.Netmask[:], it.Attr().Data)
+			err = fixed(mask[:], a.Data)
 		case 10:
-			st32, err = decodeStats(it.Attr().Data, false)
-			w.Stats = &s32
-		case 11:
-			w.PEName = cString(it.Attr().Data)
+			s.Stats32, err = decodeStats(a.Data, false)
+			have3 = true
 		case 12:
-			st, err = decodeStats(it.Attr().Data, true)
-			w.Stats64 = &s64
+			s.Stats, err = decodeStats(a.Data, true)
+			have64 = true
+		default:
+			err = decodeServiceScalar(&s, a.Type, a.Data)
 		}
 		if err != nil {
-			return Service{}, fmt.Errorf("service attribute %d: %w", it.Attr().Type, err)
+			return Service{}, fmt.Errorf("service attribute %d: %w", a.Type, err)
 		}
 	}
 	if it.Err() != nil {
 		return Service{}, it.Err()
 	}
-	// The counters were decoded straight into Stats; serviceFrom only needs to know which
-	// nests were present.
-	s, err := serviceFrom(&w)
-	if err != nil {
-		return s, err
+	f := s.Family
+	if f != lvs.IPv4 && f != lvs.IPv6 {
+		return Service{}, fmt.Errorf("%w: service with address family %d", ErrInvalid, f)
 	}
-	if w.Stats != nil {
-		s.Stats32 = st32
+	if s.FirewallMark == 0 {
+		s.Address = addrFrom(f, addr)
+	} else {
+		s.Protocol, s.Port = 0, 0
 	}
-	if w.Stats64 != nil {
-		s.Stats = st
-	} else if w.Stats != nil {
-		s.Stats = st32
+	if f == lvs.IPv6 {
+		// A host-order prefix length for IPv6.
+		s.PersistencePrefixLength = uint8(min(binary.NativeEndian.Uint32(mask[:]), 128))
+	} else {
+		// A __be32 mask for IPv4.
+		s.PersistencePrefixLength = uint8(bits.LeadingZeros32(^binary.BigEndian.Uint32(mask[:])))
+	}
+	if !have64 && have3 {
+		s.Stats = s.Stats32
 	}
 	return s, nil
+}
+
+// decodeServiceScalar decodes the service attributes that are numbers, names and flags.
+func decodeServiceScalar(s *Service, typ uint16, b []byte) (err error) {
+	var v uint16
+	switch typ {
+	case 1:
+		v, err = u16(b, binary.NativeEndian)
+		s.Family = lvs.Family(v)
+	case 2:
+		v, err = u16(b, binary.NativeEndian)
+		s.Protocol = lvs.Protocol(v)
+	case 4:
+		s.Port, err = u16(b, binary.BigEndian)
+	case 5:
+		s.FirewallMark, err = u32(b)
+	case 6:
+		s.Scheduler = cString(b)
+	case 7:
+		// struct ip_vs_flags: the flags, then the mask of those to change.
+		if len(b) < 8 {
+			return fmt.Errorf("%w: struct ip_vs_flags of %d bytes", gnl.ErrMalformed, len(b))
+		}
+		s.Flags = lvs.ServiceFlags(binary.NativeEndian.Uint32(b))
+	case 8:
+		s.TimeoutSeconds, err = u32(b)
+	case 11:
+		s.PersistenceEngine = cString(b)
+	}
+	return err
 }
 
 // cString is gnl's string decoding: up to the first NUL.

@@ -2,269 +2,639 @@ package ipvs
 
 import (
 	"encoding/binary"
+	"errors"
 	"slices"
 	"sync"
 	"syscall"
 
-	"github.com/kubelvs/kubelvs/pkg/gnl"
 	"github.com/kubelvs/kubelvs/pkg/gnl/gnltest"
 )
 
-// fakeIPVS is an IPVS family for gnltest that follows ip_vs_ctl.c's rules and errnos: ESRCH for
-// a missing service, ENOENT for a missing destination or scheduler/engine module, EEXIST for
-// duplicates, EINVAL/ERANGE for bad values, an empty destination dump for a missing service,
-// "hashed" set on every service.
+// fakeIPVS is an IPVS family for gnltest that follows ip_vs_ctl.c: the same checks in the same
+// order with the same errnos, an empty destination dump for a missing service, "hashed" set on
+// every service it stores.
+//
+// It reads requests and writes replies with its own attribute codec and the numbers of
+// linux/ip_vs.h (below), never with the package's declarations or decoders, so that a wrong
+// attribute number, size or byte order in the package shows up as a failure instead of
+// cancelling out.
 type fakeIPVS struct {
 	mu       sync.Mutex
 	svcs     []*fakeSvc
-	timeouts configMsg
-	daemons  []wireDaemon
+	timeouts [3]uint32 // tcp, tcpfin, udp
+	daemons  []fakeDaemon
 	reqs     []gnltest.Request // every request, for encoding checks
 	// intrDumps makes the next n service dumps come back flagged NLM_F_DUMP_INTR.
 	intrDumps int
+	// after, when set, runs after each request is answered (with the fake unlocked), to play
+	// another program changing the table in between.
+	after func(req gnltest.Request)
 }
 
+// linux/ip_vs.h, written out here on purpose (see fakeIPVS).
+const (
+	hCmdNewService = 1
+	hCmdSetService = 2
+	hCmdDelService = 3
+	hCmdGetService = 4
+	hCmdNewDest    = 5
+	hCmdSetDest    = 6
+	hCmdDelDest    = 7
+	hCmdGetDest    = 8
+	hCmdNewDaemon  = 9
+	hCmdDelDaemon  = 10
+	hCmdGetDaemon  = 11
+	hCmdSetConfig  = 12
+	hCmdGetConfig  = 13
+	hCmdSetInfo    = 14
+	hCmdGetInfo    = 15
+	hCmdZero       = 16
+	hCmdFlush      = 17
+
+	hCmdAttrService = 1
+	hCmdAttrDest    = 2
+	hCmdAttrDaemon  = 3
+	hCmdAttrTCP     = 4
+	hCmdAttrTCPFin  = 5
+	hCmdAttrUDP     = 6
+
+	hSvcAF       = 1
+	hSvcProtocol = 2
+	hSvcAddr     = 3
+	hSvcPort     = 4
+	hSvcFWMark   = 5
+	hSvcSched    = 6
+	hSvcFlags    = 7
+	hSvcTimeout  = 8
+	hSvcNetmask  = 9
+	hSvcStats    = 10
+	hSvcPEName   = 11
+	hSvcStats64  = 12
+
+	hDestAddr     = 1
+	hDestPort     = 2
+	hDestFwd      = 3
+	hDestWeight   = 4
+	hDestUThresh  = 5
+	hDestLThresh  = 6
+	hDestActive   = 7
+	hDestInact    = 8
+	hDestPersist  = 9
+	hDestStats    = 10
+	hDestAF       = 11
+	hDestStats64  = 12
+	hDestTunType  = 13
+	hDestTunPort  = 14
+	hDestTunFlags = 15
+
+	hDaemonState    = 1
+	hDaemonIfn      = 2
+	hDaemonSyncID   = 3
+	hDaemonMaxLen   = 4
+	hDaemonGroup    = 5
+	hDaemonGroup6   = 6
+	hDaemonPort     = 7
+	hDaemonTTL      = 8
+	hInfoVersion    = 1
+	hInfoConnTab    = 2
+	hStatsConns     = 1
+	hStatsInBytes   = 4
+	hStatsOutBytes  = 5
+	hStatsPad       = 11
+	hFlagHashed     = 0x0002
+	hFwdTunnel      = 2
+	hTunGUE         = 1
+	hNLANested      = 0x8000
+	hAFInet         = 2
+	hAFInet6        = 10
+	hNLMFDumpIntr   = 0x10
+	hStateMaster    = 1
+	hStateBackup    = 2
+	hSchedNameLimit = 16 // IP_VS_SCHEDNAME_MAXLEN
+)
+
 type fakeSvc struct {
-	w     wireService
-	dests []wireDest
+	af, proto uint16
+	addr      [16]byte
+	port      uint16 // host order
+	fwmark    uint32
+	sched, pe string
+	flags     uint32
+	timeout   uint32
+	netmask   uint32 // as the kernel keeps it: __be32 mask bytes (IPv4) or host-order length (IPv6)
+	dests     []fakeDest
+}
+
+type fakeDest struct {
+	af                       uint16
+	addr                     [16]byte
+	port                     uint16
+	fwd, weight              uint32
+	uthresh, lthresh         uint32
+	tunType                  uint8
+	tunPort, tunFlags        uint16
+	active, inactive, persis uint32
+}
+
+type fakeDaemon struct {
+	state, syncID uint32
+	ifn           string
+	maxLen, port  uint16
+	ttl           uint8
+	group         []byte // 4 or 16 bytes, or nil
 }
 
 var fakeSchedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
 
 func newFake() (*fakeIPVS, *gnltest.Kernel) {
-	f := &fakeIPVS{timeouts: configMsg{TCP: 900, TCPFin: 120, UDP: 300}}
+	f := &fakeIPVS{timeouts: [3]uint32{900, 120, 300}}
 	k := &gnltest.Kernel{DatagramsPerRead: 4} // several datagrams per read, as from the real socket
 	k.Register(&gnltest.Family{Name: "IPVS", Version: 1, MaxAttr: 6, Handle: f.handle})
 	return f, k
 }
 
-func sameKey(a *wireService, k *wireServiceKey) bool {
-	if a.AF != k.AF {
-		return false
+// --- the fake's attribute codec ---
+
+// fattrs splits attributes into a map by type (flags masked, the last of repeated ones
+// winning), as nla_parse does.
+func fattrs(b []byte) (map[uint16][]byte, error) {
+	m := map[uint16][]byte{}
+	for len(b) >= 4 {
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < 4 || l > len(b) {
+			return nil, errors.New("bad attribute length")
+		}
+		m[binary.NativeEndian.Uint16(b[2:])&0x3fff] = b[4:l]
+		b = b[min((l+3)&^3, len(b)):]
 	}
-	if k.FWMark != 0 || a.FWMark != 0 {
-		return a.FWMark == k.FWMark
-	}
-	return a.Protocol == k.Protocol && a.Addr == k.Addr && a.Port == k.Port
+	return m, nil
 }
 
-func (f *fakeIPVS) find(k *wireServiceKey) (int, *fakeSvc) {
+func fput(b []byte, typ uint16, data []byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(data)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, data...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func fnest(b []byte, typ uint16, inner []byte) []byte { return fput(b, typ|hNLANested, inner) }
+
+func ne16(v uint16) []byte { return binary.NativeEndian.AppendUint16(nil, v) }
+func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+func ne32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+func ne64(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
+func cstr(s string) []byte { return append([]byte(s), 0) }
+
+// fstats encodes a stats nest: 64-bit (STATS64, a PAD attribute first, as
+// nla_put_u64_64bit may add) or 32-bit (STATS, u64 byte counters only).
+func fstats(conns, inBytes, outBytes uint64, wide bool) []byte {
+	var b []byte
+	if wide {
+		b = fput(b, hStatsPad, nil)
+		b = fput(b, hStatsConns, ne64(conns))
+	} else {
+		b = fput(b, hStatsConns, ne32(uint32(conns)))
+	}
+	b = fput(b, hStatsInBytes, ne64(inBytes))
+	return fput(b, hStatsOutBytes, ne64(outBytes))
+}
+
+func errno(e syscall.Errno) error { return &gnltest.Error{Errno: e} }
+
+func fu16(b []byte, ok *bool) uint16 {
+	if len(b) < 2 {
+		*ok = false
+		return 0
+	}
+	return binary.NativeEndian.Uint16(b)
+}
+
+func fu32(b []byte, ok *bool) uint32 {
+	if len(b) < 4 {
+		*ok = false
+		return 0
+	}
+	return binary.NativeEndian.Uint32(b)
+}
+
+func fstr(b []byte) string {
+	if i := slices.Index(b, 0); i >= 0 {
+		return string(b[:i])
+	}
+	return string(b)
+}
+
+// --- requests ---
+
+func (f *fakeIPVS) handle(req gnltest.Request) ([]gnltest.Message, error) {
+	f.mu.Lock()
+	msgs, err := f.handleLocked(req)
+	after := f.after
+	f.mu.Unlock()
+	if after != nil {
+		after(req)
+	}
+	return msgs, err
+}
+
+func (f *fakeIPVS) handleLocked(req gnltest.Request) ([]gnltest.Message, error) {
+	f.reqs = append(f.reqs, req)
+	top, err := fattrs(req.Attrs)
+	if err != nil {
+		return nil, errno(syscall.EINVAL)
+	}
+	switch req.Cmd {
+	case hCmdGetInfo:
+		b := fput(nil, hInfoVersion, ne32(0x010201))
+		return []gnltest.Message{{Cmd: hCmdSetInfo, Attrs: fput(b, hInfoConnTab, ne32(4096))}}, nil
+	case hCmdGetConfig:
+		var b []byte
+		for i, v := range f.timeouts {
+			b = fput(b, uint16(hCmdAttrTCP+i), ne32(v))
+		}
+		return []gnltest.Message{{Cmd: hCmdSetConfig, Attrs: b}}, nil
+	case hCmdSetConfig:
+		// ip_vs_genl_set_config: each timeout present and non-zero is set.
+		for i := range f.timeouts {
+			ok := true
+			if v, has := top[uint16(hCmdAttrTCP+i)]; has {
+				if n := fu32(v, &ok); ok && n != 0 {
+					f.timeouts[i] = n
+				}
+			}
+		}
+		return nil, nil
+	case hCmdFlush:
+		f.svcs = nil
+		return nil, nil
+	case hCmdNewDaemon, hCmdDelDaemon, hCmdGetDaemon:
+		return f.daemon(req.Cmd, top)
+	case hCmdGetService:
+		if req.Dump() {
+			return f.dumpServices(), nil
+		}
+	case hCmdZero:
+		if top[hCmdAttrService] == nil {
+			return nil, nil
+		}
+	}
+	return f.serviceCmd(req.Cmd, top)
+}
+
+func (f *fakeIPVS) dumpServices() []gnltest.Message {
+	var out []gnltest.Message
+	for _, s := range f.svcs {
+		m := gnltest.Message{Cmd: hCmdNewService, Attrs: fnest(nil, hCmdAttrService, s.encode())}
+		if f.intrDumps > 0 {
+			m.Flags |= hNLMFDumpIntr
+		}
+		out = append(out, m)
+	}
+	if f.intrDumps > 0 {
+		f.intrDumps--
+	}
+	return out
+}
+
+// parsedSvc is ip_vs_genl_parse_service's result.
+type parsedSvc struct {
+	fakeSvc
+	flagMask uint32
+	full     bool
+}
+
+// parseService follows ip_vs_genl_parse_service: the family, then a firewall mark or protocol,
+// address and port, then (for NEW and SET) scheduler, flags, timeout and netmask, all required.
+func parseService(nest []byte, full bool) (*parsedSvc, error) {
+	a, err := fattrs(nest)
+	if nest == nil || err != nil {
+		return nil, errno(syscall.EINVAL)
+	}
+	ok := true
+	p := &parsedSvc{full: full}
+	if a[hSvcAF] == nil {
+		return nil, errno(syscall.EINVAL)
+	}
+	p.af = fu16(a[hSvcAF], &ok)
+	if p.af != hAFInet && p.af != hAFInet6 {
+		return nil, errno(syscall.EAFNOSUPPORT)
+	}
+	if v, has := a[hSvcFWMark]; has {
+		p.fwmark = fu32(v, &ok)
+	} else {
+		if a[hSvcProtocol] == nil || a[hSvcAddr] == nil || a[hSvcPort] == nil {
+			return nil, errno(syscall.EINVAL)
+		}
+		p.proto = fu16(a[hSvcProtocol], &ok)
+		copy(p.addr[:], a[hSvcAddr])
+		if len(a[hSvcPort]) != 2 {
+			ok = false
+		} else {
+			p.port = binary.BigEndian.Uint16(a[hSvcPort])
+		}
+	}
+	if full {
+		if a[hSvcSched] == nil || a[hSvcFlags] == nil || a[hSvcTimeout] == nil || a[hSvcNetmask] == nil {
+			return nil, errno(syscall.EINVAL)
+		}
+		if len(a[hSvcSched]) > hSchedNameLimit || len(a[hSvcFlags]) != 8 {
+			return nil, errno(syscall.EINVAL)
+		}
+		p.sched, p.pe = fstr(a[hSvcSched]), fstr(a[hSvcPEName])
+		p.flags = fu32(a[hSvcFlags], &ok)
+		p.flagMask = fu32(a[hSvcFlags][4:], &ok)
+		p.timeout = fu32(a[hSvcTimeout], &ok)
+		p.netmask = fu32(a[hSvcNetmask], &ok)
+	}
+	if !ok {
+		return nil, errno(syscall.EINVAL)
+	}
+	return p, nil
+}
+
+func (f *fakeIPVS) find(p *parsedSvc) (int, *fakeSvc) {
 	for i, s := range f.svcs {
-		if sameKey(&s.w, k) {
+		if s.af != p.af {
+			continue
+		}
+		if p.fwmark != 0 || s.fwmark != 0 {
+			if s.fwmark == p.fwmark {
+				return i, s
+			}
+			continue
+		}
+		if s.proto == p.proto && s.addr == p.addr && s.port == p.port {
 			return i, s
 		}
 	}
 	return -1, nil
 }
 
-func findDest(s *fakeSvc, addr [16]byte, port uint16) int {
-	for i := range s.dests {
-		if s.dests[i].Addr == addr && s.dests[i].Port == port {
-			return i
-		}
+// serviceCmd follows ip_vs_genl_set_cmd and ip_vs_genl_get_cmd for commands on one service.
+func (f *fakeIPVS) serviceCmd(cmd uint8, top map[uint16][]byte) ([]gnltest.Message, error) {
+	p, err := parseService(top[hCmdAttrService], cmd == hCmdNewService || cmd == hCmdSetService)
+	if err != nil {
+		return nil, err
 	}
-	return -1
-}
-
-func errno(e syscall.Errno) error { return &gnltest.Error{Errno: e} }
-
-func (f *fakeIPVS) handle(req gnltest.Request) ([]gnltest.Message, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.reqs = append(f.reqs, req)
-	switch req.Cmd {
-	case cmdGetInfo:
-		m, err := gnltest.Reply(cmdSetInfo, &infoMsg{Version: 0x010201, ConnTabSize: 4096})
-		return []gnltest.Message{m}, err
-	case cmdGetConfig:
-		m, err := gnltest.Reply(cmdSetConfig, &f.timeouts)
-		return []gnltest.Message{m}, err
-	case cmdSetConfig:
-		var c configMsg
-		if err := gnl.Unmarshal(req.Attrs, &c); err != nil {
-			return nil, errno(syscall.EINVAL)
-		}
-		if c.TCP != 0 {
-			f.timeouts.TCP = c.TCP
-		}
-		if c.TCPFin != 0 {
-			f.timeouts.TCPFin = c.TCPFin
-		}
-		if c.UDP != 0 {
-			f.timeouts.UDP = c.UDP
-		}
-		return nil, nil
-	case cmdFlush:
-		f.svcs = nil
-		return nil, nil
-	case cmdNewDaemon, cmdDelDaemon, cmdGetDaemon:
-		return f.daemon(req)
-	case cmdGetService:
-		if req.Dump() {
-			var out []gnltest.Message
-			for _, s := range f.svcs {
-				m, err := gnltest.Reply(cmdNewService, &svcMsg{Service: withStats(s.w)})
-				if err != nil {
-					return nil, err
-				}
-				if f.intrDumps > 0 {
-					m.Flags |= 0x10
-				}
-				out = append(out, m)
-			}
-			if f.intrDumps > 0 {
-				f.intrDumps--
-			}
-			return out, nil
-		}
-	}
-	var m struct {
-		Service *wireService `gnl:"1"`
-		Dest    *wireDest    `gnl:"2"`
-	}
-	if err := gnl.Unmarshal(req.Attrs, &m); err != nil {
-		return nil, errno(syscall.EINVAL)
-	}
-	if req.Cmd == cmdZero && m.Service == nil {
-		for _, s := range f.svcs {
-			s.w.Stats64 = nil
-		}
-		return nil, nil
-	}
-	if m.Service == nil || m.Service.AF != uint16(IPv4) && m.Service.AF != uint16(IPv6) {
-		return nil, errno(syscall.EINVAL)
-	}
-	k := &wireServiceKey{AF: m.Service.AF, Protocol: m.Service.Protocol, Addr: m.Service.Addr, Port: m.Service.Port, FWMark: m.Service.FWMark}
-	i, svc := f.find(k)
-	if req.Cmd == cmdGetDest {
+	i, svc := f.find(p)
+	switch {
+	case cmd == hCmdGetDest:
 		if svc == nil {
 			return nil, nil // the kernel's dump of a missing service is empty
 		}
 		var out []gnltest.Message
 		for _, d := range svc.dests {
-			d.ActiveConns, d.Stats64 = 3, &wireStats{Conns: 7, InBytes: 1 << 40}
-			r, err := gnltest.Reply(cmdNewDest, &destReply{Dest: &d})
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, r)
+			out = append(out, gnltest.Message{Cmd: hCmdNewDest, Attrs: fnest(nil, hCmdAttrDest, d.encode())})
 		}
 		return out, nil
-	}
-	if req.Cmd != cmdNewService && svc == nil {
+	case cmd == hCmdGetService:
+		if svc == nil {
+			return nil, errno(syscall.ESRCH)
+		}
+		return []gnltest.Message{{Cmd: hCmdNewService, Attrs: fnest(nil, hCmdAttrService, svc.encode())}}, nil
+	case cmd != hCmdNewService && svc == nil:
+		// "Unless we're adding a new service, the service must already exist", before any
+		// scheduler lookup.
 		return nil, errno(syscall.ESRCH)
 	}
-	switch req.Cmd {
-	case cmdGetService:
-		r, err := gnltest.Reply(cmdNewService, &svcMsg{Service: withStats(svc.w)})
-		return []gnltest.Message{r}, err
-	case cmdNewService, cmdSetService:
-		w := *m.Service
-		if !slices.Contains(fakeSchedulers, w.SchedName) || (w.PEName != "" && w.PEName != "sip") {
-			return nil, &gnltest.Error{Errno: syscall.ENOENT, Message: "Scheduler module not found"}
+	switch cmd {
+	case hCmdNewService:
+		if svc != nil {
+			return nil, errno(syscall.EEXIST) // before the scheduler is looked up
 		}
-		if w.AF == uint16(IPv6) {
-			if n := binary.NativeEndian.Uint32(w.Netmask[:]); n < 1 || n > 128 {
-				return nil, errno(syscall.EINVAL)
-			}
+		s := &fakeSvc{}
+		if err := s.edit(p); err != nil {
+			return nil, err
 		}
-		if w.Flags.Flags&uint32(FlagHashed) != 0 {
-			return nil, errno(syscall.EINVAL) // the real kernel would corrupt its hash table
-		}
-		w.Flags = wireFlags{Flags: w.Flags.Flags&w.Flags.Mask | uint32(FlagHashed), Mask: ^uint32(0)}
-		w.Stats, w.Stats64, w.Unknown = nil, nil, nil
-		if w.FWMark != 0 {
-			w.Protocol, w.Addr, w.Port = 0, [16]byte{}, 0
-		}
-		if req.Cmd == cmdNewService {
-			if svc != nil {
-				return nil, errno(syscall.EEXIST)
-			}
-			f.svcs = append(f.svcs, &fakeSvc{w: w})
-		} else {
-			svc.w = w
-		}
+		f.svcs = append(f.svcs, s)
 		return nil, nil
-	case cmdDelService:
+	case hCmdSetService:
+		return nil, svc.edit(p)
+	case hCmdDelService:
 		f.svcs = slices.Delete(f.svcs, i, i+1)
 		return nil, nil
-	case cmdZero:
+	case hCmdZero:
 		return nil, nil
 	}
-	if m.Dest == nil {
-		return nil, errno(syscall.EINVAL)
+	return nil, svc.destCmd(cmd, top[hCmdAttrDest])
+}
+
+// edit follows ip_vs_add_service and ip_vs_edit_service: the scheduler, then the persistence
+// engine (ENOENT for a module it cannot load), then an IPv6 netmask between 1 and 128.
+func (s *fakeSvc) edit(p *parsedSvc) error {
+	if p.sched != "none" && !slices.Contains(fakeSchedulers, p.sched) {
+		return &gnltest.Error{Errno: syscall.ENOENT}
 	}
-	d := *m.Dest
-	if d.AddrFamily == 0 {
-		d.AddrFamily = svc.w.AF
+	if p.pe != "" && p.pe != "sip" {
+		return &gnltest.Error{Errno: syscall.ENOENT}
 	}
-	j := findDest(svc, d.Addr, d.Port)
-	if req.Cmd != cmdDelDest {
-		if d.AddrFamily != svc.w.AF && d.FwdMethod != uint32(Tunnel) {
-			return nil, errno(syscall.EINVAL)
+	if p.af == hAFInet6 && (p.netmask < 1 || p.netmask > 128) {
+		return errno(syscall.EINVAL)
+	}
+	// The kernel would keep a service that claims "hashed" out of its hash table (and
+	// complain in its log); a client must never send it, so the fake refuses it.
+	if p.flags&p.flagMask&hFlagHashed != 0 {
+		return errno(syscall.EINVAL)
+	}
+	flags := s.flags&^p.flagMask | p.flags&p.flagMask
+	dests := s.dests
+	*s = p.fakeSvc
+	s.flags, s.dests = flags|hFlagHashed, dests
+	if s.fwmark != 0 {
+		s.proto, s.addr, s.port = 0, [16]byte{}, 0
+	}
+	return nil
+}
+
+// encode is ip_vs_genl_fill_service.
+func (s *fakeSvc) encode() []byte {
+	b := fput(nil, hSvcAF, ne16(s.af))
+	if s.fwmark != 0 {
+		b = fput(b, hSvcFWMark, ne32(s.fwmark))
+	} else {
+		b = fput(b, hSvcProtocol, ne16(s.proto))
+		b = fput(b, hSvcAddr, s.addr[:])
+		b = fput(b, hSvcPort, be16(s.port))
+	}
+	b = fput(b, hSvcSched, cstr(s.sched))
+	if s.pe != "" {
+		b = fput(b, hSvcPEName, cstr(s.pe))
+	}
+	b = fput(b, hSvcFlags, append(ne32(s.flags), 0xff, 0xff, 0xff, 0xff))
+	b = fput(b, hSvcTimeout, ne32(s.timeout))
+	b = fput(b, hSvcNetmask, ne32(s.netmask))
+	b = fnest(b, hSvcStats, fstats(5, 100, 0, false))
+	return fnest(b, hSvcStats64, fstats(5, 100, 1<<33, true))
+}
+
+// parseDest follows ip_vs_genl_parse_dest: address and port always, forwarding, weight and
+// thresholds for NEW and SET.
+func parseDest(nest []byte, full bool) (fakeDest, error) {
+	var d fakeDest
+	a, err := fattrs(nest)
+	if nest == nil || err != nil || a[hDestAddr] == nil || len(a[hDestPort]) != 2 {
+		return d, errno(syscall.EINVAL)
+	}
+	ok := true
+	copy(d.addr[:], a[hDestAddr])
+	d.port = binary.BigEndian.Uint16(a[hDestPort])
+	if v, has := a[hDestAF]; has {
+		d.af = fu16(v, &ok)
+	}
+	if full {
+		if a[hDestFwd] == nil || a[hDestWeight] == nil || a[hDestUThresh] == nil || a[hDestLThresh] == nil {
+			return d, errno(syscall.EINVAL)
 		}
-		if d.Weight < 0 {
-			return nil, errno(syscall.EINVAL)
+		d.fwd = fu32(a[hDestFwd], &ok) & 0x7
+		d.weight = fu32(a[hDestWeight], &ok)
+		d.uthresh = fu32(a[hDestUThresh], &ok)
+		d.lthresh = fu32(a[hDestLThresh], &ok)
+		if v, has := a[hDestTunType]; has && len(v) == 1 {
+			d.tunType = v[0]
 		}
-		if d.UThresh != 0 && d.LThresh > d.UThresh {
-			return nil, errno(syscall.ERANGE)
+		if v, has := a[hDestTunPort]; has && len(v) == 2 {
+			d.tunPort = binary.BigEndian.Uint16(v)
+		}
+		if v, has := a[hDestTunFlags]; has {
+			d.tunFlags = fu16(v, &ok)
 		}
 	}
-	switch req.Cmd {
-	case cmdNewDest:
-		if j >= 0 {
-			return nil, errno(syscall.EEXIST)
+	if !ok {
+		return d, errno(syscall.EINVAL)
+	}
+	return d, nil
+}
+
+// destCmd follows the destination half of ip_vs_genl_set_cmd, then ip_vs_add_dest,
+// ip_vs_edit_dest and ip_vs_del_dest.
+func (s *fakeSvc) destCmd(cmd uint8, nest []byte) error {
+	d, err := parseDest(nest, cmd != hCmdDelDest)
+	if err != nil {
+		return err
+	}
+	if d.af == 0 {
+		d.af = s.af
+	}
+	if d.af != hAFInet && d.af != hAFInet6 {
+		return errno(syscall.EAFNOSUPPORT)
+	}
+	if d.af != s.af && cmd != hCmdDelDest && d.fwd != hFwdTunnel {
+		return errno(syscall.EINVAL)
+	}
+	if cmd != hCmdDelDest {
+		switch {
+		case int32(d.weight) < 0, d.lthresh > d.uthresh:
+			return errno(syscall.ERANGE)
+		case d.tunType == hTunGUE && d.tunPort == 0:
+			return errno(syscall.EINVAL)
 		}
-		svc.dests = append(svc.dests, d)
-	case cmdSetDest:
-		if j < 0 {
-			return nil, errno(syscall.ENOENT)
-		}
-		svc.dests[j] = d
-	case cmdDelDest:
-		if j < 0 {
-			return nil, errno(syscall.ENOENT)
-		}
-		svc.dests = slices.Delete(svc.dests, j, j+1)
+	}
+	j := slices.IndexFunc(s.dests, func(o fakeDest) bool { return o.af == d.af && o.addr == d.addr && o.port == d.port })
+	switch {
+	case cmd == hCmdNewDest && j >= 0:
+		return errno(syscall.EEXIST)
+	case cmd == hCmdNewDest:
+		d.active = 3
+		s.dests = append(s.dests, d)
+	case j < 0:
+		return errno(syscall.ENOENT)
+	case cmd == hCmdSetDest:
+		d.active = s.dests[j].active
+		s.dests[j] = d
+	case cmd == hCmdDelDest:
+		s.dests = slices.Delete(s.dests, j, j+1)
 	default:
-		return nil, errno(syscall.EOPNOTSUPP)
+		return errno(syscall.EOPNOTSUPP)
 	}
-	return nil, nil
+	return nil
 }
 
-func withStats(w wireService) *wireService {
-	w.Stats = &wireStats32{Conns: 5, InBytes: 100}
-	w.Stats64 = &wireStats{Conns: 5, InBytes: 100, OutBytes: 1 << 33}
-	return &w
+// encode is ip_vs_genl_fill_dest.
+func (d *fakeDest) encode() []byte {
+	b := fput(nil, hDestAddr, d.addr[:])
+	b = fput(b, hDestPort, be16(d.port))
+	b = fput(b, hDestFwd, ne32(d.fwd))
+	b = fput(b, hDestWeight, ne32(d.weight))
+	b = fput(b, hDestTunType, []byte{d.tunType})
+	b = fput(b, hDestTunPort, be16(d.tunPort))
+	b = fput(b, hDestTunFlags, ne16(d.tunFlags))
+	b = fput(b, hDestUThresh, ne32(d.uthresh))
+	b = fput(b, hDestLThresh, ne32(d.lthresh))
+	b = fput(b, hDestActive, ne32(d.active))
+	b = fput(b, hDestInact, ne32(d.inactive))
+	b = fput(b, hDestPersist, ne32(d.persis))
+	b = fput(b, hDestAF, ne16(d.af))
+	b = fnest(b, hDestStats, fstats(7, 1<<40, 0, false))
+	return fnest(b, hDestStats64, fstats(7, 1<<40, 0, true))
 }
 
-func (f *fakeIPVS) daemon(req gnltest.Request) ([]gnltest.Message, error) {
-	if req.Cmd == cmdGetDaemon {
+// daemon follows ip_vs_genl_new_daemon, ip_vs_genl_del_daemon and the daemon dump.
+func (f *fakeIPVS) daemon(cmd uint8, top map[uint16][]byte) ([]gnltest.Message, error) {
+	if cmd == hCmdGetDaemon {
 		var out []gnltest.Message
-		for i := range f.daemons {
-			m, err := gnltest.Reply(cmdNewDaemon, &daemonMsg{Daemon: &f.daemons[i]})
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, m)
+		for _, d := range f.daemons {
+			out = append(out, gnltest.Message{Cmd: hCmdNewDaemon, Attrs: fnest(nil, hCmdAttrDaemon, d.encode())})
 		}
 		return out, nil
 	}
-	var m daemonMsg
-	if err := gnl.Unmarshal(req.Attrs, &m); err != nil || m.Daemon == nil {
+	a, err := fattrs(top[hCmdAttrDaemon])
+	if top[hCmdAttrDaemon] == nil || err != nil || a[hDaemonState] == nil {
 		return nil, errno(syscall.EINVAL)
 	}
-	idx := slices.IndexFunc(f.daemons, func(d wireDaemon) bool { return d.State == m.Daemon.State })
-	if req.Cmd == cmdNewDaemon {
-		if idx >= 0 {
-			return nil, errno(syscall.EEXIST)
+	ok := true
+	d := fakeDaemon{state: fu32(a[hDaemonState], &ok)}
+	idx := slices.IndexFunc(f.daemons, func(o fakeDaemon) bool { return o.state == d.state })
+	if cmd == hCmdDelDaemon {
+		if idx < 0 {
+			return nil, errno(syscall.ESRCH)
 		}
-		f.daemons = append(f.daemons, *m.Daemon)
+		f.daemons = slices.Delete(f.daemons, idx, idx+1)
 		return nil, nil
 	}
-	if idx < 0 {
-		return nil, errno(syscall.ESRCH)
+	if a[hDaemonIfn] == nil || a[hDaemonSyncID] == nil {
+		return nil, errno(syscall.EINVAL)
 	}
-	f.daemons = slices.Delete(f.daemons, idx, idx+1)
+	d.ifn, d.syncID = fstr(a[hDaemonIfn]), fu32(a[hDaemonSyncID], &ok)
+	if v, has := a[hDaemonMaxLen]; has {
+		d.maxLen = fu16(v, &ok)
+	}
+	if v, has := a[hDaemonPort]; has {
+		d.port = fu16(v, &ok)
+	}
+	if v, has := a[hDaemonTTL]; has && len(v) == 1 {
+		d.ttl = v[0]
+	}
+	if v, has := a[hDaemonGroup]; has && len(v) == 4 {
+		d.group = v
+	}
+	if v, has := a[hDaemonGroup6]; has && len(v) == 16 {
+		d.group = v
+	}
+	if !ok || d.state != hStateMaster && d.state != hStateBackup {
+		return nil, errno(syscall.EINVAL)
+	}
+	if idx >= 0 {
+		return nil, errno(syscall.EEXIST)
+	}
+	f.daemons = append(f.daemons, d)
 	return nil, nil
+}
+
+func (d *fakeDaemon) encode() []byte {
+	b := fput(nil, hDaemonState, ne32(d.state))
+	b = fput(b, hDaemonIfn, cstr(d.ifn))
+	b = fput(b, hDaemonSyncID, ne32(d.syncID))
+	b = fput(b, hDaemonMaxLen, ne16(d.maxLen))
+	b = fput(b, hDaemonPort, ne16(d.port))
+	b = fput(b, hDaemonTTL, []byte{d.ttl})
+	switch len(d.group) {
+	case 4:
+		b = fput(b, hDaemonGroup, d.group)
+	case 16:
+		b = fput(b, hDaemonGroup6, d.group)
+	}
+	return b
 }

@@ -9,103 +9,65 @@ import (
 	"testing"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
-// The decoders of kernel replies are fuzzed: they must never panic, whatever the bytes. Seeds are
-// real encodings (testdata/fuzz holds them too; UPDATE_FUZZ_SEEDS=1 rewrites them).
+// The decoders of kernel replies are fuzzed: they must never panic, whatever the bytes, and a
+// service they decode must encode again (the agent may send back what it read). Seeds are the
+// fake kernel's encodings (testdata/fuzz holds them too; UPDATE_FUZZ_SEEDS=1 rewrites them).
 
 func seedService() []byte {
-	w, _ := (&Service{Protocol: TCP, Address: mustAddr("2001:db8::1"), Port: 443, Scheduler: "mh",
-		Flags: FlagPersistent, Timeout: 60, Netmask: 64, PersistenceEngine: "sip"}).wire()
-	w.Stats, w.Stats64 = &wireStats32{Conns: 1, InBytes: 2}, &wireStats{Conns: 1, OutBytes: 1 << 40}
-	b, _ := gnl.Marshal(&svcMsg{Service: w})
-	return b
+	s := fakeSvc{af: hAFInet6, proto: 6, addr: [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1}, port: 443, sched: "mh", pe: "sip",
+		flags: 1 | hFlagHashed, timeout: 60, netmask: 64}
+	return fnest(nil, hCmdAttrService, s.encode())
 }
 
 func seedDest() []byte {
-	r, _ := (&Destination{Address: mustAddr("10.0.0.1"), Port: 80, Forward: Tunnel, Weight: 3,
-		TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelCsum}).wire(IPv6)
-	w := wireDest{Addr: r.Addr, Port: r.Port, FwdMethod: r.FwdMethod, Weight: r.Weight,
-		UThresh: r.UThresh, LThresh: r.LThresh, AddrFamily: r.AddrFamily, TunType: r.TunType,
-		TunPort: r.TunPort, TunFlags: r.TunFlags, ActiveConns: 4, Stats64: &wireStats{Conns: 9}}
-	b, _ := gnl.Marshal(&destReply{Dest: &w})
-	return b
+	d := fakeDest{af: hAFInet, addr: [16]byte{10, 0, 0, 1}, port: 80, fwd: hFwdTunnel, weight: 3, tunType: hTunGUE, tunPort: 6080, tunFlags: 1, active: 4}
+	return fnest(nil, hCmdAttrDest, d.encode())
 }
 
 func seedDaemon() []byte {
-	w, _ := (&Daemon{State: DaemonBackup, Interface: "eth0", SyncID: 1, Group: mustAddr("ff02::1"), Port: 8848, TTL: 1}).wire()
-	b, _ := gnl.Marshal(&daemonMsg{Daemon: w})
-	return b
+	d := fakeDaemon{state: hStateBackup, ifn: "eth0", syncID: 1, group: []byte{0xff, 2, 14: 0, 15: 1}, port: 8848, ttl: 1}
+	return fnest(nil, hCmdAttrDaemon, d.encode())
 }
 
-// seedDatagram is a kernel reply to dump request 1: a destination and NLMSG_DONE.
-// FuzzServiceDecode checks the hand-written service decoder against the declarations decoded by
-// gnl, and that what decodes encodes again.
 func FuzzServiceDecode(f *testing.F) {
 	f.Add(seedService())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var m svcMsg
-		gerr := gnl.Unmarshal(b, &m)
 		var raw svcRawMsg
-		if err := gnl.Unmarshal(b, &raw); (err != nil) != (gerr != nil) && gerr == nil {
-			t.Fatalf("raw service message: %v", err)
-		}
-		if gerr != nil || m.Service == nil {
+		if gnl.Unmarshal(b, &raw) != nil || raw.Service == nil {
 			return
 		}
-		slow, serr := serviceFrom(m.Service)
-		fast, ferr := decodeServiceNest(raw.Service)
-		switch {
-		case (ferr != nil) != (serr != nil):
-			t.Fatalf("hand decoder error %v, gnl error %v", ferr, serr)
-		case ferr != nil:
-			return
-		case fast != slow:
-			t.Fatalf("hand decoder %+v\ngnl          %+v", fast, slow)
-		}
-		s := slow
-		_ = s.String()
-		_ = s.Flags.String()
-		// What decodes must encode again (the client may send back what it read).
-		if s.FWMark == 0 && s.Protocol != TCP && s.Protocol != UDP && s.Protocol != SCTP {
+		s, err := decodeServiceNest(raw.Service)
+		if err != nil {
 			return
 		}
-		if _, err := s.wire(); err != nil && !errors.Is(err, ErrInvalid) {
+		_ = s.Key().String() + s.Flags.String()
+		if s.FirewallMark == 0 && s.Protocol != lvs.TCP && s.Protocol != lvs.UDP && s.Protocol != lvs.SCTP {
+			return
+		}
+		if _, err := wireSvc(&s.Service); err != nil && !errors.Is(err, ErrInvalid) {
 			t.Fatalf("re-encoding %+v: %v", s, err)
 		}
 	})
 }
 
-// FuzzDestDecode checks the hand-written destination decoder Table uses against the
-// declarations decoded by gnl: same destination, or an error from both.
 func FuzzDestDecode(f *testing.F) {
-	f.Add(seedDest(), uint16(IPv4))
+	f.Add(seedDest(), uint16(lvs.IPv4))
 	f.Fuzz(func(t *testing.T, b []byte, af uint16) {
-		var fast Destination
 		var raw destRawReply
-		ferr := gnl.Unmarshal(b, &raw)
-		found := ferr == nil && raw.Dest != nil
-		if found {
-			ferr = decodeDestNest(raw.Dest, Family(af), &fast)
-		}
-		var m destReply
-		gerr := gnl.Unmarshal(b, &m)
-		var slow Destination
-		if gerr == nil && m.Dest != nil {
-			slow, gerr = destFrom(m.Dest, Family(af))
-		}
-		switch {
-		case (ferr != nil) != (gerr != nil):
-			t.Fatalf("hand decoder error %v, gnl error %v", ferr, gerr)
-		case ferr != nil:
+		if gnl.Unmarshal(b, &raw) != nil || raw.Dest == nil {
 			return
-		case found != (m.Dest != nil):
-			t.Fatalf("hand decoder found %v, gnl %v", found, m.Dest != nil)
-		case fast != slow:
-			t.Fatalf("hand decoder %+v\ngnl          %+v", fast, slow)
 		}
-		_ = fast.String()
-		_ = fast.Forward.String() + fast.TunnelType.String()
+		var d Destination
+		if err := decodeDestNest(raw.Dest, lvs.Family(af), &d); err != nil {
+			return
+		}
+		if d.Family != lvs.IPv4 && d.Family != lvs.IPv6 || lvs.FamilyOf(d.Address) != d.Family {
+			t.Fatalf("decoded %+v: address and family disagree", d)
+		}
+		_ = d.Key().String() + d.Forwarding.String() + d.TunnelType.String() + d.TunnelFlags.String()
 	})
 }
 
@@ -121,8 +83,8 @@ func FuzzDaemonDecode(f *testing.F) {
 	})
 }
 
-// TestFuzzSeedsCommitted checks that testdata/fuzz holds today's encodings as seeds (so the
-// committed corpus follows the declarations); UPDATE_FUZZ_SEEDS=1 rewrites them.
+// TestFuzzSeedsCommitted checks that testdata/fuzz holds today's seeds (so the committed corpus
+// follows the fake's encodings); UPDATE_FUZZ_SEEDS=1 rewrites them.
 func TestFuzzSeedsCommitted(t *testing.T) {
 	update := os.Getenv("UPDATE_FUZZ_SEEDS") == "1"
 	write := func(name string, args ...any) {
@@ -151,6 +113,6 @@ func TestFuzzSeedsCommitted(t *testing.T) {
 		}
 	}
 	write("FuzzServiceDecode", seedService())
-	write("FuzzDestDecode", seedDest(), uint16(IPv6))
+	write("FuzzDestDecode", seedDest(), uint16(lvs.IPv6))
 	write("FuzzDaemonDecode", seedDaemon())
 }

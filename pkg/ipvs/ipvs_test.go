@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/kubelvs/kubelvs/pkg/gnl"
 	"github.com/kubelvs/kubelvs/pkg/gnl/gnltest"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 func newTestClient(t *testing.T) (*fakeIPVS, *Client) {
@@ -43,43 +43,50 @@ var mustAddr = netip.MustParseAddr
 
 // testServices covers every kind of service: families, protocols, firewall marks, flags,
 // persistence with netmasks, an engine.
-func testServices() []Service {
-	return []Service{
-		{Protocol: TCP, Address: mustAddr("10.0.0.1"), Port: 80, Scheduler: "rr"},
-		{Protocol: UDP, Address: mustAddr("10.0.0.1"), Port: 53, Scheduler: "wrr", Flags: FlagOnePacket},
-		{Protocol: SCTP, Address: mustAddr("10.0.0.2"), Port: 3868, Scheduler: "sh", Flags: FlagSHFallback | FlagSHPort},
-		{Protocol: TCP, Address: mustAddr("2001:db8::1"), Port: 443, Scheduler: "mh", Flags: FlagMHPort | FlagPersistent, Timeout: 300, Netmask: 64},
-		{Protocol: TCP, Address: mustAddr("10.0.0.3"), Port: 0, Scheduler: "lc", Flags: FlagPersistent, Timeout: 60, Netmask: 24},
-		{FWMark: 7, Scheduler: "wlc"},
-		{Family: IPv6, FWMark: 7, Scheduler: "lblcr"},
-		{Protocol: UDP, Address: mustAddr("10.0.0.4"), Port: 5060, Scheduler: "rr", Flags: FlagPersistent, Timeout: 30, PersistenceEngine: "sip"},
+func testServices() []lvs.Service {
+	return []lvs.Service{
+		svc(lvs.TCP, "10.0.0.1", 80, "rr"),
+		{ServiceKey: key(lvs.UDP, "10.0.0.1", 53), Scheduler: "wrr", Flags: lvs.FlagOnePacket},
+		{ServiceKey: key(lvs.SCTP, "10.0.0.2", 3868), Scheduler: "sh", Flags: lvs.FlagSHFallback | lvs.FlagSHPort},
+		{ServiceKey: key(lvs.TCP, "2001:db8::1", 443), Scheduler: "mh", Flags: lvs.FlagMHPort | lvs.FlagPersistent, TimeoutSeconds: 300, PersistencePrefixLength: 64},
+		{ServiceKey: key(lvs.TCP, "10.0.0.3", 0), Scheduler: "lc", Flags: lvs.FlagPersistent, TimeoutSeconds: 60, PersistencePrefixLength: 24},
+		{ServiceKey: lvs.ServiceKey{FirewallMark: 7}, Scheduler: "wlc"},
+		{ServiceKey: lvs.ServiceKey{Family: lvs.IPv6, FirewallMark: 7}, Scheduler: "lblcr"},
+		{ServiceKey: key(lvs.UDP, "10.0.0.4", 5060), Scheduler: "rr", Flags: lvs.FlagPersistent, TimeoutSeconds: 30, PersistenceEngine: "sip"},
 	}
 }
 
+func key(p lvs.Protocol, addr string, port uint16) lvs.ServiceKey {
+	return lvs.ServiceKey{Protocol: p, Address: mustAddr(addr), Port: port}
+}
+
+func svc(p lvs.Protocol, addr string, port uint16, sched string) lvs.Service {
+	return lvs.Service{ServiceKey: key(p, addr, port), Scheduler: sched}
+}
+
+func dst(addr string, port uint16, fwd lvs.Forwarding, weight uint32) lvs.Destination {
+	return lvs.Destination{Address: mustAddr(addr), Port: port, Forwarding: fwd, Weight: weight}
+}
+
 // asRead is what the kernel reports for a service added as s.
-func asRead(s Service) Service {
-	s.Family = s.family()
-	s.Flags |= FlagHashed
-	if s.Netmask == 0 {
-		s.Netmask = 32
-		if s.Family == IPv6 {
-			s.Netmask = 128
-		}
+func asRead(s lvs.Service) Service {
+	s.ServiceKey = s.Key()
+	s.Flags |= lvs.FlagHashed
+	if s.PersistencePrefixLength == 0 {
+		s.PersistencePrefixLength = uint8(s.Family.Bits())
 	}
 	if s.Scheduler == "" {
 		s.Scheduler = "wlc"
 	}
-	s.Stats = Stats{Conns: 5, InBytes: 100, OutBytes: 1 << 33}
-	s.Stats32 = Stats{Conns: 5, InBytes: 100}
-	return s
+	return Service{Service: s, Stats: Stats{Conns: 5, InBytes: 100, OutBytes: 1 << 33}, Stats32: Stats{Conns: 5, InBytes: 100}}
 }
 
 func TestServicesRoundTrip(t *testing.T) {
 	_, c := newTestClient(t)
 	want := testServices()
 	for _, s := range want {
-		if err := c.AddService(ctx(t), s); err != nil {
-			t.Fatalf("add %s: %v", &s, err)
+		if err := c.AddService(ctx(t), &s); err != nil {
+			t.Fatalf("add %s: %v", s.Key(), err)
 		}
 	}
 	got, err := c.Services(ctx(t))
@@ -94,21 +101,21 @@ func TestServicesRoundTrip(t *testing.T) {
 		t.Errorf("services (-want +got):\n%s", d)
 	}
 	for _, s := range want {
-		one, err := c.Service(ctx(t), Service{Family: s.Family, Protocol: s.Protocol, Address: s.Address, Port: s.Port, FWMark: s.FWMark})
+		one, err := c.Service(ctx(t), s.ServiceKey)
 		if err != nil {
-			t.Fatalf("get %s: %v", &s, err)
+			t.Fatalf("get %s: %v", s.Key(), err)
 		}
 		if d := cmp.Diff(asRead(s), one, cmpopts.EquateComparable(netip.Addr{})); d != "" {
-			t.Errorf("get %s (-want +got):\n%s", &s, d)
+			t.Errorf("get %s (-want +got):\n%s", s.Key(), d)
 		}
 	}
 	// Update in place: scheduler, flags, persistence.
 	u := want[0]
-	u.Scheduler, u.Flags, u.Timeout = "mh", FlagPersistent|FlagMHFallback, 120
-	if err := c.UpdateService(ctx(t), u); err != nil {
+	u.Scheduler, u.Flags, u.TimeoutSeconds = "mh", lvs.FlagPersistent|lvs.FlagMHFallback, 120
+	if err := c.UpdateService(ctx(t), &u); err != nil {
 		t.Fatal(err)
 	}
-	one, err := c.Service(ctx(t), want[0])
+	one, err := c.Service(ctx(t), want[0].ServiceKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +126,8 @@ func TestServicesRoundTrip(t *testing.T) {
 
 func TestServiceEncoding(t *testing.T) {
 	f, c := newTestClient(t)
-	s := Service{Protocol: TCP, Address: mustAddr("192.0.2.1"), Port: 8080, Scheduler: "rr", Flags: FlagPersistent | FlagHashed, Timeout: 10, Netmask: 24}
-	if err := c.AddService(ctx(t), s); err != nil {
+	s := lvs.Service{ServiceKey: key(lvs.TCP, "192.0.2.1", 8080), Scheduler: "rr", Flags: lvs.FlagPersistent | lvs.FlagHashed, TimeoutSeconds: 10, PersistencePrefixLength: 24}
+	if err := c.AddService(ctx(t), &s); err != nil {
 		t.Fatal(err)
 	}
 	req := f.reqs[len(f.reqs)-1]
@@ -143,7 +150,7 @@ func TestServiceEncoding(t *testing.T) {
 		3: append([]byte{192, 0, 2, 1}, make([]byte, 12)...),
 		4: {0x1f, 0x90}, // 8080, network order
 		6: []byte("rr\x00"),
-		7: append(ne(uint32(FlagPersistent)), 0xff, 0xff, 0xff, 0xff), // hashed is never sent
+		7: append(ne(uint32(lvs.FlagPersistent)), 0xff, 0xff, 0xff, 0xff), // hashed is never sent
 		8: ne(10),
 		9: {255, 255, 255, 0},
 	}
@@ -151,58 +158,57 @@ func TestServiceEncoding(t *testing.T) {
 		t.Errorf("NEW_SERVICE attributes (-want +got):\n%s", d)
 	}
 	// IPv6 persistence netmasks go as a host-order prefix length.
-	s6 := Service{Protocol: TCP, Address: mustAddr("2001:db8::2"), Port: 1, Flags: FlagPersistent, Netmask: 48}
-	if err := c.AddService(ctx(t), s6); err != nil {
+	s6 := lvs.Service{ServiceKey: key(lvs.TCP, "2001:db8::2", 1), Flags: lvs.FlagPersistent, PersistencePrefixLength: 48}
+	if err := c.AddService(ctx(t), &s6); err != nil {
 		t.Fatal(err)
 	}
-	w, _ := s6.wire()
+	w, _ := wireSvc(&s6)
 	if binary.NativeEndian.Uint32(w.Netmask[:]) != 48 || w.SchedName != "wlc" {
 		t.Errorf("IPv6 netmask %v, scheduler %q", w.Netmask, w.SchedName)
 	}
 }
 
-func testDests() []Destination {
-	return []Destination{
-		{Address: mustAddr("10.1.0.1"), Port: 8080, Forward: Masquerade, Weight: 1},
-		{Address: mustAddr("10.1.0.2"), Port: 8080, Forward: DirectRoute, Weight: 100, UpperThreshold: 1000, LowerThreshold: 10},
-		{Address: mustAddr("10.1.0.3"), Port: 8080, Forward: Tunnel, Weight: 0},
-		{Address: mustAddr("10.1.0.4"), Port: 8080, Forward: Tunnel, TunnelType: TunnelGUE, TunnelPort: 6080, TunnelFlags: TunnelCsum, Weight: 5},
-		{Address: mustAddr("10.1.0.5"), Port: 8080, Forward: Tunnel, TunnelType: TunnelGRE, TunnelFlags: TunnelRemCsum, Weight: 5},
-		{Address: mustAddr("2001:db8::10"), Port: 8080, Forward: Tunnel, Weight: 2}, // mixed family
-		{Address: mustAddr("127.0.0.1"), Port: 80, Forward: Local, Weight: 1},
-		{Address: mustAddr("10.1.0.6"), Port: 8080, Forward: Bypass, Weight: 1},
+func testDests() []lvs.Destination {
+	return []lvs.Destination{
+		dst("10.1.0.1", 8080, lvs.Masquerade, 1),
+		{Address: mustAddr("10.1.0.2"), Port: 8080, Forwarding: lvs.DirectRouting, Weight: 100, UpperThreshold: 1000, LowerThreshold: 10},
+		dst("10.1.0.3", 8080, lvs.Tunnel, 0),
+		{Address: mustAddr("10.1.0.4"), Port: 8080, Forwarding: lvs.Tunnel, TunnelType: lvs.TunnelGUE, TunnelPort: 6080, TunnelFlags: lvs.TunnelChecksum, Weight: 5},
+		{Address: mustAddr("10.1.0.5"), Port: 8080, Forwarding: lvs.Tunnel, TunnelType: lvs.TunnelGRE, TunnelFlags: lvs.TunnelRemoteChecksum, Weight: 5},
+		dst("2001:db8::10", 8080, lvs.Tunnel, 2), // mixed family
+		dst("127.0.0.1", 80, lvs.Local, 1),
+		dst("10.1.0.6", 8080, lvs.Bypass, 1),
 	}
 }
 
-func destAsRead(d Destination) Destination {
-	d.Family = d.family()
-	d.ActiveConns = 3
-	d.Stats = Stats{Conns: 7, InBytes: 1 << 40}
-	return d
+// destAsRead is what the fake kernel reports for a destination added as d.
+func destAsRead(d lvs.Destination) Destination {
+	d.Family = lvs.FamilyOf(d.Address)
+	return Destination{Destination: d, ActiveConns: 3, Stats: Stats{Conns: 7, InBytes: 1 << 40}, Stats32: Stats{Conns: 7, InBytes: 1 << 40}}
 }
 
 func TestDestinationsAndTable(t *testing.T) {
 	_, c := newTestClient(t)
 	svcs := testServices()
 	for _, s := range svcs {
-		if err := c.AddService(ctx(t), s); err != nil {
+		if err := c.AddService(ctx(t), &s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, d := range testDests() {
-		if err := c.AddDestination(ctx(t), svcs[0], d); err != nil {
-			t.Fatalf("add %s: %v", &d, err)
+		if err := c.AddDestination(ctx(t), &svcs[0], &d); err != nil {
+			t.Fatalf("add %s: %v", d.Key(), err)
 		}
 	}
-	v6 := Destination{Address: mustAddr("2001:db8::20"), Port: 443, Weight: 3}
-	if err := c.AddDestination(ctx(t), svcs[3], v6); err != nil {
+	v6 := lvs.Destination{Address: mustAddr("2001:db8::20"), Port: 443, Weight: 3}
+	if err := c.AddDestination(ctx(t), &svcs[3], &v6); err != nil {
 		t.Fatal(err)
 	}
 	var want []Destination
 	for _, d := range testDests() {
 		want = append(want, destAsRead(d))
 	}
-	got, err := c.Destinations(ctx(t), svcs[0])
+	got, err := c.Destinations(ctx(t), svcs[0].ServiceKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,12 +217,12 @@ func TestDestinationsAndTable(t *testing.T) {
 		t.Errorf("destinations (-want +got):\n%s", d)
 	}
 	upd := testDests()[1]
-	upd.Weight, upd.Forward, upd.UpperThreshold = 0, Masquerade, 0
-	if err := c.UpdateDestination(ctx(t), svcs[0], upd); err != nil {
+	upd.Weight, upd.Forwarding, upd.UpperThreshold, upd.LowerThreshold = 0, lvs.Masquerade, 0, 0
+	if err := c.UpdateDestination(ctx(t), &svcs[0], &upd); err != nil {
 		t.Fatal(err)
 	}
 	want[1] = destAsRead(upd)
-	if err := c.DeleteDestination(ctx(t), svcs[0], testDests()[7]); err != nil {
+	if err := c.DeleteDestination(ctx(t), &svcs[0], ptr(testDests()[7])); err != nil {
 		t.Fatal(err)
 	}
 	want = want[:7]
@@ -241,10 +247,10 @@ func TestDestinationsAndTable(t *testing.T) {
 	}
 	// A service without destinations lists none; a missing one is an error, although the
 	// kernel's dump of it is merely empty.
-	if ds, err := c.Destinations(ctx(t), svcs[1]); err != nil || len(ds) != 0 {
+	if ds, err := c.Destinations(ctx(t), svcs[1].ServiceKey); err != nil || len(ds) != 0 {
 		t.Errorf("destinations of an empty service: %v, %v", ds, err)
 	}
-	missing := Service{Protocol: TCP, Address: mustAddr("10.9.9.9"), Port: 1}
+	missing := key(lvs.TCP, "10.9.9.9", 1)
 	if _, err := c.Destinations(ctx(t), missing); !errors.Is(err, ErrServiceNotFound) {
 		t.Errorf("destinations of a missing service: %v, want ErrServiceNotFound", err)
 	}
@@ -259,14 +265,14 @@ func TestTableOnDumpConn(t *testing.T) {
 	c := NewWithConn(conn, &Config{DumpConn: dconn})
 	svcs := testServices()
 	for _, s := range svcs {
-		if err := c.AddService(ctx(t), s); err != nil {
+		if err := c.AddService(ctx(t), &s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var want []Destination
 	for _, d := range testDests() {
-		if err := c.AddDestination(ctx(t), svcs[0], d); err != nil {
-			t.Fatalf("add %s: %v", &d, err)
+		if err := c.AddDestination(ctx(t), &svcs[0], &d); err != nil {
+			t.Fatalf("add %s: %v", d.Key(), err)
 		}
 		want = append(want, destAsRead(d))
 	}
@@ -295,16 +301,18 @@ func TestTableOnDumpConn(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	f, c := newTestClient(t)
-	svc := Service{Protocol: TCP, Address: mustAddr("10.0.0.1"), Port: 80, Scheduler: "rr"}
-	dst := Destination{Address: mustAddr("10.1.0.1"), Port: 80, Weight: 1}
-	if err := c.AddService(ctx(t), svc); err != nil {
+	svc := svc(lvs.TCP, "10.0.0.1", 80, "rr")
+	dst := dst("10.1.0.1", 80, lvs.Masquerade, 1)
+	if err := c.AddService(ctx(t), &svc); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddDestination(ctx(t), svc, dst); err != nil {
+	if err := c.AddDestination(ctx(t), &svc, &dst); err != nil {
 		t.Fatal(err)
 	}
-	missing := Service{Protocol: TCP, Address: mustAddr("10.0.0.9"), Port: 80, Scheduler: "rr"}
-	other := Destination{Address: mustAddr("10.1.0.9"), Port: 80, Weight: 1}
+	missing := svc
+	missing.Address = mustAddr("10.0.0.9")
+	other := dst
+	other.Address = mustAddr("10.1.0.9")
 	tests := []struct {
 		name    string
 		do      func() error
@@ -312,33 +320,41 @@ func TestErrors(t *testing.T) {
 		errno   syscall.Errno // 0: refused before reaching the kernel
 		notSent bool
 	}{
-		{"duplicate service", func() error { return c.AddService(ctx(t), svc) }, ErrServiceExists, syscall.EEXIST, false},
-		{"unknown scheduler", func() error { s := missing; s.Scheduler = "nope"; return c.AddService(ctx(t), s) }, ErrSchedulerNotFound, syscall.ENOENT, false},
-		{"unknown engine", func() error { s := missing; s.PersistenceEngine = "nope"; return c.AddService(ctx(t), s) }, ErrSchedulerNotFound, syscall.ENOENT, false},
-		{"update unknown scheduler", func() error { s := svc; s.Scheduler = "nope"; return c.UpdateService(ctx(t), s) }, ErrSchedulerNotFound, syscall.ENOENT, false},
-		{"update missing service", func() error { return c.UpdateService(ctx(t), missing) }, ErrServiceNotFound, syscall.ESRCH, false},
-		{"update missing service, unknown scheduler", func() error { s := missing; s.Scheduler = "nope"; return c.UpdateService(ctx(t), s) }, ErrServiceNotFound, syscall.ESRCH, false},
-		{"delete missing service", func() error { return c.DeleteService(ctx(t), missing) }, ErrServiceNotFound, syscall.ESRCH, false},
-		{"get missing service", func() error { _, err := c.Service(ctx(t), missing); return err }, ErrServiceNotFound, syscall.ESRCH, false},
-		{"duplicate destination", func() error { return c.AddDestination(ctx(t), svc, dst) }, ErrDestExists, syscall.EEXIST, false},
-		{"destination of missing service", func() error { return c.AddDestination(ctx(t), missing, other) }, ErrServiceNotFound, syscall.ESRCH, false},
-		{"update missing destination", func() error { return c.UpdateDestination(ctx(t), svc, other) }, ErrDestNotFound, syscall.ENOENT, false},
-		{"delete missing destination", func() error { return c.DeleteDestination(ctx(t), svc, other) }, ErrDestNotFound, syscall.ENOENT, false},
+		{"duplicate service", func() error { return c.AddService(ctx(t), &svc) }, ErrServiceExists, syscall.EEXIST, false},
+		{"unknown scheduler", func() error { s := missing; s.Scheduler = "nope"; return c.AddService(ctx(t), &s) }, ErrSchedulerNotFound, syscall.ENOENT, false},
+		{"unknown engine", func() error { s := missing; s.PersistenceEngine = "nope"; return c.AddService(ctx(t), &s) }, ErrSchedulerNotFound, syscall.ENOENT, false},
+		{"update unknown scheduler", func() error { s := svc; s.Scheduler = "nope"; return c.UpdateService(ctx(t), &s) }, ErrSchedulerNotFound, syscall.ENOENT, false},
+		{"update missing service", func() error { return c.UpdateService(ctx(t), &missing) }, ErrServiceNotFound, syscall.ESRCH, false},
+		{"update missing service, unknown scheduler", func() error { s := missing; s.Scheduler = "nope"; return c.UpdateService(ctx(t), &s) }, ErrServiceNotFound, syscall.ESRCH, false},
+		{"delete missing service", func() error { return c.DeleteService(ctx(t), &missing) }, ErrServiceNotFound, syscall.ESRCH, false},
+		{"get missing service", func() error { _, err := c.Service(ctx(t), missing.ServiceKey); return err }, ErrServiceNotFound, syscall.ESRCH, false},
+		{"duplicate destination", func() error { return c.AddDestination(ctx(t), &svc, &dst) }, ErrDestExists, syscall.EEXIST, false},
+		{"destination of missing service", func() error { return c.AddDestination(ctx(t), &missing, &other) }, ErrServiceNotFound, syscall.ESRCH, false},
+		{"update missing destination", func() error { return c.UpdateDestination(ctx(t), &svc, &other) }, ErrDestNotFound, syscall.ENOENT, false},
+		{"delete missing destination", func() error { return c.DeleteDestination(ctx(t), &svc, &other) }, ErrDestNotFound, syscall.ENOENT, false},
 		{"thresholds inverted", func() error {
 			d := other
 			d.UpperThreshold, d.LowerThreshold = 1, 2
-			return c.AddDestination(ctx(t), svc, d)
+			return c.AddDestination(ctx(t), &svc, &d)
 		}, ErrInvalid, syscall.ERANGE, false},
-		{"mixed family masquerade", func() error { d := other; d.Address = mustAddr("2001:db8::1"); return c.AddDestination(ctx(t), svc, d) }, ErrInvalid, 0, true},
-		{"negative weight", func() error { d := other; d.Weight = -1; return c.AddDestination(ctx(t), svc, d) }, ErrInvalid, 0, true},
-		{"long scheduler name", func() error { s := missing; s.Scheduler = "abcdefghijklmnop"; return c.AddService(ctx(t), s) }, ErrInvalid, 0, true},
-		{"no address", func() error { return c.AddService(ctx(t), Service{Protocol: TCP, Port: 1}) }, ErrInvalid, 0, true},
-		{"address of the wrong family", func() error {
-			return c.AddService(ctx(t), Service{Family: IPv6, Protocol: TCP, Address: mustAddr("10.0.0.5")})
+		{"mixed family masquerade", func() error {
+			d := other
+			d.Address = mustAddr("2001:db8::1")
+			return c.AddDestination(ctx(t), &svc, &d)
 		}, ErrInvalid, 0, true},
-		{"no protocol", func() error { return c.AddService(ctx(t), Service{Address: mustAddr("10.0.0.5")}) }, ErrInvalid, 0, true},
-		{"netmask too long", func() error { s := missing; s.Netmask = 33; return c.AddService(ctx(t), s) }, ErrInvalid, 0, true},
-		{"unknown flags", func() error { s := missing; s.Flags = 0x100; return c.AddService(ctx(t), s) }, ErrInvalid, 0, true},
+		{"weight too large", func() error { d := other; d.Weight = 1 << 31; return c.AddDestination(ctx(t), &svc, &d) }, ErrInvalid, 0, true},
+		{"long scheduler name", func() error { s := missing; s.Scheduler = "abcdefghijklmnop"; return c.AddService(ctx(t), &s) }, ErrInvalid, 0, true},
+		{"no address", func() error {
+			return c.AddService(ctx(t), &lvs.Service{ServiceKey: lvs.ServiceKey{Protocol: lvs.TCP, Port: 1}})
+		}, ErrInvalid, 0, true},
+		{"address of the wrong family", func() error {
+			return c.AddService(ctx(t), &lvs.Service{ServiceKey: lvs.ServiceKey{Family: lvs.IPv6, Protocol: lvs.TCP, Address: mustAddr("10.0.0.5")}})
+		}, ErrInvalid, 0, true},
+		{"no protocol", func() error {
+			return c.AddService(ctx(t), &lvs.Service{ServiceKey: lvs.ServiceKey{Address: mustAddr("10.0.0.5")}})
+		}, ErrInvalid, 0, true},
+		{"netmask too long", func() error { s := missing; s.PersistencePrefixLength = 33; return c.AddService(ctx(t), &s) }, ErrInvalid, 0, true},
+		{"unknown flags", func() error { s := missing; s.Flags = 0x100; return c.AddService(ctx(t), &s) }, ErrInvalid, 0, true},
 		{"stop daemon not running", func() error { return c.StopDaemon(ctx(t), DaemonBackup) }, ErrDaemonNotRunning, syscall.ESRCH, false},
 	}
 	before, err := c.Table(ctx(t))
@@ -393,7 +409,7 @@ func TestApply(t *testing.T) {
 	for i, s := range svcs[:2] {
 		for j := range 3 {
 			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s),
-				Destination: ptr(Destination{Address: netip.AddrFrom4([4]byte{10, 2, byte(i), byte(j)}), Port: 80, Weight: j})})
+				Destination: ptr(lvs.Destination{Address: netip.AddrFrom4([4]byte{10, 2, byte(i), byte(j)}), Port: 80, Weight: uint32(j)})})
 		}
 	}
 	for _, s := range svcs {
@@ -401,9 +417,9 @@ func TestApply(t *testing.T) {
 	}
 	ops = append(ops,
 		Op{Kind: AddService, Service: ptr(svcs[0])}, // duplicate
-		Op{Kind: DeleteDestination, Service: ptr(svcs[1]), Destination: ptr(Destination{Address: mustAddr("10.9.0.1"), Port: 1})}, // missing
-		Op{Kind: AddDestination, Service: ptr(svcs[0]), Destination: ptr(Destination{Address: mustAddr("10.9.0.2"), Weight: -5})}, // invalid
-		Op{Kind: UpdateService, Service: ptr(Service{Protocol: TCP, Address: mustAddr("10.8.8.8"), Port: 1, Scheduler: "nope"})},
+		Op{Kind: DeleteDestination, Service: ptr(svcs[1]), Destination: ptr(lvs.Destination{Address: mustAddr("10.9.0.1"), Port: 1})},      // missing
+		Op{Kind: AddDestination, Service: ptr(svcs[0]), Destination: ptr(lvs.Destination{Address: mustAddr("10.9.0.2"), Weight: 1 << 31})}, // invalid
+		Op{Kind: UpdateService, Service: ptr(svc(lvs.TCP, "10.8.8.8", 1, "nope"))},
 	)
 	res, err := c.Apply(ctx(t), ops)
 	if err != nil {
@@ -453,10 +469,10 @@ func TestApplyLarge(t *testing.T) {
 	var ops []Op
 	const nsvc, ndst = 200, 10
 	for i := range nsvc {
-		s := Service{Protocol: TCP, Address: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Port: 80, Scheduler: "rr"}
+		s := lvs.Service{ServiceKey: lvs.ServiceKey{Protocol: lvs.TCP, Address: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Port: 80}, Scheduler: "rr"}
 		ops = append(ops, Op{Kind: AddService, Service: ptr(s)})
 		for j := range ndst {
-			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s), Destination: ptr(Destination{Address: netip.AddrFrom4([4]byte{10, 1, byte(i), byte(j)}), Port: 8080, Weight: 1})})
+			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s), Destination: ptr(lvs.Destination{Address: netip.AddrFrom4([4]byte{10, 1, byte(i), byte(j)}), Port: 8080, Weight: 1})})
 		}
 	}
 	res, err := c.Apply(ctx(t), ops)
@@ -483,7 +499,7 @@ func TestApplyLarge(t *testing.T) {
 
 func TestInterruptedDumpRetried(t *testing.T) {
 	f, c := newTestClient(t)
-	if err := c.AddService(ctx(t), testServices()[0]); err != nil {
+	if err := c.AddService(ctx(t), ptr(testServices()[0])); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
@@ -535,14 +551,14 @@ func TestInfoTimeoutsDaemonsFlushZero(t *testing.T) {
 		t.Errorf("daemon without interface: %v, want ErrInvalid", err)
 	}
 	for _, s := range testServices() {
-		if err := c.AddService(ctx(t), s); err != nil {
+		if err := c.AddService(ctx(t), &s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := c.Zero(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ZeroService(ctx(t), testServices()[0]); err != nil {
+	if err := c.ZeroService(ctx(t), testServices()[0].ServiceKey); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Flush(ctx(t)); err != nil {
@@ -555,26 +571,14 @@ func TestInfoTimeoutsDaemonsFlushZero(t *testing.T) {
 
 func TestStringers(t *testing.T) {
 	for _, tc := range []struct{ got, want string }{
-		{(FlagPersistent | FlagHashed | FlagSched1 | 0x100).String(), "persistent,hashed,flag-1,0x100"},
-		{DirectRoute.String(), "route"},
-		{TunnelGUE.String(), "gue"},
-		{SCTP.String(), "sctp"},
-		{fmt.Sprint(&Service{FWMark: 3}), "fwm 3/ipv4"},
-		{fmt.Sprint(&Service{Protocol: UDP, Address: mustAddr("2001:db8::1"), Port: 53}), "udp [2001:db8::1]:53"},
-		{(&Op{Kind: DeleteDestination, Service: ptr(Service{FWMark: 1}), Destination: ptr(Destination{Address: mustAddr("10.0.0.1"), Port: 80})}).String(), "delete destination 10.0.0.1:80 of fwm 1/ipv4"},
+		{(&Op{Kind: DeleteDestination, Service: ptr(lvs.Service{ServiceKey: lvs.ServiceKey{FirewallMark: 1}}), Destination: ptr(dst("10.0.0.1", 80, 0, 0))}).String(), "delete destination 10.0.0.1:80 of fwmark 1/IPv4"},
+		{(&Op{Kind: AddService, Service: ptr(svc(lvs.UDP, "2001:db8::1", 53, ""))}).String(), "add service UDP [2001:db8::1]:53"},
+		{Info{Version: 0x010201}.VersionString(), "1.2.1"},
+		{DaemonBackup.String(), "backup"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
 		}
-	}
-	for _, s := range []string{"masq", "local", "tunnel", "route", "bypass"} {
-		m, err := ParseForwardMethod(s)
-		if err != nil || m.String() != s {
-			t.Errorf("ParseForwardMethod(%q) = %v, %v", s, m, err)
-		}
-	}
-	if _, err := ParseProtocol("icmp"); !errors.Is(err, ErrInvalid) {
-		t.Errorf("ParseProtocol(icmp): %v", err)
 	}
 }
 
@@ -585,8 +589,8 @@ func TestApplyEncodingStrict(t *testing.T) {
 	for _, s := range testServices() {
 		ops = append(ops, Op{Kind: AddService, Service: ptr(s)}, Op{Kind: UpdateService, Service: ptr(s)}, Op{Kind: DeleteService, Service: ptr(s)})
 		for _, d := range testDests() {
-			if d.family() != s.family() {
-				d.Forward = Tunnel
+			if lvs.FamilyOf(d.Address) != s.Key().Family {
+				d.Forwarding = lvs.Tunnel
 			}
 			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s), Destination: ptr(d)},
 				Op{Kind: UpdateDestination, Service: ptr(s), Destination: ptr(d)}, Op{Kind: DeleteDestination, Service: ptr(s), Destination: ptr(d)})

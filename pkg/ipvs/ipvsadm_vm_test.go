@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // This file reads and writes ipvsadm's rule syntax (ipvsadm -Sn, ipvsadm -R) for the
@@ -33,7 +35,7 @@ func ipvsadm(t *testing.T, stdin string, args ...string) string {
 func parseRules(t *testing.T, rules string) []TableEntry {
 	t.Helper()
 	var out []TableEntry
-	index := map[ServiceKey]int{}
+	index := map[lvs.ServiceKey]int{}
 	for _, line := range strings.Split(rules, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -41,8 +43,8 @@ func parseRules(t *testing.T, rules string) []TableEntry {
 		}
 		f := strings.Fields(line)
 		var (
-			s       Service
-			d       Destination
+			s       lvs.Service
+			d       lvs.Destination
 			persist bool
 			mask    string
 			isDest  bool
@@ -69,22 +71,22 @@ func parseRules(t *testing.T, rules string) []TableEntry {
 			case "-a":
 				isDest = true
 			case "-t", "-u", "--sctp-service":
-				s.Protocol = map[string]Protocol{"-t": TCP, "-u": UDP, "--sctp-service": SCTP}[f[i]]
+				s.Protocol = map[string]lvs.Protocol{"-t": lvs.TCP, "-u": lvs.UDP, "--sctp-service": lvs.SCTP}[f[i]]
 				ap := netip.MustParseAddrPort(arg())
 				s.Address, s.Port = ap.Addr(), ap.Port()
-				s.Family = familyOf(s.Address)
+				s.Family = lvs.FamilyOf(s.Address)
 			case "-f":
-				s.FWMark = uint32(num())
-				s.Family = IPv4
+				s.FirewallMark = uint32(num())
+				s.Family = lvs.IPv4
 			case "-6":
-				s.Family = IPv6
+				s.Family = lvs.IPv6
 			case "-s":
 				s.Scheduler = arg()
 			case "-p":
 				persist = true
-				s.Timeout = 300
+				s.TimeoutSeconds = 300
 				if i+1 < len(f) && !strings.HasPrefix(f[i+1], "-") {
-					s.Timeout = uint32(num())
+					s.TimeoutSeconds = uint32(num())
 				}
 			case "-M":
 				mask = arg()
@@ -94,17 +96,17 @@ func parseRules(t *testing.T, rules string) []TableEntry {
 				for _, fl := range strings.Split(arg(), ",") {
 					switch fl {
 					case "sh-fallback", "mh-fallback", "flag-1":
-						s.Flags |= FlagSched1
+						s.Flags |= lvs.FlagSched1
 					case "sh-port", "mh-port", "flag-2":
-						s.Flags |= FlagSched2
+						s.Flags |= lvs.FlagSched2
 					case "flag-3":
-						s.Flags |= FlagSched3
+						s.Flags |= lvs.FlagSched3
 					default:
 						t.Fatalf("rule %q: scheduler flag %q", line, fl)
 					}
 				}
 			case "-o":
-				s.Flags |= FlagOnePacket
+				s.Flags |= lvs.FlagOnePacket
 			case "-r":
 				v := arg()
 				if ap, err := netip.ParseAddrPort(v); err == nil {
@@ -112,62 +114,59 @@ func parseRules(t *testing.T, rules string) []TableEntry {
 				} else {
 					d.Address = netip.MustParseAddr(v)
 				}
-				d.Family = familyOf(d.Address)
+				d.Family = lvs.FamilyOf(d.Address)
 			case "-g":
-				d.Forward = DirectRoute
+				d.Forwarding = lvs.DirectRouting
 			case "-m":
-				d.Forward = Masquerade
+				d.Forwarding = lvs.Masquerade
 			case "-i":
-				d.Forward = Tunnel
+				d.Forwarding = lvs.Tunnel
 			case "-w":
-				d.Weight = num()
+				d.Weight = uint32(num())
 			case "-x":
 				d.UpperThreshold = uint32(num())
 			case "-y":
 				d.LowerThreshold = uint32(num())
 			case "--tun-type":
-				d.TunnelType = map[string]TunnelType{"ipip": TunnelIPIP, "gue": TunnelGUE, "gre": TunnelGRE}[arg()]
+				d.TunnelType = map[string]lvs.TunnelType{"ipip": lvs.TunnelIPIP, "gue": lvs.TunnelGUE, "gre": lvs.TunnelGRE}[arg()]
 			case "--tun-port":
 				d.TunnelPort = uint16(num())
 			case "--tun-nocsum":
 			case "--tun-csum":
-				d.TunnelFlags |= TunnelCsum
+				d.TunnelFlags |= lvs.TunnelChecksum
 			case "--tun-remcsum":
-				d.TunnelFlags |= TunnelRemCsum
+				d.TunnelFlags |= lvs.TunnelRemoteChecksum
 			default:
 				t.Fatalf("rule %q: unknown option %q", line, f[i])
 			}
 		}
 		if persist {
-			s.Flags |= FlagPersistent
+			s.Flags |= lvs.FlagPersistent
 		}
-		s.Netmask = 32
-		if s.Family == IPv6 {
-			s.Netmask = 128
-		}
+		s.PersistencePrefixLength = uint8(s.Family.Bits())
 		if mask != "" {
-			if s.Family == IPv6 {
+			if s.Family == lvs.IPv6 {
 				n, _ := strconv.Atoi(mask)
-				s.Netmask = uint8(n)
+				s.PersistencePrefixLength = uint8(n)
 			} else {
 				m := netip.MustParseAddr(mask).As4()
-				s.Netmask = uint8(maskBits(m))
+				s.PersistencePrefixLength = uint8(maskBits(m))
 			}
 		}
-		if isDest && d.Port == 0 && s.FWMark == 0 {
+		if isDest && d.Port == 0 && s.FirewallMark == 0 {
 			d.Port = s.Port // ipvsadm's default: the service's port
 		}
 		k := s.Key()
 		if !isDest {
 			index[k] = len(out)
-			out = append(out, TableEntry{Service: s})
+			out = append(out, TableEntry{Service: Service{Service: s}})
 			continue
 		}
 		j, ok := index[k]
 		if !ok {
 			t.Fatalf("rule %q: destination of an unknown service", line)
 		}
-		out[j].Destinations = append(out[j].Destinations, d)
+		out[j].Destinations = append(out[j].Destinations, Destination{Destination: d})
 	}
 	return out
 }
@@ -193,19 +192,19 @@ func canon(entries []TableEntry) []string {
 		s := e.Service
 		k := s.Key()
 		lines = append(lines, fmt.Sprintf("S %s sched=%s flags=%s timeout=%d mask=%d pe=%q",
-			k, s.Scheduler, s.Flags&^FlagHashed, s.Timeout, s.Netmask, s.PersistenceEngine))
+			k, s.Scheduler, s.Flags&^lvs.FlagHashed, s.TimeoutSeconds, s.PersistencePrefixLength, s.PersistenceEngine))
 		for _, d := range e.Destinations {
-			fwd := d.Forward
-			if fwd == Local {
-				fwd = DirectRoute
+			fwd := d.Forwarding
+			if fwd == lvs.Local {
+				fwd = lvs.DirectRouting
 			}
 			tun := ""
-			if fwd == Tunnel {
+			if fwd == lvs.Tunnel {
 				tun = fmt.Sprintf(" tun=%s/%d/%d", d.TunnelType, d.TunnelPort, d.TunnelFlags)
 			}
 			// Thresholds are compared with ipvsadm -Ln --thresholds: -Sn does not save them.
 			lines = append(lines, fmt.Sprintf("D %s -> %s %s/%s w=%d%s",
-				k, d.family(), netip.AddrPortFrom(d.Address, d.Port), fwd, d.Weight, tun))
+				k, destFamily(&d.Destination, k.Family), netip.AddrPortFrom(d.Address, d.Port), fwd, d.Weight, tun))
 		}
 	}
 	slices.Sort(lines)
@@ -272,9 +271,9 @@ func tableThresholds(table []TableEntry) map[string][4]uint64 {
 	m := map[string][4]uint64{}
 	for _, e := range table {
 		s := e.Service
-		hdr := strings.ToUpper(s.Protocol.String()) + " " + netip.AddrPortFrom(s.Address, s.Port).String()
-		if s.FWMark != 0 {
-			hdr = fmt.Sprintf("FWM %d", s.FWMark)
+		hdr := s.Protocol.String() + " " + netip.AddrPortFrom(s.Address, s.Port).String()
+		if s.FirewallMark != 0 {
+			hdr = fmt.Sprintf("FWM %d", s.FirewallMark)
 		}
 		for _, d := range e.Destinations {
 			m[hdr+" -> "+netip.AddrPortFrom(d.Address, d.Port).String()] = [4]uint64{

@@ -21,6 +21,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // These tests run inside hack/vm's kernel (make test-vm), in the guest's initial network
@@ -91,23 +93,23 @@ func TestVMRoundTrip(t *testing.T) {
 	c := vmClient(t)
 	svcs := testServices()
 	for _, s := range svcs {
-		if err := c.AddService(ctx(t), s); err != nil {
-			t.Fatalf("add %s: %v", &s, err)
+		if err := c.AddService(ctx(t), &s); err != nil {
+			t.Fatalf("add %s: %v", s.Key(), err)
 		}
 	}
 	dests := testDests()
 	dests[6].Address = mustAddr("10.99.0.1") // a local address: the kernel makes it Local itself
 	for _, d := range dests {
-		if err := c.AddDestination(ctx(t), svcs[0], d); err != nil {
-			t.Fatalf("add %s: %v", &d, err)
+		if err := c.AddDestination(ctx(t), &svcs[0], &d); err != nil {
+			t.Fatalf("add %s: %v", d.Key(), err)
 		}
 	}
-	v6 := Destination{Address: mustAddr("2001:db8::20"), Port: 443, Weight: 3, Forward: DirectRoute}
-	if err := c.AddDestination(ctx(t), svcs[3], v6); err != nil {
+	v6 := dst("2001:db8::20", 443, lvs.DirectRouting, 3)
+	if err := c.AddDestination(ctx(t), &svcs[3], &v6); err != nil {
 		t.Fatal(err)
 	}
-	fwm := Destination{Address: mustAddr("10.1.0.9"), Weight: 4, Forward: DirectRoute}
-	if err := c.AddDestination(ctx(t), svcs[5], fwm); err != nil {
+	fwm := dst("10.1.0.9", 0, lvs.DirectRouting, 4)
+	if err := c.AddDestination(ctx(t), &svcs[5], &fwm); err != nil {
 		t.Fatal(err)
 	}
 	table, err := c.Table(ctx(t))
@@ -120,15 +122,15 @@ func TestVMRoundTrip(t *testing.T) {
 		switch i {
 		case 0:
 			for _, d := range dests {
-				d.Family = d.family()
-				e.Destinations = append(e.Destinations, d)
+				d.Family = lvs.FamilyOf(d.Address)
+				e.Destinations = append(e.Destinations, Destination{Destination: d})
 			}
 		case 3:
-			v6.Family = IPv6
-			e.Destinations = []Destination{v6}
+			v6.Family = lvs.IPv6
+			e.Destinations = []Destination{{Destination: v6}}
 		case 5:
-			fwm.Family = IPv4
-			e.Destinations = []Destination{fwm}
+			fwm.Family = lvs.IPv4
+			e.Destinations = []Destination{{Destination: fwm}}
 		}
 		want = append(want, e)
 	}
@@ -142,11 +144,11 @@ func TestVMRoundTrip(t *testing.T) {
 
 	// Updates in place, read back one by one.
 	u := svcs[0]
-	u.Scheduler, u.Flags, u.Timeout, u.Netmask = "mh", FlagPersistent|FlagMHFallback|FlagMHPort, 77, 16
-	if err := c.UpdateService(ctx(t), u); err != nil {
+	u.Scheduler, u.Flags, u.TimeoutSeconds, u.PersistencePrefixLength = "mh", lvs.FlagPersistent|lvs.FlagMHFallback|lvs.FlagMHPort, 77, 16
+	if err := c.UpdateService(ctx(t), &u); err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.Service(ctx(t), svcs[0])
+	got, err := c.Service(ctx(t), svcs[0].ServiceKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,31 +156,31 @@ func TestVMRoundTrip(t *testing.T) {
 		t.Errorf("updated service (-want +got):\n%s", d)
 	}
 	ud := dests[3]
-	ud.Weight, ud.UpperThreshold, ud.LowerThreshold, ud.TunnelType, ud.TunnelPort, ud.TunnelFlags = 9, 50, 5, TunnelGRE, 0, TunnelCsum
-	if err := c.UpdateDestination(ctx(t), svcs[0], ud); err != nil {
+	ud.Weight, ud.UpperThreshold, ud.LowerThreshold, ud.TunnelType, ud.TunnelPort, ud.TunnelFlags = 9, 50, 5, lvs.TunnelGRE, 0, lvs.TunnelChecksum
+	if err := c.UpdateDestination(ctx(t), &svcs[0], &ud); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := c.Destinations(ctx(t), svcs[0])
+	ds, err := c.Destinations(ctx(t), svcs[0].ServiceKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	i := slices.IndexFunc(ds, func(d Destination) bool { return d.Key() == ud.Key() })
-	ud.Family = IPv4
+	ud.Family = lvs.IPv4
 	if i < 0 {
 		t.Fatalf("updated destination missing from %v", ds)
-	} else if d := cmp.Diff(ud, ds[i], addrOpt, noStats); d != "" {
+	} else if d := cmp.Diff(Destination{Destination: ud}, ds[i], addrOpt, noStats); d != "" {
 		t.Errorf("updated destination (-want +got):\n%s", d)
 	}
-	if err := c.DeleteDestination(ctx(t), svcs[0], ud); err != nil {
+	if err := c.DeleteDestination(ctx(t), &svcs[0], &ud); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.DeleteService(ctx(t), svcs[1]); err != nil {
+	if err := c.DeleteService(ctx(t), &svcs[1]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Service(ctx(t), svcs[1]); !errors.Is(err, ErrServiceNotFound) {
+	if _, err := c.Service(ctx(t), svcs[1].ServiceKey); !errors.Is(err, ErrServiceNotFound) {
 		t.Errorf("deleted service: %v", err)
 	}
-	if ds2, err := c.Destinations(ctx(t), svcs[0]); err != nil || len(ds2) != len(ds)-1 {
+	if ds2, err := c.Destinations(ctx(t), svcs[0].ServiceKey); err != nil || len(ds2) != len(ds)-1 {
 		t.Errorf("after deleting a destination: %d destinations, %v", len(ds2), err)
 	}
 }
@@ -190,7 +192,7 @@ func longCtx(t *testing.T) context.Context {
 }
 
 func sortTable(t []TableEntry) {
-	slices.SortFunc(t, func(a, b TableEntry) int { return strings.Compare(a.Service.String(), b.Service.String()) })
+	slices.SortFunc(t, func(a, b TableEntry) int { return strings.Compare(a.Key().String(), b.Key().String()) })
 }
 
 // schedulers lists the scheduler modules this kernel has.
@@ -301,9 +303,9 @@ func TestVMLibraryToIpvsadm(t *testing.T) {
 	want := parseRules(t, ipvsadmScript(t))
 	var ops []Op
 	for _, e := range want {
-		ops = append(ops, Op{Kind: AddService, Service: ptr(e.Service)})
+		ops = append(ops, Op{Kind: AddService, Service: ptr(e.Service.Service)})
 		for _, d := range e.Destinations {
-			ops = append(ops, Op{Kind: AddDestination, Service: ptr(e.Service), Destination: ptr(d)})
+			ops = append(ops, Op{Kind: AddDestination, Service: ptr(e.Service.Service), Destination: ptr(d.Destination)})
 		}
 	}
 	res, err := c.Apply(ctx(t), ops)
@@ -326,7 +328,7 @@ func TestVMLibraryToIpvsadm(t *testing.T) {
 
 // echoService starts a TCP echo server on the guest and a service on vip (added to ipvs0) with
 // it as its masquerade destination (NAT delivers to 10.99.0.1, local forwarding to the VIP).
-func echoService(t *testing.T, c *Client, vip string) Service {
+func echoService(t *testing.T, c *Client, vip string) lvs.Service {
 	t.Helper()
 	ln, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
@@ -347,11 +349,11 @@ func echoService(t *testing.T, c *Client, vip string) Service {
 		t.Fatalf("ip addr add: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "addr", "del", vip+"/32", "dev", "ipvs0").Run() })
-	svc := Service{Protocol: TCP, Address: mustAddr(vip), Port: port, Scheduler: "rr"}
-	if err := c.AddService(ctx(t), svc); err != nil {
+	svc := svc(lvs.TCP, vip, port, "rr")
+	if err := c.AddService(ctx(t), &svc); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddDestination(ctx(t), svc, Destination{Address: mustAddr("10.99.0.1"), Port: port, Weight: 1, Forward: Masquerade}); err != nil {
+	if err := c.AddDestination(ctx(t), &svc, ptr(dst("10.99.0.1", port, lvs.Masquerade, 1))); err != nil {
 		t.Fatal(err)
 	}
 	return svc
@@ -386,7 +388,7 @@ func TestVMTraffic(t *testing.T) {
 		err error
 	)
 	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
-		ds, err = c.Destinations(ctx(t), svc)
+		ds, err = c.Destinations(ctx(t), svc.ServiceKey)
 		if err != nil || len(ds) != 1 {
 			t.Fatalf("destinations: %v, %v", ds, err)
 		}
@@ -407,7 +409,7 @@ func TestVMTraffic(t *testing.T) {
 	// Closed connections leave the active count (FIN_WAIT/TIME_WAIT count as inactive).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		ds, err = c.Destinations(ctx(t), svc)
+		ds, err = c.Destinations(ctx(t), svc.ServiceKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -420,7 +422,7 @@ func TestVMTraffic(t *testing.T) {
 		t.Errorf("after closing: %d active, %d inactive connections", ds[0].ActiveConns, ds[0].InactiveConns)
 	}
 	time.Sleep(2500 * time.Millisecond) // one more estimator round, for the last packets
-	got, err := c.Service(ctx(t), svc)
+	got, err := c.Service(ctx(t), svc.ServiceKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,8 +431,8 @@ func TestVMTraffic(t *testing.T) {
 	}
 	// ipvsadm -Ln --exact --stats shows the same counters.
 	st := parseStats(t, ipvsadm(t, "", "-Ln", "--exact", "--stats"))
-	ds, _ = c.Destinations(ctx(t), svc)
-	got, _ = c.Service(ctx(t), svc)
+	ds, _ = c.Destinations(ctx(t), svc.ServiceKey)
+	got, _ = c.Service(ctx(t), svc.ServiceKey)
 	wantStats := []statLine{
 		{fmt.Sprintf("TCP %s:%d", vip, port), [5]uint64{got.Stats.Conns, got.Stats.InPackets, got.Stats.OutPackets, got.Stats.InBytes, got.Stats.OutBytes}},
 		{fmt.Sprintf("-> 10.99.0.1:%d", port), [5]uint64{ds[0].Stats.Conns, ds[0].Stats.InPackets, ds[0].Stats.OutPackets, ds[0].Stats.InBytes, ds[0].Stats.OutBytes}},
@@ -439,55 +441,57 @@ func TestVMTraffic(t *testing.T) {
 		t.Errorf("ipvsadm -Ln --exact --stats (-pkg/ipvs +ipvsadm):\n%s", d)
 	}
 	// Zeroing clears them.
-	if err := c.ZeroService(ctx(t), svc); err != nil {
+	if err := c.ZeroService(ctx(t), svc.ServiceKey); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2500 * time.Millisecond)
-	if got, _ = c.Service(ctx(t), svc); got.Stats.Conns != 0 || got.Stats.InBytes != 0 {
+	if got, _ = c.Service(ctx(t), svc.ServiceKey); got.Stats.Conns != 0 || got.Stats.InBytes != 0 {
 		t.Errorf("after zero: %+v", got.Stats)
 	}
 }
 
 func TestVMErrorsLeaveTableUnchanged(t *testing.T) {
 	c := vmClient(t)
-	svc := Service{Protocol: TCP, Address: mustAddr("10.60.0.1"), Port: 80, Scheduler: "rr"}
-	dst := Destination{Address: mustAddr("10.60.1.1"), Port: 80, Weight: 1}
-	if err := c.AddService(ctx(t), svc); err != nil {
+	svc := svc(lvs.TCP, "10.60.0.1", 80, "rr")
+	dst := dst("10.60.1.1", 80, lvs.Masquerade, 1)
+	if err := c.AddService(ctx(t), &svc); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddDestination(ctx(t), svc, dst); err != nil {
+	if err := c.AddDestination(ctx(t), &svc, &dst); err != nil {
 		t.Fatal(err)
 	}
-	missing := Service{Protocol: TCP, Address: mustAddr("10.60.0.9"), Port: 80, Scheduler: "rr"}
-	other := Destination{Address: mustAddr("10.60.1.9"), Port: 80, Weight: 1}
+	missing := svc
+	missing.Address = mustAddr("10.60.0.9")
+	other := dst
+	other.Address = mustAddr("10.60.1.9")
 	tests := []struct {
 		name  string
 		do    func() error
 		want  error
 		errno syscall.Errno
 	}{
-		{"duplicate service", func() error { return c.AddService(ctx(t), svc) }, ErrServiceExists, syscall.EEXIST},
-		{"unknown scheduler", func() error { s := missing; s.Scheduler = "nosuch"; return c.AddService(ctx(t), s) }, ErrSchedulerNotFound, syscall.ENOENT},
-		{"unknown persistence engine", func() error { s := missing; s.PersistenceEngine = "nosuch"; return c.AddService(ctx(t), s) }, ErrSchedulerNotFound, syscall.ENOENT},
-		{"update to unknown scheduler", func() error { s := svc; s.Scheduler = "nosuch"; return c.UpdateService(ctx(t), s) }, ErrSchedulerNotFound, syscall.ENOENT},
-		{"update missing service", func() error { return c.UpdateService(ctx(t), missing) }, ErrServiceNotFound, syscall.ESRCH},
-		{"update missing service to unknown scheduler", func() error { s := missing; s.Scheduler = "nosuch"; return c.UpdateService(ctx(t), s) }, ErrServiceNotFound, syscall.ESRCH},
-		{"delete missing service", func() error { return c.DeleteService(ctx(t), missing) }, ErrServiceNotFound, syscall.ESRCH},
-		{"get missing service", func() error { _, err := c.Service(ctx(t), missing); return err }, ErrServiceNotFound, syscall.ESRCH},
-		{"destinations of missing service", func() error { _, err := c.Destinations(ctx(t), missing); return err }, ErrServiceNotFound, syscall.ESRCH},
-		{"duplicate destination", func() error { return c.AddDestination(ctx(t), svc, dst) }, ErrDestExists, syscall.EEXIST},
-		{"destination of missing service", func() error { return c.AddDestination(ctx(t), missing, other) }, ErrServiceNotFound, syscall.ESRCH},
-		{"update missing destination", func() error { return c.UpdateDestination(ctx(t), svc, other) }, ErrDestNotFound, syscall.ENOENT},
-		{"delete missing destination", func() error { return c.DeleteDestination(ctx(t), svc, other) }, ErrDestNotFound, syscall.ENOENT},
+		{"duplicate service", func() error { return c.AddService(ctx(t), &svc) }, ErrServiceExists, syscall.EEXIST},
+		{"unknown scheduler", func() error { s := missing; s.Scheduler = "nosuch"; return c.AddService(ctx(t), &s) }, ErrSchedulerNotFound, syscall.ENOENT},
+		{"unknown persistence engine", func() error { s := missing; s.PersistenceEngine = "nosuch"; return c.AddService(ctx(t), &s) }, ErrSchedulerNotFound, syscall.ENOENT},
+		{"update to unknown scheduler", func() error { s := svc; s.Scheduler = "nosuch"; return c.UpdateService(ctx(t), &s) }, ErrSchedulerNotFound, syscall.ENOENT},
+		{"update missing service", func() error { return c.UpdateService(ctx(t), &missing) }, ErrServiceNotFound, syscall.ESRCH},
+		{"update missing service to unknown scheduler", func() error { s := missing; s.Scheduler = "nosuch"; return c.UpdateService(ctx(t), &s) }, ErrServiceNotFound, syscall.ESRCH},
+		{"delete missing service", func() error { return c.DeleteService(ctx(t), &missing) }, ErrServiceNotFound, syscall.ESRCH},
+		{"get missing service", func() error { _, err := c.Service(ctx(t), missing.ServiceKey); return err }, ErrServiceNotFound, syscall.ESRCH},
+		{"destinations of missing service", func() error { _, err := c.Destinations(ctx(t), missing.ServiceKey); return err }, ErrServiceNotFound, syscall.ESRCH},
+		{"duplicate destination", func() error { return c.AddDestination(ctx(t), &svc, &dst) }, ErrDestExists, syscall.EEXIST},
+		{"destination of missing service", func() error { return c.AddDestination(ctx(t), &missing, &other) }, ErrServiceNotFound, syscall.ESRCH},
+		{"update missing destination", func() error { return c.UpdateDestination(ctx(t), &svc, &other) }, ErrDestNotFound, syscall.ENOENT},
+		{"delete missing destination", func() error { return c.DeleteDestination(ctx(t), &svc, &other) }, ErrDestNotFound, syscall.ENOENT},
 		{"lower threshold above upper", func() error {
 			d := other
 			d.UpperThreshold, d.LowerThreshold = 10, 20
-			return c.AddDestination(ctx(t), svc, d)
+			return c.AddDestination(ctx(t), &svc, &d)
 		}, ErrInvalid, syscall.ERANGE},
 		{"GUE without a port", func() error {
 			d := other
-			d.Forward, d.TunnelType = Tunnel, TunnelGUE
-			return c.AddDestination(ctx(t), svc, d)
+			d.Forwarding, d.TunnelType = lvs.Tunnel, lvs.TunnelGUE
+			return c.AddDestination(ctx(t), &svc, &d)
 		}, ErrInvalid, syscall.EINVAL},
 		{"stop a daemon that is not running", func() error { return c.StopDaemon(ctx(t), DaemonBackup) }, ErrDaemonNotRunning, syscall.ESRCH},
 	}
@@ -507,7 +511,7 @@ func TestVMErrorsLeaveTableUnchanged(t *testing.T) {
 	// The same failures in one batch: each operation gets its own error, the valid one applies.
 	ops := []Op{
 		{Kind: AddService, Service: &svc},
-		{Kind: AddService, Service: &Service{Protocol: TCP, Address: mustAddr("10.60.0.8"), Port: 1, Scheduler: "nosuch"}},
+		{Kind: AddService, Service: &lvs.Service{ServiceKey: key(lvs.TCP, "10.60.0.8", 1), Scheduler: "nosuch"}},
 		{Kind: AddDestination, Service: &missing, Destination: &other},
 		{Kind: DeleteDestination, Service: &svc, Destination: &other},
 		{Kind: AddDestination, Service: &svc, Destination: &dst},
@@ -600,11 +604,11 @@ func TestVMTableLarge(t *testing.T) {
 	var ops []Op
 	sizes := []int{250, 3, 0, 250, 1}
 	for n := range 200 {
-		s := Service{Protocol: UDP, Address: netip.AddrFrom4([4]byte{10, 70, byte(n >> 8), byte(n)}), Port: 53, Scheduler: "rr"}
+		s := lvs.Service{ServiceKey: lvs.ServiceKey{Protocol: lvs.UDP, Address: netip.AddrFrom4([4]byte{10, 70, byte(n >> 8), byte(n)}), Port: 53}, Scheduler: "rr"}
 		ops = append(ops, Op{Kind: AddService, Service: ptr(s)})
 		for j := range sizes[n%len(sizes)] {
-			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s), Destination: ptr(Destination{
-				Address: netip.AddrFrom4([4]byte{10, 71, byte(j >> 8), byte(j)}), Port: 53, Weight: j % 7})})
+			ops = append(ops, Op{Kind: AddDestination, Service: ptr(s), Destination: ptr(lvs.Destination{
+				Address: netip.AddrFrom4([4]byte{10, 71, byte(j >> 8), byte(j)}), Port: 53, Weight: uint32(j % 7)})})
 		}
 	}
 	res, err := c.Apply(ctx(t), ops)
@@ -622,12 +626,12 @@ func TestVMTableLarge(t *testing.T) {
 	}
 	total := 0
 	for i := range table {
-		one, err := c.Destinations(ctx(t), table[i].Service)
+		one, err := c.Destinations(ctx(t), table[i].ServiceKey)
 		if err != nil && (!errors.Is(err, ErrServiceNotFound) || len(table[i].Destinations) != 0) {
 			t.Fatal(err)
 		}
 		if d := cmp.Diff(one, table[i].Destinations, addrOpt, noStats, cmpopts.EquateEmpty()); d != "" {
-			t.Fatalf("destinations of %s (-one by one +table):\n%s", &table[i].Service, d)
+			t.Fatalf("destinations of %s (-one by one +table):\n%s", table[i].Key(), d)
 		}
 		total += len(table[i].Destinations)
 	}
@@ -643,7 +647,7 @@ func TestVMNetworkNamespaces(t *testing.T) {
 	// A client in a fresh network namespace (Config.NetNS) sees and programs that namespace's
 	// own table: IPVS is per namespace.
 	c := vmClient(t)
-	if err := c.AddService(ctx(t), Service{Protocol: TCP, Address: mustAddr("10.80.0.1"), Port: 1}); err != nil {
+	if err := c.AddService(ctx(t), ptr(svc(lvs.TCP, "10.80.0.1", 1, ""))); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("sleep", "30")
@@ -665,7 +669,7 @@ func TestVMNetworkNamespaces(t *testing.T) {
 	if tab, err := nc.Table(ctx(t)); err != nil || len(tab) != 0 {
 		t.Errorf("table of a fresh namespace: %v, %v", tab, err)
 	}
-	if err := nc.AddService(ctx(t), Service{Protocol: TCP, Address: mustAddr("10.80.0.2"), Port: 1}); err != nil {
+	if err := nc.AddService(ctx(t), ptr(svc(lvs.TCP, "10.80.0.2", 1, ""))); err != nil {
 		t.Fatal(err)
 	}
 	if tab, _ := c.Table(ctx(t)); len(tab) != 1 {
@@ -682,7 +686,7 @@ func TestVMApplyErrorsAcrossWindows(t *testing.T) {
 	const nsvc, ndst = 50, 10
 	var ops []Op
 	for i := range nsvc {
-		ops = append(ops, Op{Kind: AddService, Service: ptr(Service{Protocol: TCP, Address: netip.AddrFrom4([4]byte{10, 80, 0, byte(i)}), Port: 80, Scheduler: "rr"})})
+		ops = append(ops, Op{Kind: AddService, Service: ptr(lvs.Service{ServiceKey: lvs.ServiceKey{Protocol: lvs.TCP, Address: netip.AddrFrom4([4]byte{10, 80, 0, byte(i)}), Port: 80}, Scheduler: "rr"})})
 	}
 	// Apply sends services first, then destinations in order: op i is the i-th request sent.
 	dups := map[int]bool{}
@@ -693,7 +697,7 @@ func TestVMApplyErrorsAcrossWindows(t *testing.T) {
 				ops = append(ops, ops[p-1]) // the previous destination again: EEXIST
 			}
 			ops = append(ops, Op{Kind: AddDestination, Service: ops[i].Service,
-				Destination: ptr(Destination{Address: netip.AddrFrom4([4]byte{10, 81, byte(i), byte(j)}), Port: 8080, Weight: 1})})
+				Destination: ptr(lvs.Destination{Address: netip.AddrFrom4([4]byte{10, 81, byte(i), byte(j)}), Port: 8080, Weight: 1})})
 		}
 	}
 	dups[len(ops)] = true

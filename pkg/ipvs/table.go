@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // Table reads the whole table: one service dump, then one destination dump per service
@@ -29,8 +30,8 @@ func (c *Client) Table(ctx context.Context) ([]TableEntry, error) {
 	keys := make([]*wireServiceKey, len(svcs))
 	for i := range svcs {
 		out[i].Service = svcs[i]
-		if keys[i], err = svcs[i].wireKey(); err != nil {
-			return nil, fmt.Errorf("ipvs: table: service %s from the kernel: %w", &svcs[i], err)
+		if keys[i], err = wireKey(svcs[i].ServiceKey); err != nil {
+			return nil, fmt.Errorf("ipvs: table: service %s from the kernel: %w", svcs[i].Key(), err)
 		}
 	}
 	if len(svcs) == 0 {
@@ -84,7 +85,7 @@ func (c *Client) dests(ctx context.Context, conn *gnl.Conn, keys []*wireServiceK
 					return nil
 				}
 				arena = append(arena, Destination{})
-				return decodeDestNest(m.Dest, Family(k.AF), &arena[len(arena)-1])
+				return decodeDestNest(m.Dest, lvs.Family(k.AF), &arena[len(arena)-1])
 			})
 			if err == nil {
 				out[i].Destinations = arena[start:len(arena):len(arena)]
@@ -99,7 +100,7 @@ func (c *Client) dests(ctx context.Context, conn *gnl.Conn, keys []*wireServiceK
 			}
 		}
 		if err != nil {
-			return classify(opOther, "destinations of "+out[i].Service.String(), err)
+			return classify(opOther, "destinations of "+out[i].Key().String(), err)
 		}
 	}
 	return nil

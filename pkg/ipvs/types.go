@@ -3,187 +3,11 @@ package ipvs
 import (
 	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"net/netip"
 	"strconv"
 	"strings"
-)
 
-// Family is an address family: [IPv4] or [IPv6].
-type Family uint16
-
-// Address families (AF_INET, AF_INET6).
-const (
-	IPv4 Family = 2
-	IPv6 Family = 10
-)
-
-func (f Family) String() string {
-	switch f {
-	case IPv4:
-		return "ipv4"
-	case IPv6:
-		return "ipv6"
-	}
-	return "family(" + strconv.Itoa(int(f)) + ")"
-}
-
-// familyOf is the family of an address, 0 when invalid.
-func familyOf(a netip.Addr) Family {
-	switch {
-	case a.Is4():
-		return IPv4
-	case a.Is6():
-		return IPv6
-	}
-	return 0
-}
-
-// Protocol is a service's transport protocol (an IP protocol number).
-type Protocol uint16
-
-// Transport protocols IPVS balances.
-const (
-	TCP  Protocol = 6
-	UDP  Protocol = 17
-	SCTP Protocol = 132
-)
-
-func (p Protocol) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	case SCTP:
-		return "sctp"
-	case 0:
-		return ""
-	}
-	return "proto(" + strconv.Itoa(int(p)) + ")"
-}
-
-// ParseProtocol parses "tcp", "udp" or "sctp" (any case).
-func ParseProtocol(s string) (Protocol, error) {
-	switch strings.ToLower(s) {
-	case "tcp":
-		return TCP, nil
-	case "udp":
-		return UDP, nil
-	case "sctp":
-		return SCTP, nil
-	}
-	return 0, fmt.Errorf("%w: unknown protocol %q", ErrInvalid, s)
-}
-
-// ServiceFlags are a service's IP_VS_SVC_F_* flags.
-type ServiceFlags uint32
-
-// Service flags. The scheduler flags mean different things to different schedulers: for sh
-// and mh, flag 1 is fallback (skip overloaded or weight-0 destinations) and flag 2 is port
-// (hash the source port too).
-const (
-	FlagPersistent ServiceFlags = 0x0001
-	// FlagHashed is set by the kernel on every service in its table; it is reported by reads and
-	// never sent.
-	FlagHashed     ServiceFlags = 0x0002
-	FlagOnePacket  ServiceFlags = 0x0004
-	FlagSched1     ServiceFlags = 0x0008
-	FlagSched2     ServiceFlags = 0x0010
-	FlagSched3     ServiceFlags = 0x0020
-	FlagSHFallback              = FlagSched1
-	FlagSHPort                  = FlagSched2
-	FlagMHFallback              = FlagSched1
-	FlagMHPort                  = FlagSched2
-)
-
-var flagNames = []struct {
-	f    ServiceFlags
-	name string
-}{
-	{FlagPersistent, "persistent"}, {FlagHashed, "hashed"}, {FlagOnePacket, "ops"},
-	{FlagSched1, "flag-1"}, {FlagSched2, "flag-2"}, {FlagSched3, "flag-3"},
-}
-
-func (f ServiceFlags) String() string {
-	var parts []string
-	for _, n := range flagNames {
-		if f&n.f != 0 {
-			parts = append(parts, n.name)
-			f &^= n.f
-		}
-	}
-	if f != 0 {
-		parts = append(parts, fmt.Sprintf("0x%x", uint32(f)))
-	}
-	return strings.Join(parts, ",")
-}
-
-// ForwardMethod is how a destination's packets are forwarded (IP_VS_CONN_F_FWD_MASK).
-type ForwardMethod uint32
-
-// Forwarding methods.
-const (
-	Masquerade  ForwardMethod = 0 // NAT
-	Local       ForwardMethod = 1 // the local node
-	Tunnel      ForwardMethod = 2 // IPIP, GUE or GRE, see TunnelType
-	DirectRoute ForwardMethod = 3 // gatewaying / DSR
-	Bypass      ForwardMethod = 4 // cache bypass
-)
-
-var forwardNames = [...]string{"masq", "local", "tunnel", "route", "bypass"}
-
-func (m ForwardMethod) String() string {
-	if int(m) < len(forwardNames) {
-		return forwardNames[m]
-	}
-	return "fwd(" + strconv.Itoa(int(m)) + ")"
-}
-
-// ParseForwardMethod parses the names String returns ("masq", "local", "tunnel", "route",
-// "bypass"; also "nat", "dr", "ipip" and "gatewaying").
-func ParseForwardMethod(s string) (ForwardMethod, error) {
-	switch strings.ToLower(s) {
-	case "masq", "masquerade", "nat":
-		return Masquerade, nil
-	case "local":
-		return Local, nil
-	case "tunnel", "ipip":
-		return Tunnel, nil
-	case "route", "dr", "gatewaying", "direct":
-		return DirectRoute, nil
-	case "bypass":
-		return Bypass, nil
-	}
-	return 0, fmt.Errorf("%w: unknown forwarding method %q", ErrInvalid, s)
-}
-
-// TunnelType is the encapsulation of a [Tunnel] destination.
-type TunnelType uint8
-
-// Tunnel types (IP_VS_CONN_F_TUNNEL_TYPE_*). GUE needs Linux 5.2 and a tunnel port, GRE 5.3.
-const (
-	TunnelIPIP TunnelType = 0
-	TunnelGUE  TunnelType = 1
-	TunnelGRE  TunnelType = 2
-)
-
-var tunnelNames = [...]string{"ipip", "gue", "gre"}
-
-func (t TunnelType) String() string {
-	if int(t) < len(tunnelNames) {
-		return tunnelNames[t]
-	}
-	return "tun(" + strconv.Itoa(int(t)) + ")"
-}
-
-// TunnelFlags are a tunnel's checksum options (IP_VS_TUNNEL_ENCAP_FLAG_*); zero is nocsum.
-type TunnelFlags uint16
-
-// Tunnel checksum flags.
-const (
-	TunnelCsum    TunnelFlags = 1 << 0
-	TunnelRemCsum TunnelFlags = 1 << 1
+	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
 // Stats are IPVS counters and rate estimates.
@@ -200,119 +24,32 @@ type Stats struct {
 	OutBPS     uint64 `json:"outBPS"`
 }
 
-// Service is a virtual service: an address, port and protocol, or a firewall mark.
+// Service is a virtual service as the kernel reports it: its configuration and its counters.
 type Service struct {
-	// Family is the service's address family. It may be left zero when Address is set (it is
-	// then Address's family); a firewall-mark service with Family zero is IPv4.
-	Family   Family     `json:"family"`
-	Protocol Protocol   `json:"protocol,omitempty"` // TCP, UDP or SCTP; zero for a firewall-mark service
-	Address  netip.Addr `json:"address,omitzero"`
-	Port     uint16     `json:"port,omitempty"`
-	FWMark   uint32     `json:"fwmark,omitempty"` // non-zero: a firewall-mark service (no address, port, protocol)
+	lvs.Service
 
-	// Scheduler is the scheduler's name: rr, wrr, lc, wlc, lblc, lblcr, dh, sh, mh, fo, ovf,
-	// sed, nq, twos. Empty means "wlc" (the kernel's default in ipvsadm).
-	Scheduler string       `json:"scheduler"`
-	Flags     ServiceFlags `json:"flags"`
-	// Timeout is the persistence timeout in seconds (with FlagPersistent).
-	Timeout uint32 `json:"timeoutSeconds"`
-	// Netmask is the persistence netmask as a prefix length: clients in one prefix go to the
-	// same destination. Zero means the full length (32 or 128), as in ipvsadm.
-	Netmask uint8 `json:"netmask"`
-	// PersistenceEngine is the persistence engine's name ("sip"), or empty.
-	PersistenceEngine string `json:"persistenceEngine,omitempty"`
-
-	// Read only: the 64-bit counters (IPVS_SVC_ATTR_STATS64) and the 32-bit ones
-	// (IPVS_SVC_ATTR_STATS, which wrap).
+	// Stats are the 64-bit counters (IPVS_SVC_ATTR_STATS64; the 32-bit ones on kernels before
+	// 4.1, which have no others), Stats32 the 32-bit ones (IPVS_SVC_ATTR_STATS), which wrap.
 	Stats   Stats `json:"stats"`
 	Stats32 Stats `json:"stats32"`
 }
 
-// ServiceKey identifies a service in the kernel's table; it is comparable, for maps.
-type ServiceKey struct {
-	Family   Family
-	Protocol Protocol
-	Address  netip.Addr
-	Port     uint16
-	FWMark   uint32
-}
-
-// Key returns the identity of s, with Family filled in and, for a firewall-mark service,
-// protocol, address and port cleared.
-func (s *Service) Key() ServiceKey {
-	if s.FWMark != 0 {
-		return ServiceKey{Family: s.family(), FWMark: s.FWMark}
-	}
-	return ServiceKey{Family: s.family(), Protocol: s.Protocol, Address: s.Address.Unmap(), Port: s.Port}
-}
-
-func (k ServiceKey) String() string {
-	if k.FWMark != 0 {
-		return fmt.Sprintf("fwm %d/%s", k.FWMark, k.Family)
-	}
-	return fmt.Sprintf("%s %s", k.Protocol, netip.AddrPortFrom(k.Address, k.Port))
-}
-
-func (s *Service) String() string { k := s.Key(); return k.String() }
-
-func (s *Service) family() Family {
-	if s.Family != 0 {
-		return s.Family
-	}
-	if f := familyOf(s.Address.Unmap()); f != 0 {
-		return f
-	}
-	return IPv4
-}
-
-// Destination is a real server of a service.
+// Destination is a real server of a service as the kernel reports it: its configuration, its
+// connection counts and its counters.
 type Destination struct {
-	// Family is the address family of Address; zero means Address's. It may differ from the
-	// service's only for tunnelled destinations (Linux 3.18).
-	Family  Family        `json:"family"`
-	Address netip.Addr    `json:"address"`
-	Port    uint16        `json:"port"`
-	Forward ForwardMethod `json:"forward"`
-	// Weight is the scheduling weight; 0 stops new connections (it does not drain old ones).
-	Weight         int    `json:"weight"`
-	UpperThreshold uint32 `json:"upperThreshold"` // 0: no limit
-	LowerThreshold uint32 `json:"lowerThreshold"`
+	lvs.Destination
 
-	TunnelType  TunnelType  `json:"tunnelType,omitempty"`
-	TunnelPort  uint16      `json:"tunnelPort,omitempty"` // GUE's UDP port
-	TunnelFlags TunnelFlags `json:"tunnelFlags,omitempty"`
-
-	// Read only.
 	ActiveConns     uint32 `json:"activeConns"`
 	InactiveConns   uint32 `json:"inactiveConns"`
 	PersistentConns uint32 `json:"persistentConns"`
-	Stats           Stats  `json:"stats"`
-	Stats32         Stats  `json:"stats32"`
+	// Stats and Stats32 are as in [Service].
+	Stats   Stats `json:"stats"`
+	Stats32 Stats `json:"stats32"`
 }
-
-// DestinationKey identifies a destination within its service.
-type DestinationKey struct {
-	Address netip.Addr
-	Port    uint16
-}
-
-// Key returns the identity of d within its service.
-func (d *Destination) Key() DestinationKey {
-	return DestinationKey{Address: d.Address.Unmap(), Port: d.Port}
-}
-
-func (d *Destination) family() Family {
-	if d.Family != 0 {
-		return d.Family
-	}
-	return familyOf(d.Address.Unmap())
-}
-
-func (d *Destination) String() string { return netip.AddrPortFrom(d.Address, d.Port).String() }
 
 // TableEntry is one service of the table with its destinations.
 type TableEntry struct {
-	Service      Service       `json:"service"`
+	Service
 	Destinations []Destination `json:"destinations"`
 }
 
@@ -383,26 +120,26 @@ func addrBytes(a netip.Addr) [16]byte {
 	return b
 }
 
-func addrFrom(f Family, b [16]byte) netip.Addr {
+func addrFrom(f lvs.Family, b [16]byte) netip.Addr {
 	switch f {
-	case IPv4:
+	case lvs.IPv4:
 		return netip.AddrFrom4([4]byte(b[:4]))
-	case IPv6:
+	case lvs.IPv6:
 		return netip.AddrFrom16(b)
 	}
 	return netip.Addr{}
 }
 
 // checkAddr verifies that an address is valid and of the family.
-func checkAddr(what string, f Family, a netip.Addr) error {
+func checkAddr(what string, f lvs.Family, a netip.Addr) error {
 	a = a.Unmap()
 	if !a.IsValid() {
 		return fmt.Errorf("%w: %s address is missing", ErrInvalid, what)
 	}
-	if f != IPv4 && f != IPv6 {
+	if f != lvs.IPv4 && f != lvs.IPv6 {
 		return fmt.Errorf("%w: %s family %d is neither IPv4 nor IPv6", ErrInvalid, what, f)
 	}
-	if familyOf(a) != f {
+	if lvs.FamilyOf(a) != f {
 		return fmt.Errorf("%w: %s address %s is not %s", ErrInvalid, what, a, f)
 	}
 	if a.Zone() != "" {
@@ -411,34 +148,41 @@ func checkAddr(what string, f Family, a netip.Addr) error {
 	return nil
 }
 
-func (s *Service) wireKey() (*wireServiceKey, error) {
-	f := s.family()
-	k := &wireServiceKey{AF: uint16(f), FWMark: s.FWMark}
-	if s.FWMark != 0 {
-		if f != IPv4 && f != IPv6 {
-			return nil, fmt.Errorf("%w: service family %d is neither IPv4 nor IPv6", ErrInvalid, f)
+// wireKey encodes a service's identity (canonicalized first).
+func wireKey(key lvs.ServiceKey) (*wireServiceKey, error) {
+	k := key.Canonical()
+	w := &wireServiceKey{AF: uint16(k.Family), FWMark: k.FirewallMark}
+	if k.FirewallMark != 0 {
+		if k.Family != lvs.IPv4 && k.Family != lvs.IPv6 {
+			return nil, fmt.Errorf("%w: service family %d is neither IPv4 nor IPv6", ErrInvalid, k.Family)
 		}
-		return k, nil
+		return w, nil
 	}
-	if err := checkAddr("service", f, s.Address); err != nil {
+	if err := checkAddr("service", k.Family, k.Address); err != nil {
 		return nil, err
 	}
-	switch s.Protocol {
-	case TCP, UDP, SCTP:
+	switch k.Protocol {
+	case lvs.TCP, lvs.UDP, lvs.SCTP:
 	default:
-		return nil, fmt.Errorf("%w: service protocol %d is not TCP, UDP or SCTP", ErrInvalid, s.Protocol)
+		return nil, fmt.Errorf("%w: service protocol %d is not TCP, UDP or SCTP", ErrInvalid, k.Protocol)
 	}
-	k.Protocol, k.Addr, k.Port = uint16(s.Protocol), addrBytes(s.Address), s.Port
-	return k, nil
+	w.Protocol, w.Addr, w.Port = uint16(k.Protocol), addrBytes(k.Address), k.Port
+	return w, nil
 }
 
-const (
-	maxNameLen    = 15 // IP_VS_SCHEDNAME_MAXLEN and IP_VS_PENAME_MAXLEN less the NUL
-	userFlagsMask = FlagPersistent | FlagOnePacket | FlagSched1 | FlagSched2 | FlagSched3
-)
+// maxNameLen is IP_VS_SCHEDNAME_MAXLEN and IP_VS_PENAME_MAXLEN less the NUL.
+const maxNameLen = 15
 
-func (s *Service) wire() (*wireService, error) {
-	k, err := s.wireKey()
+func checkName(what, name string) error {
+	if len(name) > maxNameLen || strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("%w: %s name %q", ErrInvalid, what, name)
+	}
+	return nil
+}
+
+// wireSvc encodes a service's full configuration, for NEW_SERVICE and SET_SERVICE.
+func wireSvc(s *lvs.Service) (*wireService, error) {
+	k, err := wireKey(s.ServiceKey)
 	if err != nil {
 		return nil, err
 	}
@@ -446,36 +190,34 @@ func (s *Service) wire() (*wireService, error) {
 	if sched == "" {
 		sched = "wlc"
 	}
-	if len(sched) > maxNameLen || strings.IndexByte(sched, 0) >= 0 {
-		return nil, fmt.Errorf("%w: scheduler name %q", ErrInvalid, sched)
+	if err := checkName("scheduler", sched); err != nil {
+		return nil, err
 	}
-	if len(s.PersistenceEngine) > maxNameLen || strings.IndexByte(s.PersistenceEngine, 0) >= 0 {
-		return nil, fmt.Errorf("%w: persistence engine name %q", ErrInvalid, s.PersistenceEngine)
+	if err := checkName("persistence engine", s.PersistenceEngine); err != nil {
+		return nil, err
 	}
-	if s.Flags&^(userFlagsMask|FlagHashed) != 0 {
-		return nil, fmt.Errorf("%w: unknown service flags %s", ErrInvalid, s.Flags&^(userFlagsMask|FlagHashed))
+	if bad := s.Flags &^ (lvs.UserFlags | lvs.FlagHashed); bad != 0 {
+		return nil, fmt.Errorf("%w: unknown service flags %s", ErrInvalid, bad)
+	}
+	f := lvs.Family(k.AF)
+	n := s.PersistencePrefixLength
+	if n == 0 {
+		n = uint8(f.Bits())
+	}
+	if int(n) > f.Bits() {
+		return nil, fmt.Errorf("%w: persistence netmask /%d is longer than %s addresses", ErrInvalid, n, f)
 	}
 	w := &wireService{
 		AF: k.AF, Protocol: k.Protocol, Addr: k.Addr, Port: k.Port, FWMark: k.FWMark,
 		SchedName: sched,
-		// The kernel sets "hashed" itself and refuses to hash a service that claims it.
-		Flags:   wireFlags{Flags: uint32(s.Flags & userFlagsMask), Mask: ^uint32(0)},
-		Timeout: s.Timeout,
-		PEName:  s.PersistenceEngine,
+		Timeout:   s.TimeoutSeconds,
+		PEName:    s.PersistenceEngine,
 	}
-	f := Family(k.AF)
-	bitsLen := uint8(32)
-	if f == IPv6 {
-		bitsLen = 128
-	}
-	n := s.Netmask
-	if n == 0 {
-		n = bitsLen
-	}
-	if n > bitsLen {
-		return nil, fmt.Errorf("%w: persistence netmask /%d is longer than %s addresses", ErrInvalid, n, f)
-	}
-	if f == IPv6 {
+	// Every flag is set as given (mask all ones) except "hashed", which the kernel sets itself
+	// and which would keep a service that claims it out of the kernel's hash table.
+	binary.NativeEndian.PutUint32(w.Flags[:4], uint32(s.Flags&lvs.UserFlags))
+	binary.NativeEndian.PutUint32(w.Flags[4:], ^uint32(0))
+	if f == lvs.IPv6 {
 		binary.NativeEndian.PutUint32(w.Netmask[:], uint32(n))
 	} else {
 		binary.BigEndian.PutUint32(w.Netmask[:], ^uint32(0)<<(32-uint32(n)))
@@ -483,116 +225,50 @@ func (s *Service) wire() (*wireService, error) {
 	return w, nil
 }
 
-func statsFrom64(w *wireStats) Stats {
-	if w == nil {
-		return Stats{}
+// destFamily is the family of a destination: its own, else its address's, else its service's.
+func destFamily(d *lvs.Destination, svc lvs.Family) lvs.Family {
+	if d.Family != 0 {
+		return d.Family
 	}
-	return Stats{w.Conns, w.InPkts, w.OutPkts, w.InBytes, w.OutBytes, w.CPS, w.InPPS, w.OutPPS, w.InBPS, w.OutBPS}
+	if f := lvs.FamilyOf(d.Address); f != 0 {
+		return f
+	}
+	return svc
 }
 
-func statsFrom32(w *wireStats32) Stats {
-	if w == nil {
-		return Stats{}
-	}
-	return Stats{uint64(w.Conns), uint64(w.InPkts), uint64(w.OutPkts), w.InBytes, w.OutBytes,
-		uint64(w.CPS), uint64(w.InPPS), uint64(w.OutPPS), uint64(w.InBPS), uint64(w.OutBPS)}
-}
-
-func serviceFrom(w *wireService) (Service, error) {
-	f := Family(w.AF)
-	if f != IPv4 && f != IPv6 {
-		return Service{}, fmt.Errorf("%w: service with address family %d", ErrInvalid, w.AF)
-	}
-	s := Service{
-		Family:            f,
-		FWMark:            w.FWMark,
-		Scheduler:         w.SchedName,
-		Flags:             ServiceFlags(w.Flags.Flags),
-		Timeout:           w.Timeout,
-		PersistenceEngine: w.PEName,
-		Stats:             statsFrom64(w.Stats64),
-		Stats32:           statsFrom32(w.Stats),
-	}
-	if w.FWMark == 0 {
-		s.Protocol, s.Address, s.Port = Protocol(w.Protocol), addrFrom(f, w.Addr), w.Port
-	}
-	if w.Stats64 == nil && w.Stats != nil {
-		s.Stats = s.Stats32 // kernels before 4.1 have no 64-bit counters
-	}
-	if f == IPv6 {
-		s.Netmask = uint8(min(binary.NativeEndian.Uint32(w.Netmask[:]), 128))
-	} else {
-		s.Netmask = uint8(bits.LeadingZeros32(^binary.BigEndian.Uint32(w.Netmask[:])))
-	}
-	return s, nil
-}
-
-func (d *Destination) wireKey(svc Family) (wireDestKey, error) {
-	f := d.family()
-	if f == 0 {
-		f = svc
-	}
+func destWireKey(d *lvs.Destination, svc lvs.Family) (wireDestKey, error) {
+	f := destFamily(d, svc)
 	if err := checkAddr("destination", f, d.Address); err != nil {
 		return wireDestKey{}, err
 	}
 	return wireDestKey{Addr: addrBytes(d.Address), Port: d.Port, AddrFamily: uint16(f)}, nil
 }
 
-func (d *Destination) wire(svc Family) (wireDestReq, error) {
-	k, err := d.wireKey(svc)
+// maxWeight is the largest weight the kernel takes (it stores an int).
+const maxWeight = 1<<31 - 1
+
+func destWire(d *lvs.Destination, svc lvs.Family) (wireDestReq, error) {
+	k, err := destWireKey(d, svc)
 	if err != nil {
 		return wireDestReq{}, err
 	}
-	if d.Forward > Bypass {
-		return wireDestReq{}, fmt.Errorf("%w: forwarding method %d", ErrInvalid, d.Forward)
-	}
-	if d.Weight < 0 || d.Weight > 1<<31-1 {
-		return wireDestReq{}, fmt.Errorf("%w: weight %d is outside 0..%d", ErrInvalid, d.Weight, 1<<31-1)
-	}
-	if d.TunnelType > TunnelGRE {
+	switch {
+	case d.Forwarding > lvs.Bypass:
+		return wireDestReq{}, fmt.Errorf("%w: forwarding method %d", ErrInvalid, d.Forwarding)
+	case d.Weight > maxWeight:
+		return wireDestReq{}, fmt.Errorf("%w: weight %d is above %d", ErrInvalid, d.Weight, maxWeight)
+	case d.TunnelType > lvs.TunnelGRE:
 		return wireDestReq{}, fmt.Errorf("%w: tunnel type %d", ErrInvalid, d.TunnelType)
-	}
-	if Family(k.AddrFamily) != svc && d.Forward != Tunnel {
+	case lvs.Family(k.AddrFamily) != svc && d.Forwarding != lvs.Tunnel:
 		return wireDestReq{}, fmt.Errorf("%w: destination %s is %s in an %s service: only tunnelled destinations may differ",
-			ErrInvalid, d.Address, Family(k.AddrFamily), svc)
+			ErrInvalid, d.Address, lvs.Family(k.AddrFamily), svc)
 	}
 	return wireDestReq{
 		Addr: k.Addr, Port: k.Port, AddrFamily: k.AddrFamily,
-		FwdMethod: uint32(d.Forward), Weight: int32(d.Weight),
+		FwdMethod: uint32(d.Forwarding), Weight: int32(d.Weight),
 		UThresh: d.UpperThreshold, LThresh: d.LowerThreshold,
 		TunType: uint8(d.TunnelType), TunPort: d.TunnelPort, TunFlags: uint16(d.TunnelFlags),
 	}, nil
-}
-
-func destFrom(w *wireDest, svc Family) (Destination, error) {
-	f := svc
-	if w.AddrFamily != 0 {
-		f = Family(w.AddrFamily)
-	}
-	if f != IPv4 && f != IPv6 {
-		return Destination{}, fmt.Errorf("%w: destination with address family %d", ErrInvalid, f)
-	}
-	d := Destination{
-		Family:          f,
-		Address:         addrFrom(f, w.Addr),
-		Port:            w.Port,
-		Forward:         ForwardMethod(w.FwdMethod & 0x7),
-		Weight:          int(w.Weight),
-		UpperThreshold:  w.UThresh,
-		LowerThreshold:  w.LThresh,
-		TunnelType:      TunnelType(w.TunType),
-		TunnelPort:      w.TunPort,
-		TunnelFlags:     TunnelFlags(w.TunFlags),
-		ActiveConns:     w.ActiveConns,
-		InactiveConns:   w.InactConns,
-		PersistentConns: w.PersistConns,
-		Stats:           statsFrom64(w.Stats64),
-		Stats32:         statsFrom32(w.Stats),
-	}
-	if w.Stats64 == nil && w.Stats != nil {
-		d.Stats = d.Stats32
-	}
-	return d, nil
 }
 
 func (d *Daemon) wire() (*wireDaemon, error) {

@@ -1,9 +1,6 @@
 package ipvs
 
 import (
-	"encoding/binary"
-	"errors"
-
 	"github.com/kubelvs/kubelvs/pkg/gnl"
 )
 
@@ -32,57 +29,6 @@ const (
 	cmdFlush      = 17
 )
 
-// wireStats is IPVS_SVC_ATTR_STATS64 / IPVS_DEST_ATTR_STATS64 (IPVS_STATS_ATTR_*, all u64).
-type wireStats struct {
-	Conns    uint64     `gnl:"1"`
-	InPkts   uint64     `gnl:"2"`
-	OutPkts  uint64     `gnl:"3"`
-	InBytes  uint64     `gnl:"4"`
-	OutBytes uint64     `gnl:"5"`
-	CPS      uint64     `gnl:"6"`
-	InPPS    uint64     `gnl:"7"`
-	OutPPS   uint64     `gnl:"8"`
-	InBPS    uint64     `gnl:"9"`
-	OutBPS   uint64     `gnl:"10"`
-	_        gnl.Ignore `gnl:"11,ignore"` // IPVS_STATS_ATTR_PAD
-}
-
-// wireStats32 is IPVS_SVC_ATTR_STATS / IPVS_DEST_ATTR_STATS: the same attributes, u32 except the
-// byte counters.
-type wireStats32 struct {
-	Conns    uint32     `gnl:"1"`
-	InPkts   uint32     `gnl:"2"`
-	OutPkts  uint32     `gnl:"3"`
-	InBytes  uint64     `gnl:"4"`
-	OutBytes uint64     `gnl:"5"`
-	CPS      uint32     `gnl:"6"`
-	InPPS    uint32     `gnl:"7"`
-	OutPPS   uint32     `gnl:"8"`
-	InBPS    uint32     `gnl:"9"`
-	OutBPS   uint32     `gnl:"10"`
-	_        gnl.Ignore `gnl:"11,ignore"`
-}
-
-// wireFlags is struct ip_vs_flags: the flags and the mask of the flags to change.
-type wireFlags struct {
-	Flags uint32
-	Mask  uint32
-}
-
-func (f *wireFlags) UnmarshalBinary(b []byte) error {
-	if len(b) < 8 {
-		return errors.New("struct ip_vs_flags shorter than 8 bytes")
-	}
-	f.Flags = binary.NativeEndian.Uint32(b)
-	f.Mask = binary.NativeEndian.Uint32(b[4:])
-	return nil
-}
-
-func (f *wireFlags) AppendBinary(b []byte) ([]byte, error) {
-	b = binary.NativeEndian.AppendUint32(b, f.Flags)
-	return binary.NativeEndian.AppendUint32(b, f.Mask), nil
-}
-
 // wireServiceKey is the part of IPVS_CMD_ATTR_SERVICE that identifies a service. With a firewall
 // mark the kernel ignores protocol, address and port; without one it needs all three (a port of
 // 0 included), so those are always sent.
@@ -94,41 +40,19 @@ type wireServiceKey struct {
 	FWMark   uint32   `gnl:"5,omitempty"`
 }
 
-// wireService is the full IPVS_CMD_ATTR_SERVICE set (IPVS_SVC_ATTR_*), for NEW/SET and replies.
+// wireService is the IPVS_CMD_ATTR_SERVICE set (IPVS_SVC_ATTR_*) of NEW_SERVICE and
+// SET_SERVICE. Replies are decoded by hand (decode.go).
 type wireService struct {
-	AF        uint16       `gnl:"1"`
-	Protocol  uint16       `gnl:"2,omitempty"` // absent in replies for firewall-mark services
-	Addr      [16]byte     `gnl:"3"`
-	Port      uint16       `gnl:"4,net"`
-	FWMark    uint32       `gnl:"5,omitempty"`
-	SchedName string       `gnl:"6"`
-	Flags     wireFlags    `gnl:"7"`
-	Timeout   uint32       `gnl:"8"`
-	Netmask   [4]byte      `gnl:"9"` // __be32 mask for IPv4, host-order prefix length for IPv6
-	Stats     *wireStats32 `gnl:"10"`
-	PEName    string       `gnl:"11,omitempty"`
-	Stats64   *wireStats   `gnl:"12"`
-	Unknown   []gnl.Attr   `gnl:",unknown"`
-}
-
-// wireDest is IPVS_CMD_ATTR_DEST (IPVS_DEST_ATTR_*).
-type wireDest struct {
-	Addr         [16]byte     `gnl:"1"`
-	Port         uint16       `gnl:"2,net"`
-	FwdMethod    uint32       `gnl:"3"`
-	Weight       int32        `gnl:"4"`
-	UThresh      uint32       `gnl:"5"`
-	LThresh      uint32       `gnl:"6"`
-	ActiveConns  uint32       `gnl:"7,omitempty"`
-	InactConns   uint32       `gnl:"8,omitempty"`
-	PersistConns uint32       `gnl:"9,omitempty"`
-	Stats        *wireStats32 `gnl:"10"`
-	AddrFamily   uint16       `gnl:"11,omitempty"`
-	Stats64      *wireStats   `gnl:"12"`
-	TunType      uint8        `gnl:"13,omitempty"`
-	TunPort      uint16       `gnl:"14,net,omitempty"`
-	TunFlags     uint16       `gnl:"15,omitempty"`
-	Unknown      []gnl.Attr   `gnl:",unknown"`
+	AF        uint16   `gnl:"1"`
+	Protocol  uint16   `gnl:"2,omitempty"` // zero for a firewall-mark service
+	Addr      [16]byte `gnl:"3"`
+	Port      uint16   `gnl:"4,net"`
+	FWMark    uint32   `gnl:"5,omitempty"`
+	SchedName string   `gnl:"6"`
+	Flags     [8]byte  `gnl:"7"` // struct ip_vs_flags: flags, then the mask of those to set
+	Timeout   uint32   `gnl:"8"`
+	Netmask   [4]byte  `gnl:"9"` // __be32 mask for IPv4, host-order prefix length for IPv6
+	PEName    string   `gnl:"11,omitempty"`
 }
 
 // wireDestReq is what IPVS_CMD_NEW_DEST and IPVS_CMD_SET_DEST carry: the writable attributes of
@@ -189,9 +113,6 @@ type (
 	svcRawMsg struct {
 		Service []byte `gnl:"1"`
 	}
-	destReply struct {
-		Dest *wireDest `gnl:"2"`
-	}
 	// destRawReply keeps the destination nest undecoded, for the hand-written decoder (decode.go).
 	destRawReply struct {
 		Dest []byte `gnl:"2"`
@@ -221,31 +142,28 @@ type wireDaemonState struct {
 
 // The commands. Dumps answer with the NEW_* command; GET_INFO and GET_CONFIG with SET_*.
 var (
-	newService   = gnl.Command[svcMsg, empty]{Family: family, Name: "NEW_SERVICE", Cmd: cmdNewService}
-	setService   = gnl.Command[svcMsg, empty]{Family: family, Name: "SET_SERVICE", Cmd: cmdSetService}
-	delService   = gnl.Command[svcKeyMsg, empty]{Family: family, Name: "DEL_SERVICE", Cmd: cmdDelService}
-	getService   = gnl.Command[svcKeyMsg, svcMsg]{Family: family, Name: "GET_SERVICE", Cmd: cmdGetService, Reply: cmdNewService}
-	dumpServices = gnl.Command[empty, svcMsg]{Family: family, Name: "GET_SERVICE", Cmd: cmdGetService, Reply: cmdNewService}
-	// dumpServicesRaw is dumpServices for Services and Table, which decode by hand (decode.go).
+	newService = gnl.Command[svcMsg, empty]{Family: family, Name: "NEW_SERVICE", Cmd: cmdNewService}
+	setService = gnl.Command[svcMsg, empty]{Family: family, Name: "SET_SERVICE", Cmd: cmdSetService}
+	delService = gnl.Command[svcKeyMsg, empty]{Family: family, Name: "DEL_SERVICE", Cmd: cmdDelService}
+	// The service and destination replies keep their nests undecoded for decode.go.
+	getServiceRaw   = gnl.Command[svcKeyMsg, svcRawMsg]{Family: family, Name: "GET_SERVICE", Cmd: cmdGetService, Reply: cmdNewService}
 	dumpServicesRaw = gnl.Command[empty, svcRawMsg]{Family: family, Name: "GET_SERVICE", Cmd: cmdGetService, Reply: cmdNewService}
 	newDest         = gnl.Command[destMsg, empty]{Family: family, Name: "NEW_DEST", Cmd: cmdNewDest}
 	setDest         = gnl.Command[destMsg, empty]{Family: family, Name: "SET_DEST", Cmd: cmdSetDest}
 	delDest         = gnl.Command[destKeyMsg, empty]{Family: family, Name: "DEL_DEST", Cmd: cmdDelDest}
-	dumpDests       = gnl.Command[svcKeyMsg, destReply]{Family: family, Name: "GET_DEST", Cmd: cmdGetDest, Reply: cmdNewDest}
-	// dumpDestsRaw is dumpDests for Table, which decodes by hand (decode.go).
-	dumpDestsRaw = gnl.Command[svcKeyMsg, destRawReply]{Family: family, Name: "GET_DEST", Cmd: cmdGetDest, Reply: cmdNewDest}
-	newDaemon    = gnl.Command[daemonMsg, empty]{Family: family, Name: "NEW_DAEMON", Cmd: cmdNewDaemon}
-	delDaemon    = gnl.Command[daemonStateMsg, empty]{Family: family, Name: "DEL_DAEMON", Cmd: cmdDelDaemon}
-	dumpDaemons  = gnl.Command[empty, daemonMsg]{Family: family, Name: "GET_DAEMON", Cmd: cmdGetDaemon, Reply: cmdNewDaemon}
-	setConfig    = gnl.Command[configMsg, empty]{Family: family, Name: "SET_CONFIG", Cmd: cmdSetConfig}
-	getConfig    = gnl.Command[empty, configMsg]{Family: family, Name: "GET_CONFIG", Cmd: cmdGetConfig, Reply: cmdSetConfig}
-	getInfo      = gnl.Command[empty, infoMsg]{Family: family, Name: "GET_INFO", Cmd: cmdGetInfo, Reply: cmdSetInfo}
-	zero         = gnl.Command[svcKeyMsg, empty]{Family: family, Name: "ZERO", Cmd: cmdZero}
-	flush        = gnl.Command[empty, empty]{Family: family, Name: "FLUSH", Cmd: cmdFlush}
+	dumpDestsRaw    = gnl.Command[svcKeyMsg, destRawReply]{Family: family, Name: "GET_DEST", Cmd: cmdGetDest, Reply: cmdNewDest}
+	newDaemon       = gnl.Command[daemonMsg, empty]{Family: family, Name: "NEW_DAEMON", Cmd: cmdNewDaemon}
+	delDaemon       = gnl.Command[daemonStateMsg, empty]{Family: family, Name: "DEL_DAEMON", Cmd: cmdDelDaemon}
+	dumpDaemons     = gnl.Command[empty, daemonMsg]{Family: family, Name: "GET_DAEMON", Cmd: cmdGetDaemon, Reply: cmdNewDaemon}
+	setConfig       = gnl.Command[configMsg, empty]{Family: family, Name: "SET_CONFIG", Cmd: cmdSetConfig}
+	getConfig       = gnl.Command[empty, configMsg]{Family: family, Name: "GET_CONFIG", Cmd: cmdGetConfig, Reply: cmdSetConfig}
+	getInfo         = gnl.Command[empty, infoMsg]{Family: family, Name: "GET_INFO", Cmd: cmdGetInfo, Reply: cmdSetInfo}
+	zero            = gnl.Command[svcKeyMsg, empty]{Family: family, Name: "ZERO", Cmd: cmdZero}
+	flush           = gnl.Command[empty, empty]{Family: family, Name: "FLUSH", Cmd: cmdFlush}
 )
 
 // checks lists every command for the declaration test.
 var checks = []interface{ Check() error }{
-	newService, setService, delService, getService, dumpServices, dumpServicesRaw, newDest, setDest, delDest,
-	dumpDests, dumpDestsRaw, newDaemon, delDaemon, dumpDaemons, setConfig, getConfig, getInfo, zero, flush,
+	newService, setService, delService, getServiceRaw, dumpServicesRaw, newDest, setDest, delDest,
+	dumpDestsRaw, newDaemon, delDaemon, dumpDaemons, setConfig, getConfig, getInfo, zero, flush,
 }
