@@ -222,7 +222,7 @@ func openKernel(o *agentOptions) (*agent.IPVSKernel, v1alpha1.KernelInfo, error)
 		defer f.Close() // ipvs.New keeps its own sockets in the namespace
 		cfg.NetNS = int(f.Fd())
 	}
-	c, err := ipvs.New(cfg)
+	c, err := ipvs.New(context.Background(), &cfg)
 	if err != nil {
 		return nil, v1alpha1.KernelInfo{}, fmt.Errorf("kubelvs agent: open IPVS: %w", err)
 	}
