@@ -16,14 +16,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -275,16 +270,8 @@ func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
 		Scheme:                 scheme,
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: probe,
-		Cache: cache.Options{
-			DefaultTransform: agent.TrimObject,
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", o.node)},
-			},
-		},
-		Client: client.Options{Cache: &client.CacheOptions{
-			// Written, not watched: reading them through the cache would watch every node's.
-			DisableFor: []client.Object{&coordinationv1.Lease{}, &v1alpha1.IPVSNode{}},
-		}},
+		Cache:                  agent.CacheOptions(o.node),
+		Client:                 agent.ClientOptions(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kubelvs agent: creating the manager: %w", err)

@@ -162,7 +162,7 @@ func TestPlan(t *testing.T) {
 			want: Want{Key: web}, wantSteps: []string{"delete service UDP 192.0.2.10:53 sched=rr removing"},
 		},
 		{
-			name: "a key another owner has in the kernel: refused, nothing sent",
+			name:  "a key another owner has in the kernel: refused, nothing sent",
 			model: func() *Model { m := NewModel(); m.foreign[k80] = true; return m }(), want: two,
 			wantRefused: []string{"Conflict TCP 192.0.2.10:80"},
 		},
@@ -172,7 +172,7 @@ func TestPlan(t *testing.T) {
 			wantRefused: []string{"Unmanaged TCP 192.0.2.10:80"},
 		},
 		{
-			name: "a key that moves to another VirtualService: handed over in place",
+			name:  "a key that moves to another VirtualService: handed over in place",
 			model: programmed(t, two),
 			want: Want{Key: api, Generation: 4, Services: []desired.Service{func() desired.Service {
 				s := wsvc(k80, "wrr", dst("10.1.0.1", 8080, 1), dst("10.1.0.2", 8080, 1))
