@@ -53,9 +53,10 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs (config/crd/bases) and RBAC (config/rbac) from the Go types and markers.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs (config/crd/bases) and RBAC (config/rbac, config/agent) from the Go types and markers.
 	$(CONTROLLER_GEN) rbac:roleName=kubelvs-controller crd paths="./api/..." paths="./controllers/..." \
 	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=kubelvs-agent paths="./internal/agent/..." output:rbac:artifacts:config=config/agent
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code (api/*/zz_generated.deepcopy.go).

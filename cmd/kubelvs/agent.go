@@ -49,6 +49,7 @@ type agentOptions struct {
 	leaseDuration   time.Duration
 	expireNodest    bool
 	expireQuiescent bool
+	sysctlRoot      string
 	podName         string
 	zapOpts         zap.Options
 }
@@ -82,6 +83,7 @@ node's IPVSNode.`,
 	f.DurationVar(&o.leaseDuration, "lease-duration", 40*time.Second, "duration of the node's Lease, renewed every quarter of it")
 	f.BoolVar(&o.expireNodest, "expire-nodest-conn", true, "set net.ipv4.vs.expire_nodest_conn=1: drop connections to deleted destinations on their next packet")
 	f.BoolVar(&o.expireQuiescent, "expire-quiescent-template", true, "set net.ipv4.vs.expire_quiescent_template=1: persistence templates of weight-0 destinations expire")
+	f.StringVar(&o.sysctlRoot, "sysctl-root", "/proc/sys", "where the host's /proc/sys (or its net/ipv4/vs part) is mounted")
 	f.StringVar(&o.podName, "pod-name", os.Getenv("POD_NAME"), "the agent's pod name, shown in IPVSNode (default $POD_NAME)")
 	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zapOpts.BindFlags(gofs)
@@ -135,7 +137,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	}
 	defer kernel.Close()
 	for _, s := range sysctls(o) {
-		if err := agent.SetSysctl(o.netns, s.name, s.value); err != nil {
+		if err := agent.SetSysctl(o.sysctlRoot, o.netns, s.name, s.value); err != nil {
 			log.Error(err, "cannot set sysctl", "sysctl", s.name)
 		} else {
 			log.Info("sysctl set", "sysctl", s.name, "value", s.value)

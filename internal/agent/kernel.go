@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -24,11 +23,11 @@ func (k *IPVSKernel) Destinations(ctx context.Context, s *lvs.Service) ([]ipvs.D
 	return k.Client.Destinations(ctx, s.Key())
 }
 
-// SetSysctl writes value to /proc/sys/<name> as seen from the network namespace netns (the
-// agent's own when empty): net.* sysctls are per namespace, and /proc/sys/net shows the
-// namespace of the thread that opens it.
-func SetSysctl(netns, name, value string) error {
-	path := filepath.Join("/proc/sys", name)
+// SetSysctl writes value to <root>/<name> (root: /proc/sys, or where the host's is mounted) as
+// seen from the network namespace netns (the agent's own when empty): net.* sysctls are per
+// namespace, and /proc/sys/net shows the namespace of the thread that opens it.
+func SetSysctl(root, netns, name, value string) error {
+	path := filepath.Join(root, name)
 	if netns == "" {
 		return writeSysctl(path, value)
 	}
@@ -54,7 +53,7 @@ func SetSysctl(netns, name, value string) error {
 
 func writeSysctl(path, value string) error {
 	if err := os.WriteFile(path, []byte(value+"\n"), 0); err != nil {
-		return fmt.Errorf("agent: sysctl %s=%s: %w", strings.TrimPrefix(path, "/proc/sys/"), value, err)
+		return fmt.Errorf("agent: sysctl %s=%s: %w", path, value, err)
 	}
 	return nil
 }
