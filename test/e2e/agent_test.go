@@ -30,13 +30,19 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
+// backendsSvc creates a Service "name" (port 80 to target 8080) without endpoints.
+func backendsSvc(t *testing.T, ns, name string) {
+	t.Helper()
+	must(t, k8s.Create(context.Background(), &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.ServiceSpec{
+		Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}))
+}
+
 // backends creates a Service "name" (port 80 to target 8080) and one ready endpoint per
 // address in EndpointSlices of the addresses' families.
 func backends(t *testing.T, ns, name string, addrs ...string) *discoveryv1.EndpointSlice {
 	t.Helper()
 	ctx := context.Background()
-	must(t, k8s.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.ServiceSpec{
-		Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}))
+	backendsSvc(t, ns, name)
 	var first *discoveryv1.EndpointSlice
 	for _, fam := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
 		es := &discoveryv1.EndpointSlice{

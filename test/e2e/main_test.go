@@ -20,11 +20,21 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubelvs/kubelvs/internal/testenv"
+	"github.com/kubelvs/kubelvs/api/v1alpha1"
 )
+
+func scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
 
 var (
 	k8s        client.Client
@@ -52,7 +62,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL: e2e: kubeconfig:", err)
 		return 1
 	}
-	if k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
+	if k8s, err = client.New(cfg, client.Options{Scheme: scheme()}); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: e2e: client:", err)
 		return 1
 	}
