@@ -56,7 +56,7 @@ if [ -n "$apiserver" ]; then
   (cd "$root" && CGO_ENABLED=0 "$GO" build -o "$tmp/kubelvs" ./cmd/kubelvs && "$GO" build -o "$tmp/apiserver" ./hack/vm/apiserver) ||
     { echo "FAIL [building kubelvs and the API server helper]"; exit 1; }
   echo "run-tests: starting the envtest API server on the host for the guest"
-  "$tmp/apiserver" -kubeconfig "$tmp/kubeconfig" -port-file "$tmp/port" &
+  "$tmp/apiserver" -guest-kubeconfig "$tmp/kubeconfig" -port-file "$tmp/port" &
   apipid=$!
   for _ in $(seq 1 360); do
     [ -s "$tmp/port" ] && break

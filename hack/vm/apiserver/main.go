@@ -3,7 +3,7 @@
 // it through qemu's user-mode network: server https://10.0.2.2:PORT (forwarded to the host's
 // 127.0.0.1:PORT) and tls-server-name localhost, the name the serving certificate carries.
 //
-// Usage: apiserver -kubeconfig FILE -port-file FILE; it runs until SIGINT or SIGTERM.
+// Usage: apiserver -guest-kubeconfig FILE -port-file FILE; it runs until SIGINT or SIGTERM.
 package main
 
 import (
@@ -20,11 +20,11 @@ import (
 )
 
 func main() {
-	kubeconfig := flag.String("kubeconfig", "", "write the guest's kubeconfig here")
+	kubeconfig := flag.String("guest-kubeconfig", "", "write the guest's kubeconfig here")
 	portFile := flag.String("port-file", "", "write the API server's port here once it serves")
 	flag.Parse()
 	if *kubeconfig == "" || *portFile == "" {
-		fmt.Fprintln(os.Stderr, "apiserver: -kubeconfig and -port-file are required")
+		fmt.Fprintln(os.Stderr, "apiserver: -guest-kubeconfig and -port-file are required")
 		os.Exit(2)
 	}
 	if err := run(*kubeconfig, *portFile); err != nil {
