@@ -17,7 +17,7 @@ ENVTEST_K8S_VERSION ?= v1.37.2
 ENVTEST_ASSETS ?= $(CACHE_DIR)/envtest/$(ENVTEST_K8S_VERSION)
 
 # Packages whose `ipvsvm`-tagged tests need a kernel with IPVS: `make test-vm` runs them in one VM boot.
-VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs
+VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs ./test/e2e
 VM_TEST_FLAGS ?=
 # `make bench-ipvs` table size (BENCH_FLAGS=-services 1000 for a quick run).
 BENCH_FLAGS ?=
@@ -53,9 +53,10 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs (config/crd/bases) and RBAC (config/rbac) from the Go types and markers.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs (config/crd/bases) and RBAC (config/rbac, config/agent) from the Go types and markers.
 	$(CONTROLLER_GEN) rbac:roleName=kubelvs-controller crd paths="./api/..." paths="./controllers/..." \
 	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=kubelvs-agent paths="./internal/agent/..." output:rbac:artifacts:config=config/agent
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code (api/*/zz_generated.deepcopy.go).
@@ -94,8 +95,8 @@ envtest-assets: ## Build (once, cached) kube-apiserver, etcd and kubectl for env
 	K8S_VERSION=$(ENVTEST_K8S_VERSION) CACHE_DIR=$(CACHE_DIR) hack/envtest-assets.sh
 
 .PHONY: test-vm
-test-vm: ## Run the ipvsvm-tagged tests of VM_TEST_PKGS in a real IPVS kernel (hack/vm, one boot).
-	hack/vm/run-tests.sh $(VM_TEST_FLAGS) $(VM_TEST_PKGS)
+test-vm: envtest-assets ## Run the ipvsvm-tagged tests of VM_TEST_PKGS in a real IPVS kernel (hack/vm, one boot), the API server on the host.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) hack/vm/run-tests.sh -apiserver $(VM_TEST_FLAGS) $(VM_TEST_PKGS)
 
 .PHONY: test-bench
 test-bench: ## Vet and unit-test the benchmark module hack/bench (its own go.mod), so it keeps building.

@@ -27,7 +27,9 @@
 # Environment: VM_CACHE (default ~/.cache/kubelvs/vm), VM_TIMEOUT, VM_MEM, VM_CPUS (default 1),
 # VM_KERNEL_PKG (default: what linux-image-amd64 depends on), VM_EXTRA_MODULES (more module names),
 # VM_KERNEL_LOG=1 (kernel messages on the console), VM_KEEP=1 (keep the temp dir, for debugging),
-# VM_ACCEL=kvm|tcg (default: KVM only where a probe boot shows it runs guests, see accel.sh).
+# VM_ACCEL=kvm|tcg (default: KVM only where a probe boot shows it runs guests, see accel.sh),
+# VM_NET=user (a virtio NIC on qemu's user-mode network: the guest's eth0 is 10.0.2.15/24 and
+# 10.0.2.2 is the host's loopback; no default route, so the guest reaches nothing else).
 set -euo pipefail
 # The braces make bash parse the whole script before running it: editing it mid-run is then harmless.
 {
@@ -175,6 +177,7 @@ done
 modules_wanted() {
   sed -n 's#^kernel/net/netfilter/ipvs/\([^:/]*\)\.ko[^:]*:.*#\1#p' "$MODDIR/modules.dep"
   echo veth dummy ${VM_EXTRA_MODULES:-}
+  [ "${VM_NET:-}" != user ] || echo virtio_pci virtio_net
 }
 show_depends() {
   modprobe -d "$KDIR" -S "$kver" --show-depends "$1" 2>/dev/null | sed -n 's#^insmod \([^ ]*\).*#\1#p'
@@ -205,6 +208,9 @@ cp "$MODDIR"/modules.builtin* "$MODDIR/modules.order" "$root/lib/modules/$kver/"
 depmod -b "$root" "$kver" || die "depmod failed on the initramfs module tree"
 # ip_vs and what it needs, in load order (busybox modprobe ignores softdeps, so init loads them first).
 show_depends ip_vs | xargs -rn1 basename | sed 's/\.ko.*//' >"$root/etc/preload-modules"
+if [ "${VM_NET:-}" = user ]; then
+  for m in virtio_pci virtio_net; do show_depends $m | xargs -rn1 basename | sed 's/\.ko.*//'; done >>"$root/etc/preload-modules"
+fi
 
 # The command, as a script with every argument single-quoted for the guest's ash.
 nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -231,6 +237,9 @@ ip link set lo up
 # Some preloads are alternatives (crc32c-intel needs SSE4.2): failures are fine as long as ip_vs loads.
 while read -r m; do modprobe "\$m" 2>/dev/null; done </etc/preload-modules
 grep -q '^ip_vs ' /proc/modules || { echo "vm: cannot load ip_vs" >&2; modprobe ip_vs; }
+if [ "${VM_NET:-}" = user ]; then
+  ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 || echo "vm: cannot configure eth0" >&2
+fi
 cd /vm
 /bin/sh /vm/.cmd </dev/null
 rc=\$?
@@ -247,6 +256,12 @@ chmod +x "$root/init" "$root/vm/.cmd"
 . "$HERE/accel.sh"
 accel_name=$(choose_accel "$KDIR/boot/vmlinuz") || die "cannot choose an accelerator"
 accel=(-accel "$accel_name" -cpu max)
+nic=(-nic none)
+case ${VM_NET:-} in
+  "") ;;
+  user) nic=(-nic user,model=virtio-net-pci) ;;
+  *) die "VM_NET must be empty or user, got '$VM_NET'" ;;
+esac
 loglevel="quiet loglevel=1"
 [ "${VM_KERNEL_LOG:-0}" = 1 ] && loglevel="loglevel=6"
 log "booting $kver ($(du -m "$tmp/initrd.cpio" | cut -f1) MiB initramfs, $VM_MEM, $VM_CPUS vCPU, $accel_name, timeout ${VM_TIMEOUT}s)"
@@ -256,7 +271,7 @@ awk -W version 2>&1 | grep -q mawk && awk_unbuffered=(-W interactive)
 start=$(date +%s)
 set +e
 timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -machine pc -m "$VM_MEM" -smp "$VM_CPUS" \
-  -nodefaults -no-user-config -display none -no-reboot -nic none \
+  -nodefaults -no-user-config -display none -no-reboot "${nic[@]}" \
   -chardev stdio,id=con,signal=off -serial chardev:con -pidfile "$tmp/qemu.pid" \
   -kernel "$KDIR/boot/vmlinuz" -initrd "$tmp/initrd.cpio" \
   -append "console=ttyS0 panic=-1 oops=panic $loglevel rdinit=/init random.trust_cpu=on" \

@@ -567,8 +567,9 @@ func (vi *vsInfo) appendServices(out []Service, node string) []Service {
 			Flags:          cfg.sched.flags,
 			TimeoutSeconds: cfg.affinity.timeoutSeconds,
 		},
-		Owner:      vi.key,
-		Generation: vi.vs.Generation,
+		Owner:        vi.key,
+		Generation:   vi.vs.Generation,
+		DrainTimeout: vi.cfg.drain,
 	}
 	if cfg.affinity.persistent {
 		base.Flags |= lvs.FlagPersistent

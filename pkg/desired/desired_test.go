@@ -60,8 +60,8 @@ func TestForNode(t *testing.T) {
 				readyEP("10.1.0.1", ""), termEP("10.1.0.2", "", true), notReadyEP("10.1.0.3", ""))},
 		},
 		want: &Table{
-			Services: []Service{tsvc("web", "10.0.0.1", 80, dest("10.1.0.1", 8080, 1),
-				Destination{Destination: lvs.Destination{Address: a("10.1.0.2"), Port: 8080}, Draining: true, DrainTimeout: 5 * time.Second})},
+			Services: []Service{withDrainTimeout(5*time.Second, tsvc("web", "10.0.0.1", 80, dest("10.1.0.1", 8080, 1),
+				Destination{Destination: lvs.Destination{Address: a("10.1.0.2"), Port: 8080}, Draining: true, DrainTimeout: 5 * time.Second}))},
 			VirtualServices: sel("web", 1),
 		},
 	}, {
@@ -211,7 +211,7 @@ func TestForNode(t *testing.T) {
 					Scheduler:  "mh", Flags: lvs.FlagSched1 | lvs.FlagSched2 | lvs.FlagPersistent,
 					TimeoutSeconds: 600, PersistencePrefixLength: 24,
 				},
-				Owner: key("web"), Generation: 1,
+				Owner: key("web"), Generation: 1, DrainTimeout: DefaultDrainTimeout,
 				Destinations: []Destination{ld(lvs.Destination{Address: a("10.1.0.1"), Port: 80, Weight: 1, Forwarding: lvs.DirectRouting})},
 			}},
 			VirtualServices: sel("web", 1),
@@ -255,10 +255,10 @@ func TestForNode(t *testing.T) {
 			Services: []Service{
 				{Service: lvs.Service{ServiceKey: lvs.ServiceKey{Family: lvs.IPv4, Protocol: lvs.UDP, Address: a("10.0.0.53"), Port: 53},
 					Scheduler: "wrr", Flags: lvs.FlagOnePacket},
-					Owner: key("dns"), Generation: 1,
+					Owner: key("dns"), Generation: 1, DrainTimeout: DefaultDrainTimeout,
 					Destinations: []Destination{dest("192.0.2.53", 53, 1)}},
 				{Service: lvs.Service{ServiceKey: lvs.ServiceKey{Family: lvs.IPv6, FirewallMark: 16}, Scheduler: "wrr"},
-					Owner: key("mark"), Generation: 1,
+					Owner: key("mark"), Generation: 1, DrainTimeout: DefaultDrainTimeout,
 					Destinations: []Destination{dest("fd01::1", 8080, 1)}},
 			},
 			VirtualServices: []Selected{{Key: key("dns"), Generation: 1, Services: 1}, {Key: key("mark"), Generation: 1, Services: 1}},

@@ -132,7 +132,7 @@ func tsvc(owner, addr string, port uint16, dests ...Destination) Service {
 			ServiceKey: lvs.ServiceKey{Family: lvs.FamilyOf(ad), Protocol: lvs.TCP, Address: ad, Port: port},
 			Scheduler:  "wrr",
 		},
-		Owner: key(owner), Generation: 1, Destinations: dests,
+		Owner: key(owner), Generation: 1, DrainTimeout: DefaultDrainTimeout, Destinations: dests,
 	}
 }
 
@@ -156,3 +156,9 @@ func sel(name string, n int) []Selected {
 func ip4(i int) string { return fmt.Sprintf("10.%d.%d.%d", (i>>16)&255, (i>>8)&255, i&255) }
 
 func labelsOf(m map[string]string) labels.Set { return labels.Set(m) }
+
+// withDrainTimeout sets the service's drain timeout (tsvc gives the default).
+func withDrainTimeout(d time.Duration, s Service) Service {
+	s.DrainTimeout = d
+	return s
+}

@@ -16,6 +16,9 @@ type Service struct {
 	// Owner is the VirtualService the service comes from, and Generation its generation.
 	Owner      types.NamespacedName
 	Generation int64
+	// DrainTimeout is how long a destination that goes away keeps its connections (at weight
+	// 0) before the agent removes it: the VirtualService's drain timeout.
+	DrainTimeout time.Duration
 
 	// Destinations, sorted by address then port.
 	Destinations []Destination

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/controllers"
+	"github.com/kubelvs/kubelvs/internal/agent"
+	"github.com/kubelvs/kubelvs/pkg/ipvs"
+)
+
+func init() { subcommands = append(subcommands, newAgentCommand) }
+
+type agentOptions struct {
+	node            string
+	kubeconfig      string
+	netns           string
+	stateDir        string
+	auditPeriod     time.Duration
+	drainPoll       time.Duration
+	retryPeriod     time.Duration
+	managedCIDRs    []string
+	metricsAddr     string
+	secureMetrics   bool
+	probeAddr       string
+	leaseNamespace  string
+	leaseDuration   time.Duration
+	expireNodest    bool
+	expireQuiescent bool
+	sysctlRoot      string
+	podName         string
+	zapOpts         zap.Options
+}
+
+func newAgentCommand() *cobra.Command {
+	o := agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent (programs this node's IPVS table from VirtualServices)",
+		Long: `Run the kubelvs node agent: it watches VirtualServices, Services, EndpointSlices,
+BackendPools and its own Node, and keeps the node's IPVS table equal to what they want,
+incrementally, owning only the services it created (recorded in a checkpoint under
+--state-dir), draining removed backends, auditing the table for drift, and reporting in the
+node's IPVSNode.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd.Context(), &o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.node, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, from the downward API)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (in-cluster config or $KUBECONFIG when empty)")
+	f.StringVar(&o.netns, "netns", "", "program IPVS in this network namespace (a file such as /run/netns/NAME) instead of the agent's own")
+	f.StringVar(&o.stateDir, "state-dir", "/var/lib/kubelvs", "directory of the checkpoint (what the agent owns, drain start times)")
+	f.DurationVar(&o.auditPeriod, "audit-period", 60*time.Second, "mean time between full reads of the IPVS table that repair drift (jittered ±10%)")
+	f.DurationVar(&o.drainPoll, "drain-poll-period", 2*time.Second, "how often services with draining destinations are polled (one destination dump each)")
+	f.DurationVar(&o.retryPeriod, "retry-period", 5*time.Second, "how long a VirtualService whose IPVS operations failed waits before a retry")
+	f.StringSliceVar(&o.managedCIDRs, "managed-cidrs", nil, "only program services whose addresses are in these prefixes (default: no restriction)")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":9753", "address of the metrics endpoint; 0 disables it")
+	f.BoolVar(&o.secureMetrics, "metrics-secure", true, "serve metrics over HTTPS with authentication and authorization")
+	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":9754", "address of the /healthz and /readyz endpoints; 0 disables them")
+	f.StringVar(&o.leaseNamespace, "lease-namespace", "kubelvs-system", "namespace of the node's Lease kubelvs-agent-<node> (empty: no Lease)")
+	f.DurationVar(&o.leaseDuration, "lease-duration", 40*time.Second, "duration of the node's Lease, renewed every quarter of it")
+	f.BoolVar(&o.expireNodest, "expire-nodest-conn", true, "set net.ipv4.vs.expire_nodest_conn=1: drop connections to deleted destinations on their next packet")
+	f.BoolVar(&o.expireQuiescent, "expire-quiescent-template", true, "set net.ipv4.vs.expire_quiescent_template=1: persistence templates of weight-0 destinations expire")
+	f.StringVar(&o.sysctlRoot, "sysctl-root", "/proc/sys", "where the host's /proc/sys (or its net/ipv4/vs part) is mounted")
+	f.StringVar(&o.podName, "pod-name", os.Getenv("POD_NAME"), "the agent's pod name, shown in IPVSNode (default $POD_NAME)")
+	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
+	o.zapOpts.BindFlags(gofs)
+	f.AddGoFlagSet(gofs)
+	return cmd
+}
+
+// validate refuses bad values before anything starts, naming the flag.
+func (o *agentOptions) validate() error {
+	var errs []error
+	if o.node == "" {
+		errs = append(errs, errors.New("--node-name is required (or set $NODE_NAME)"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		min  time.Duration
+	}{
+		{"--audit-period", o.auditPeriod, time.Second}, {"--drain-poll-period", o.drainPoll, 100 * time.Millisecond},
+		{"--retry-period", o.retryPeriod, 100 * time.Millisecond}, {"--lease-duration", o.leaseDuration, 4 * time.Second},
+	} {
+		if d.v < d.min {
+			errs = append(errs, fmt.Errorf("%s must be at least %s, got %s", d.name, d.min, d.v))
+		}
+	}
+	if o.stateDir == "" {
+		errs = append(errs, errors.New("--state-dir must not be empty"))
+	}
+	if _, err := agent.ManagedCIDRs(o.managedCIDRs); err != nil {
+		errs = append(errs, err)
+	}
+	if o.netns != "" {
+		if _, err := os.Stat(o.netns); err != nil {
+			errs = append(errs, fmt.Errorf("--netns: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func runAgent(ctx context.Context, o *agentOptions) error {
+	if err := o.validate(); err != nil {
+		return fmt.Errorf("kubelvs agent: %w", err)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zapOpts)))
+	log := ctrl.Log.WithName("agent").WithValues("node", o.node)
+	allow, _ := agent.ManagedCIDRs(o.managedCIDRs)
+
+	kernel, info, err := openKernel(o)
+	if err != nil {
+		return err
+	}
+	defer kernel.Close()
+	for _, s := range sysctls(o) {
+		if err := agent.SetSysctl(o.sysctlRoot, o.netns, s.name, s.value); err != nil {
+			log.Error(err, "cannot set sysctl", "sysctl", s.name)
+		} else {
+			log.Info("sysctl set", "sysctl", s.name, "value", s.value)
+		}
+	}
+
+	mgr, err := newAgentManager(o)
+	if err != nil {
+		return err
+	}
+	m := agent.NewMetrics()
+	if err := m.Register(metrics.Registry); err != nil {
+		return fmt.Errorf("kubelvs agent: register metrics: %w", err)
+	}
+	rec := agent.NewReconciler(agent.Config{
+		Node: o.node, Kernel: kernel, Allow: allow, Log: log, Metrics: m,
+		Checkpoint: &agent.CheckpointFile{Path: filepath.Join(o.stateDir, "agent-checkpoint.json")},
+	})
+	status := &agent.StatusWriter{
+		Client: mgr.GetClient(), Node: o.node, Log: log,
+		Agent:          v1alpha1.AgentInfo{Version: version(), PodName: o.podName},
+		Kernel:         info,
+		LeaseNamespace: o.leaseNamespace, LeaseDuration: o.leaseDuration,
+	}
+	runner := agent.NewRunner(agent.RunnerConfig{
+		Node: o.node, Reconciler: rec, Cache: mgr.GetCache(), Status: status,
+		AuditPeriod: o.auditPeriod, DrainPoll: o.drainPoll, RetryPeriod: o.retryPeriod, Log: log,
+	})
+	if err := mgr.Add(runner); err != nil {
+		return fmt.Errorf("kubelvs agent: %w", err)
+	}
+	if err := metrics.Registry.Register(agent.NewStatsCollector(kernel, runner)); err != nil {
+		return fmt.Errorf("kubelvs agent: register the IPVS collector: %w", err)
+	}
+	var ready atomic.Bool
+	runner.OnReady(func() { ready.Store(true) })
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("kubelvs agent: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", func(*http.Request) error {
+		if !ready.Load() {
+			return errors.New("the IPVS table is not adopted and synced yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("kubelvs agent: %w", err)
+	}
+	log.Info("starting", "netns", o.netns, "stateDir", o.stateDir, "auditPeriod", o.auditPeriod, "managedCIDRs", o.managedCIDRs)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("kubelvs agent: %w", err)
+	}
+	return nil
+}
+
+type sysctl struct{ name, value string }
+
+func sysctls(o *agentOptions) []sysctl {
+	b := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
+	}
+	return []sysctl{
+		{"net/ipv4/vs/expire_nodest_conn", b(o.expireNodest)},
+		{"net/ipv4/vs/expire_quiescent_template", b(o.expireQuiescent)},
+	}
+}
+
+// openKernel opens the IPVS client (in --netns when given) and reads what IPVSNode reports
+// about the kernel.
+func openKernel(o *agentOptions) (*agent.IPVSKernel, v1alpha1.KernelInfo, error) {
+	cfg := ipvs.Config{}
+	if o.netns != "" {
+		f, err := os.Open(o.netns)
+		if err != nil {
+			return nil, v1alpha1.KernelInfo{}, fmt.Errorf("kubelvs agent: --netns: %w", err)
+		}
+		defer f.Close() // ipvs.New keeps its own sockets in the namespace
+		cfg.NetNS = int(f.Fd())
+	}
+	c, err := ipvs.New(context.Background(), &cfg)
+	if err != nil {
+		return nil, v1alpha1.KernelInfo{}, fmt.Errorf("kubelvs agent: open IPVS: %w", err)
+	}
+	k := &agent.IPVSKernel{Client: c}
+	info := v1alpha1.KernelInfo{Release: kernelRelease()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if i, err := c.Info(ctx); err == nil {
+		info.IPVSVersion = i.VersionString()
+		info.ConnectionTableSize = int32(i.ConnTableSize)
+	}
+	return k, info, nil
+}
+
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return runtime.GOOS
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
+	if o.kubeconfig != "" {
+		if err := os.Setenv("KUBECONFIG", o.kubeconfig); err != nil {
+			return nil, fmt.Errorf("kubelvs agent: setting KUBECONFIG: %w", err)
+		}
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubelvs agent: loading the Kubernetes client configuration: %w", err)
+	}
+	scheme := kruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("kubelvs agent: building the scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("kubelvs agent: building the scheme: %w", err)
+	}
+	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}}
+	if o.secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	probe := o.probeAddr
+	if probe == "0" {
+		probe = ""
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsOpts,
+		HealthProbeBindAddress: probe,
+		Cache:                  agent.CacheOptions(o.node),
+		Client:                 agent.ClientOptions(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kubelvs agent: creating the manager: %w", err)
+	}
+	if err := controllers.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return nil, fmt.Errorf("kubelvs agent: %w", err)
+	}
+	return mgr, nil
+}
+
+// version is the module version, or the VCS revision of a development build.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return "devel-" + s.Value[:12]
+		}
+	}
+	return "devel"
+}

@@ -1,0 +1,265 @@
+package agent
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kubelvs/kubelvs/pkg/ipvs"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
+)
+
+// Model is what the agent owns in the kernel's table and what it last programmed there, plus
+// the keys of services it saw that belong to others.
+type Model struct {
+	services map[lvs.ServiceKey]*Owned
+	// foreign are services in the kernel the agent does not own, as of the last table read
+	// or the last add refused with "exists".
+	foreign map[lvs.ServiceKey]bool
+	// byOwner indexes services by owner: a sync of one VirtualService must not scan them all.
+	byOwner map[types.NamespacedName]map[lvs.ServiceKey]struct{}
+	// changed: something the checkpoint records changed since CheckpointSaved (ownership,
+	// generations, drains), so that a weight change costs no checkpoint write.
+	changed bool
+}
+
+// CheckpointChanged reports whether what the checkpoint records changed since the last call
+// of CheckpointSaved.
+func (m *Model) CheckpointChanged() bool { return m.changed }
+
+// CheckpointSaved records that the checkpoint was written.
+func (m *Model) CheckpointSaved() { m.changed = false }
+
+// Owned is one IPVS service the agent owns.
+type Owned struct {
+	Owner      types.NamespacedName
+	Generation int64
+	// Service is the configuration as programmed; meaningful only when Present.
+	Service lvs.Service
+	// Present: the kernel has the service (false for a service known only from the
+	// checkpoint and not found in the kernel).
+	Present bool
+	// Removing: its VirtualService no longer wants it; it drains, then goes.
+	Removing bool
+	// DrainTimeout is its VirtualService's drain timeout, for destinations that are removed.
+	DrainTimeout time.Duration
+	Dests        map[lvs.DestinationKey]*OwnedDest
+}
+
+// OwnedDest is one destination of an owned service as programmed.
+type OwnedDest struct {
+	lvs.Destination
+	// DrainSince is when the destination started draining (weight 0); zero when it is not.
+	DrainSince   time.Time
+	DrainTimeout time.Duration
+}
+
+// Draining reports whether the destination is draining.
+func (d *OwnedDest) Draining() bool { return !d.DrainSince.IsZero() }
+
+// Deadline is when a draining destination is removed however many connections it still has.
+func (d *OwnedDest) Deadline() time.Time { return d.DrainSince.Add(d.DrainTimeout) }
+
+// NewModel returns an empty model.
+func NewModel() *Model {
+	return &Model{services: map[lvs.ServiceKey]*Owned{}, foreign: map[lvs.ServiceKey]bool{},
+		byOwner: map[types.NamespacedName]map[lvs.ServiceKey]struct{}{}}
+}
+
+// Owned returns the owned service with key k, or nil.
+func (m *Model) Owned(k lvs.ServiceKey) *Owned { return m.services[k] }
+
+// Foreign reports whether k was last seen as a service the agent does not own.
+func (m *Model) Foreign(k lvs.ServiceKey) bool { return m.foreign[k] }
+
+// Keys returns the keys of the owned services, sorted.
+func (m *Model) Keys() []lvs.ServiceKey {
+	keys := slices.Collect(maps.Keys(m.services))
+	slices.SortFunc(keys, compareKeys)
+	return keys
+}
+
+// KeysOf returns the keys of the services owned for the VirtualService vs, sorted.
+func (m *Model) KeysOf(vs types.NamespacedName) []lvs.ServiceKey {
+	keys := slices.Collect(maps.Keys(m.byOwner[vs]))
+	slices.SortFunc(keys, compareKeys)
+	return keys
+}
+
+// setOwner records o (key k) as owned by owner in the index.
+func (m *Model) setOwner(k lvs.ServiceKey, o *Owned, owner types.NamespacedName) {
+	if o.Owner == owner && m.byOwner[owner] != nil {
+		if _, ok := m.byOwner[owner][k]; ok {
+			return
+		}
+	}
+	m.unindex(k, o.Owner)
+	o.Owner = owner
+	if m.byOwner[owner] == nil {
+		m.byOwner[owner] = map[lvs.ServiceKey]struct{}{}
+	}
+	m.byOwner[owner][k] = struct{}{}
+}
+
+func (m *Model) unindex(k lvs.ServiceKey, owner types.NamespacedName) {
+	if set := m.byOwner[owner]; set != nil {
+		delete(set, k)
+		if len(set) == 0 {
+			delete(m.byOwner, owner)
+		}
+	}
+}
+
+// remove drops the owned service k.
+func (m *Model) remove(k lvs.ServiceKey) {
+	if o := m.services[k]; o != nil {
+		m.unindex(k, o.Owner)
+		delete(m.services, k)
+		m.changed = true
+	}
+}
+
+// dropDest drops a destination of o.
+func (m *Model) dropDest(o *Owned, dk lvs.DestinationKey) {
+	if d := o.Dests[dk]; d != nil && d.Draining() {
+		m.changed = true
+	}
+	delete(o.Dests, dk)
+}
+
+// Owners returns every VirtualService that owns a service, sorted.
+func (m *Model) Owners() []types.NamespacedName {
+	out := slices.Collect(maps.Keys(m.byOwner))
+	slices.SortFunc(out, compareNames)
+	return out
+}
+
+// Draining returns the keys of owned services with at least one draining destination, or that
+// are being removed, sorted: the services the drain poll dumps.
+func (m *Model) Draining() []lvs.ServiceKey {
+	var keys []lvs.ServiceKey
+	for k, o := range m.services {
+		if o.Removing && o.Present {
+			keys = append(keys, k)
+			continue
+		}
+		for _, d := range o.Dests {
+			if d.Draining() {
+				keys = append(keys, k)
+				break
+			}
+		}
+	}
+	slices.SortFunc(keys, compareKeys)
+	return keys
+}
+
+// Counts returns the number of owned services present in the kernel and of their destinations.
+func (m *Model) Counts() (services, dests int) {
+	for _, o := range m.services {
+		if o.Present {
+			services++
+			dests += len(o.Dests)
+		}
+	}
+	return services, dests
+}
+
+// Commit records in the model that the kernel accepted s (or, for a step without a kernel
+// operation, what it says of the model).
+func (m *Model) Commit(s *Step) {
+	k := s.Op.Service.Key()
+	o := m.services[k]
+	switch s.Op.Kind {
+	case 0:
+		if s.Forget {
+			m.forget(k, s.Op.Destination)
+			return
+		}
+	case ipvs.AddService, ipvs.UpdateService:
+		if o == nil {
+			o = &Owned{Dests: map[lvs.DestinationKey]*OwnedDest{}}
+			m.services[k] = o
+			m.changed = true
+		}
+		o.Service, o.Present = *s.Op.Service, true
+		delete(m.foreign, k)
+	case ipvs.DeleteService:
+		m.remove(k)
+		return
+	case ipvs.AddDestination, ipvs.UpdateDestination:
+		if o == nil {
+			return
+		}
+		dk := s.Op.Destination.Key()
+		if old := o.Dests[dk]; (old != nil && (!old.DrainSince.Equal(s.DrainSince) || old.DrainTimeout != s.DrainTimeout)) ||
+			(old == nil && !s.DrainSince.IsZero()) {
+			m.changed = true
+		}
+		o.Dests[dk] = &OwnedDest{Destination: *s.Op.Destination, DrainSince: s.DrainSince, DrainTimeout: s.DrainTimeout}
+	case ipvs.DeleteDestination:
+		if o != nil {
+			m.dropDest(o, s.Op.Destination.Key())
+		}
+	}
+	if o != nil {
+		if o.Owner != s.Owner || o.Generation != s.Generation || o.Removing != s.Removing || o.DrainTimeout != s.ServiceDrainTimeout {
+			m.changed = true
+		}
+		m.setOwner(k, o, s.Owner)
+		o.Generation, o.Removing, o.DrainTimeout = s.Generation, s.Removing, s.ServiceDrainTimeout
+	}
+}
+
+// Refused records that a service could not be added because another owner has it.
+func (m *Model) Refused(k lvs.ServiceKey) { m.foreign[k.Canonical()] = true }
+
+// forget drops what the model knows of a destination (or, with d nil, a whole service) the
+// kernel no longer has.
+func (m *Model) forget(k lvs.ServiceKey, d *lvs.Destination) {
+	if d == nil {
+		m.remove(k)
+		return
+	}
+	if o := m.services[k]; o != nil {
+		m.dropDest(o, d.Key())
+	}
+}
+
+// Step is one kernel operation and what the model records once the kernel accepted it.
+//
+// A step whose Op.Kind is zero sends nothing: it updates the model's bookkeeping (owner,
+// generation) or, with Forget, drops a destination (Op.Destination) or service the kernel no
+// longer has.
+type Step struct {
+	Op         ipvs.Op
+	Forget     bool
+	Owner      types.NamespacedName
+	Generation int64
+	// Removing, ServiceDrainTimeout: the owned service's state after the step.
+	Removing            bool
+	ServiceDrainTimeout time.Duration
+	// DrainSince and DrainTimeout: for destination adds and updates, the drain the
+	// destination is in after the step (zero DrainSince: not draining).
+	DrainSince   time.Time
+	DrainTimeout time.Duration
+	// Repair names what an audit step repairs ("" outside audits).
+	Repair string
+}
+
+func compareKeys(a, b lvs.ServiceKey) int {
+	return cmp.Or(
+		cmp.Compare(a.FirewallMark, b.FirewallMark),
+		cmp.Compare(a.Family, b.Family),
+		a.Address.Compare(b.Address),
+		cmp.Compare(a.Port, b.Port),
+		cmp.Compare(a.Protocol, b.Protocol),
+	)
+}
+
+func compareNames(a, b types.NamespacedName) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+}

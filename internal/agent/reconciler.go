@@ -1,0 +1,303 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kubelvs/kubelvs/pkg/ipvs"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
+)
+
+// Kernel is the IPVS table the reconciler programs (pkg/ipvs's Client).
+type Kernel interface {
+	Apply(ctx context.Context, ops []ipvs.Op) ([]error, error)
+	Table(ctx context.Context) ([]ipvs.TableEntry, error)
+	Destinations(ctx context.Context, s *lvs.Service) ([]ipvs.Destination, error)
+}
+
+// Config configures a Reconciler.
+type Config struct {
+	Node       string
+	Kernel     Kernel
+	Checkpoint *CheckpointFile
+	// Allow refuses keys the agent must not manage (--managed-cidrs); nil allows all.
+	Allow func(lvs.ServiceKey) error
+	// Now is the clock (default time.Now).
+	Now     func() time.Time
+	Log     logr.Logger
+	Metrics *Metrics
+}
+
+// Reconciler keeps the kernel's table equal to what the VirtualServices want; see the package
+// documentation.
+type Reconciler struct {
+	cfg   Config
+	model *Model
+
+	mu     sync.Mutex // guards states and counts, read by Status
+	states map[types.NamespacedName]*vsState
+	// checkpointErr is the last checkpoint problem (load or save), reported in status.
+	checkpointErr error
+	// owners is published after each batch for the metrics collector.
+	owners map[lvs.ServiceKey]types.NamespacedName
+}
+
+// OwnersSnapshot returns which VirtualService owns each service, as of the last batch; it may
+// be called from any goroutine.
+func (r *Reconciler) OwnersSnapshot() map[lvs.ServiceKey]types.NamespacedName {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.owners
+}
+
+func (r *Reconciler) publish() {
+	owners := make(map[lvs.ServiceKey]types.NamespacedName, len(r.model.services))
+	for k, o := range r.model.services {
+		owners[k] = o.Owner
+	}
+	r.mu.Lock()
+	r.owners = owners
+	r.mu.Unlock()
+}
+
+// vsState is how far the node got with one VirtualService.
+type vsState struct {
+	generation int64
+	services   int // desired services on the node
+	refused    []Refusal
+	failed     []string
+	// programmed: the last sync of this generation had every step accepted.
+	programmed bool
+}
+
+// NewReconciler returns a reconciler; call Start before anything else.
+func NewReconciler(cfg Config) *Reconciler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	return &Reconciler{cfg: cfg, model: NewModel(), states: map[types.NamespacedName]*vsState{}}
+}
+
+// Model returns the reconciler's model (for tests and the metrics collector, from the
+// reconciler's goroutine only).
+func (r *Reconciler) Model() *Model { return r.model }
+
+// Start adopts the kernel's state: it loads the checkpoint (an unusable one is moved aside
+// and reported, and the agent then owns nothing) and reads the table once. It writes nothing.
+func (r *Reconciler) Start(ctx context.Context) error {
+	cp := &Checkpoint{}
+	if r.cfg.Checkpoint != nil {
+		var err error
+		cp, err = r.cfg.Checkpoint.Load(r.cfg.Now())
+		if err != nil && cp == nil {
+			return err
+		}
+		if err != nil {
+			r.cfg.Log.Error(err, "starting without ownership claims: services kubelvs made before are left alone and reported as conflicts")
+			r.setCheckpointErr(err)
+		}
+	}
+	table, err := r.table(ctx)
+	if err != nil {
+		return err
+	}
+	r.model.Adopt(table, cp)
+	r.publish()
+	r.cfg.Log.Info("adopted the kernel's IPVS table", "services", len(table), "owned", len(r.model.services), "foreign", len(r.model.foreign))
+	return r.saveCheckpoint()
+}
+
+func (r *Reconciler) table(ctx context.Context) ([]ipvs.TableEntry, error) {
+	table, err := r.cfg.Kernel.Table(ctx)
+	r.cfg.Metrics.requests(requestDump, 1+len(table))
+	if err != nil {
+		return nil, fmt.Errorf("agent: read the IPVS table: %w", err)
+	}
+	return table, nil
+}
+
+// Sync takes the services of each VirtualService in wants to what it wants, in one batch of
+// kernel operations. It returns the VirtualServices some of whose steps failed (to retry).
+func (r *Reconciler) Sync(ctx context.Context, wants []Want) ([]types.NamespacedName, error) {
+	start := r.cfg.Now()
+	var steps []Step
+	refusals := make(map[types.NamespacedName][]Refusal, len(wants))
+	for i := range wants {
+		s, ref := r.model.Plan(&wants[i], start, r.cfg.Allow)
+		steps = append(steps, s...)
+		refusals[wants[i].Key] = ref
+	}
+	failures, err := r.apply(ctx, steps)
+	r.mu.Lock()
+	var retry []types.NamespacedName
+	for i := range wants {
+		w := &wants[i]
+		st := &vsState{generation: w.Generation, services: len(w.Services), refused: refusals[w.Key], failed: failures[w.Key]}
+		st.programmed = len(st.failed) == 0 && err == nil
+		for _, f := range refusals[w.Key] {
+			if f.Reason == ReasonConflict {
+				st.programmed = false
+			}
+		}
+		if len(w.Services) == 0 && len(r.model.KeysOf(w.Key)) == 0 {
+			delete(r.states, w.Key)
+		} else {
+			r.states[w.Key] = st
+		}
+		if len(st.failed) > 0 {
+			retry = append(retry, w.Key)
+		}
+	}
+	r.mu.Unlock()
+	r.cfg.Metrics.SyncDuration.Observe(r.cfg.Now().Sub(start).Seconds())
+	if cerr := r.saveCheckpoint(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return retry, err
+}
+
+// apply sends the kernel operations of steps in one batch and commits the accepted steps to
+// the model, in order. It returns the failure messages by owner.
+func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.NamespacedName][]string, error) {
+	var ops []ipvs.Op
+	idx := make([]int, 0, len(steps)) // ops[i] is steps[idx[i]]
+	for i := range steps {
+		if steps[i].Op.Kind != 0 {
+			ops = append(ops, steps[i].Op)
+			idx = append(idx, i)
+		}
+	}
+	results := make([]error, len(steps))
+	var batchErr error
+	if len(ops) > 0 {
+		var res []error
+		res, batchErr = r.cfg.Kernel.Apply(ctx, ops)
+		r.cfg.Metrics.requests(requestWrite, len(ops))
+		for i := range ops {
+			switch {
+			case i < len(res):
+				results[idx[i]] = res[i]
+			case batchErr != nil:
+				results[idx[i]] = batchErr
+			default:
+				results[idx[i]] = errors.New("agent: the IPVS client returned no result for the operation")
+			}
+		}
+	}
+	failures := map[types.NamespacedName][]string{}
+	for i := range steps {
+		s := &steps[i]
+		if s.Op.Kind != 0 {
+			r.cfg.Metrics.operation(s.Op.Kind, results[i])
+		}
+		if err := results[i]; err != nil {
+			if s.Op.Kind == ipvs.AddService && errors.Is(err, ipvs.ErrServiceExists) {
+				r.model.Refused(s.Op.Service.Key())
+			}
+			failures[s.Owner] = append(failures[s.Owner], err.Error())
+			continue
+		}
+		r.model.Commit(s)
+		if s.Repair != "" {
+			r.cfg.Metrics.AuditRepairs.WithLabelValues(s.Repair).Inc()
+		}
+	}
+	r.publish()
+	if batchErr != nil {
+		return failures, fmt.Errorf("agent: apply %d IPVS operations: %w", len(ops), batchErr)
+	}
+	return failures, nil
+}
+
+// Audit reads the kernel's table and repairs every difference in the services the agent owns.
+// It returns the number of repairs by kind.
+func (r *Reconciler) Audit(ctx context.Context) (map[string]int, error) {
+	table, err := r.table(ctx)
+	if err != nil {
+		return nil, err
+	}
+	steps := r.model.PlanAudit(table)
+	repairs := map[string]int{}
+	for i := range steps {
+		if steps[i].Repair != "" {
+			repairs[steps[i].Repair]++
+		}
+	}
+	failures, err := r.apply(ctx, steps)
+	for owner, f := range failures {
+		r.cfg.Log.Info("audit repair failed", "virtualService", owner, "errors", f)
+	}
+	if len(repairs) > 0 {
+		r.cfg.Log.Info("audit repaired drift", "repairs", repairs)
+	}
+	if cerr := r.saveCheckpoint(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return repairs, err
+}
+
+// PollDrains dumps the destinations of each service that has draining destinations (one dump
+// per service, never the whole table) and removes those that are done.
+func (r *Reconciler) PollDrains(ctx context.Context) error {
+	var steps []Step
+	var errs []error
+	for _, k := range r.model.Draining() {
+		o := r.model.services[k]
+		dests, err := r.cfg.Kernel.Destinations(ctx, &o.Service)
+		r.cfg.Metrics.requests(requestDump, 1)
+		if errors.Is(err, ipvs.ErrServiceNotFound) {
+			dests, err = nil, nil // gone: PlanDrain forgets its destinations; the audit re-creates a wanted service
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("agent: poll drain of %s: %w", k, err))
+			continue
+		}
+		steps = append(steps, r.model.PlanDrain(k, dests, r.cfg.Now())...)
+	}
+	_, err := r.apply(ctx, steps)
+	errs = append(errs, err, r.saveCheckpoint())
+	r.cfg.Metrics.DrainingDestinations.Set(float64(r.model.drainingDests()))
+	return errors.Join(errs...)
+}
+
+func (m *Model) drainingDests() int {
+	n := 0
+	for _, o := range m.services {
+		for _, d := range o.Dests {
+			if d.Draining() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (r *Reconciler) saveCheckpoint() error {
+	if r.cfg.Checkpoint == nil || !r.model.CheckpointChanged() {
+		return nil
+	}
+	wrote, err := r.cfg.Checkpoint.Save(r.model.Checkpoint(r.cfg.Node))
+	if err == nil {
+		r.model.CheckpointSaved()
+	}
+	if wrote {
+		r.cfg.Metrics.CheckpointWrites.Inc()
+	}
+	r.setCheckpointErr(err)
+	return err
+}
+
+func (r *Reconciler) setCheckpointErr(err error) {
+	r.mu.Lock()
+	r.checkpointErr = err
+	r.mu.Unlock()
+}

@@ -1,0 +1,371 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/controllers"
+	"github.com/kubelvs/kubelvs/pkg/desired"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
+)
+
+// RunnerConfig configures a Runner.
+type RunnerConfig struct {
+	Node       string
+	Reconciler *Reconciler
+	// Cache holds the watched objects with the controllers' field indexes (SetupIndexes).
+	Cache cache.Cache
+	// Status writes the node's IPVSNode and Lease; nil writes nothing.
+	Status *StatusWriter
+	// AuditPeriod is the mean time between audits (jittered by ±10 %).
+	AuditPeriod time.Duration
+	// DrainPoll is how often services with draining destinations are polled.
+	DrainPoll time.Duration
+	// RetryPeriod is how long a VirtualService whose operations failed waits before a retry.
+	RetryPeriod time.Duration
+	Log         logr.Logger
+}
+
+// Runner is the agent's loop (a controller-runtime Runnable): it turns watch events into the
+// VirtualServices they can affect, and syncs, drains and audits on one goroutine.
+type Runner struct {
+	cfg RunnerConfig
+
+	mu      sync.Mutex
+	dirty   map[types.NamespacedName]time.Time // value: earliest EndpointSlice trigger time, or zero
+	all     bool                               // every VirtualService is dirty (node labels changed)
+	wake    chan struct{}
+	onReady []func()
+}
+
+// OnReady registers f to run once the kernel's table is adopted and the first sync is done.
+func (r *Runner) OnReady(f func()) { r.onReady = append(r.onReady, f) }
+
+// OwnersSnapshot returns which VirtualService owns each service (for the metrics collector).
+func (r *Runner) OwnersSnapshot() map[lvs.ServiceKey]types.NamespacedName {
+	return r.cfg.Reconciler.OwnersSnapshot()
+}
+
+// NewRunner returns a Runner.
+func NewRunner(cfg RunnerConfig) *Runner {
+	return &Runner{cfg: cfg, dirty: map[types.NamespacedName]time.Time{}, wake: make(chan struct{}, 1)}
+}
+
+// NeedLeaderElection: every node's agent runs.
+func (r *Runner) NeedLeaderElection() bool { return false }
+
+func (r *Runner) mark(keys []types.NamespacedName, trigger time.Time) {
+	if len(keys) == 0 {
+		return
+	}
+	r.mu.Lock()
+	for _, k := range keys {
+		t, ok := r.dirty[k]
+		if !ok || (!trigger.IsZero() && (t.IsZero() || trigger.Before(t))) {
+			r.dirty[k] = trigger
+		}
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *Runner) markAll() {
+	r.mu.Lock()
+	r.all = true
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *Runner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start registers the event handlers, waits for the caches, adopts the kernel's state and
+// runs the loop until ctx ends.
+func (r *Runner) Start(ctx context.Context) error {
+	if err := r.register(ctx); err != nil {
+		return err
+	}
+	if !r.cfg.Cache.WaitForCacheSync(ctx) {
+		return errors.New("agent: caches did not sync")
+	}
+	if err := r.adopt(ctx); err != nil {
+		return err
+	}
+	r.markAll()
+	r.process(ctx)
+	for _, f := range r.onReady {
+		f()
+	}
+	return r.loop(ctx)
+}
+
+// adopt retries the reconciler's start-up until the kernel answers.
+func (r *Runner) adopt(ctx context.Context) error {
+	for {
+		err := r.cfg.Reconciler.Start(ctx)
+		if err == nil {
+			r.cfg.Status.setIPVS(nil)
+			return nil
+		}
+		r.cfg.Log.Error(err, "cannot read the IPVS table; retrying")
+		r.cfg.Status.setIPVS(err)
+		r.cfg.Status.write(ctx, r.cfg.Reconciler.Report())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+func (r *Runner) loop(ctx context.Context) error {
+	audit := time.NewTimer(jitter(r.cfg.AuditPeriod))
+	defer audit.Stop()
+	var drain <-chan time.Time
+	for {
+		if failed := r.process(ctx); len(failed) > 0 {
+			time.AfterFunc(r.cfg.RetryPeriod, func() { r.mark(failed, time.Time{}) })
+		}
+		if drain == nil && len(r.cfg.Reconciler.Model().Draining()) > 0 {
+			drain = time.After(r.cfg.DrainPoll)
+		}
+		r.cfg.Status.write(ctx, r.cfg.Reconciler.Report())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+		case <-drain:
+			drain = nil
+			if err := r.cfg.Reconciler.PollDrains(ctx); err != nil {
+				r.cfg.Log.Error(err, "drain poll")
+			}
+		case <-audit.C:
+			if _, err := r.cfg.Reconciler.Audit(ctx); err != nil {
+				r.cfg.Log.Error(err, "audit")
+				r.cfg.Status.setIPVS(err)
+			} else {
+				r.cfg.Status.setIPVS(nil)
+			}
+			audit.Reset(jitter(r.cfg.AuditPeriod))
+		}
+	}
+}
+
+// process syncs the dirty VirtualServices; it returns those to retry.
+func (r *Runner) process(ctx context.Context) []types.NamespacedName {
+	r.mu.Lock()
+	dirty, all := r.dirty, r.all
+	r.dirty, r.all = map[types.NamespacedName]time.Time{}, false
+	r.mu.Unlock()
+	if all {
+		var err error
+		if dirty, err = r.everything(ctx, dirty); err != nil {
+			r.cfg.Log.Error(err, "listing VirtualServices")
+			r.markAll()
+			return nil
+		}
+	}
+	if len(dirty) == 0 {
+		return nil
+	}
+	node, ok := r.node(ctx)
+	if !ok {
+		r.mu.Lock()
+		for k, t := range dirty {
+			r.dirty[k] = t
+		}
+		r.mu.Unlock()
+		return nil
+	}
+	keys := make([]types.NamespacedName, 0, len(dirty))
+	for k := range dirty {
+		keys = append(keys, k)
+	}
+	wants, err := Wants(ctx, r.cfg.Cache, node, keys)
+	if err != nil {
+		r.cfg.Log.Error(err, "computing what VirtualServices want")
+		return keys
+	}
+	failed, err := r.cfg.Reconciler.Sync(ctx, wants)
+	if err != nil {
+		r.cfg.Log.Error(err, "sync")
+	}
+	done := time.Now()
+	for _, t := range dirty {
+		if !t.IsZero() {
+			r.cfg.Reconciler.cfg.Metrics.ProgrammingLatency.Observe(done.Sub(t).Seconds())
+		}
+	}
+	return failed
+}
+
+// everything adds every VirtualService and every owner of a service in the model to dirty.
+func (r *Runner) everything(ctx context.Context, dirty map[types.NamespacedName]time.Time) (map[types.NamespacedName]time.Time, error) {
+	var list v1alpha1.VirtualServiceList
+	if err := r.cfg.Cache.List(ctx, &list); err != nil {
+		return dirty, err
+	}
+	for i := range list.Items {
+		k := types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}
+		if _, ok := dirty[k]; !ok {
+			dirty[k] = time.Time{}
+		}
+	}
+	for _, k := range r.cfg.Reconciler.Model().Owners() {
+		if _, ok := dirty[k]; !ok {
+			dirty[k] = time.Time{}
+		}
+	}
+	return dirty, nil
+}
+
+func (r *Runner) node(ctx context.Context) (desired.Node, bool) {
+	var n corev1.Node
+	if err := r.cfg.Cache.Get(ctx, types.NamespacedName{Name: r.cfg.Node}, &n); err != nil {
+		r.cfg.Log.Error(err, "cannot read this node's Node object; waiting", "node", r.cfg.Node)
+		return desired.Node{}, false
+	}
+	r.cfg.Status.setNode(&n)
+	return desired.Node{Name: n.Name, Labels: n.Labels}, true
+}
+
+// register adds the event handlers that map each change to the VirtualServices it can affect.
+func (r *Runner) register(ctx context.Context) error {
+	handlers := []struct {
+		obj client.Object
+		fn  func(ctx context.Context, old, cur client.Object)
+	}{
+		{&v1alpha1.VirtualService{}, r.onVirtualService},
+		{&corev1.Service{}, r.onService},
+		{&discoveryv1.EndpointSlice{}, r.onEndpointSlice},
+		{&v1alpha1.BackendPool{}, r.onPool},
+		{&corev1.Node{}, r.onNode},
+	}
+	for _, h := range handlers {
+		inf, err := r.cfg.Cache.GetInformer(ctx, h.obj)
+		if err != nil {
+			return err
+		}
+		fn := h.fn
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { fn(ctx, nil, asObject(o)) },
+			UpdateFunc: func(o, n any) { fn(ctx, asObject(o), asObject(n)) },
+			DeleteFunc: func(o any) { fn(ctx, asObject(o), nil) },
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func asObject(o any) client.Object {
+	if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	c, _ := o.(client.Object)
+	return c
+}
+
+func (r *Runner) onVirtualService(ctx context.Context, old, cur client.Object) {
+	for _, o := range []client.Object{old, cur} {
+		vs, ok := o.(*v1alpha1.VirtualService)
+		if !ok || vs == nil {
+			continue
+		}
+		r.mark([]types.NamespacedName{{Namespace: vs.Namespace, Name: vs.Name}}, time.Time{})
+		// VirtualServices that shared its keys may win or lose them now.
+		for _, ck := range desired.ConflictKeys(vs) {
+			r.mark(r.byIndex(ctx, controllers.IndexConflictKey, ck, ""), time.Time{})
+		}
+	}
+}
+
+func (r *Runner) onService(ctx context.Context, old, cur client.Object) {
+	o := cur
+	if o == nil {
+		o = old
+	}
+	if o != nil {
+		r.mark(r.byIndex(ctx, controllers.IndexServiceRef, o.GetName(), o.GetNamespace()), time.Time{})
+	}
+}
+
+func (r *Runner) onEndpointSlice(ctx context.Context, old, cur client.Object) {
+	o := cur
+	if o == nil {
+		o = old
+	}
+	if o == nil {
+		return
+	}
+	svc := o.GetLabels()[discoveryv1.LabelServiceName]
+	if svc == "" {
+		return
+	}
+	t, _ := triggerTime(o)
+	if old != nil && cur != nil {
+		if ot, ok := triggerTime(old); ok && ot.Equal(t) {
+			t = time.Time{} // a resync or a change without a new trigger: nothing to measure
+		}
+	}
+	r.mark(r.byIndex(ctx, controllers.IndexServiceRef, svc, o.GetNamespace()), t)
+}
+
+func (r *Runner) onPool(ctx context.Context, old, cur client.Object) {
+	o := cur
+	if o == nil {
+		o = old
+	}
+	if o != nil {
+		r.mark(r.byIndex(ctx, controllers.IndexPoolRef, o.GetName(), o.GetNamespace()), time.Time{})
+	}
+}
+
+func (r *Runner) onNode(_ context.Context, old, cur client.Object) {
+	if cur == nil || cur.GetName() != r.cfg.Node {
+		return
+	}
+	if old != nil && labels.Equals(old.GetLabels(), cur.GetLabels()) {
+		return
+	}
+	r.markAll()
+}
+
+func (r *Runner) byIndex(ctx context.Context, index, value, ns string) []types.NamespacedName {
+	var list v1alpha1.VirtualServiceList
+	opts := []client.ListOption{client.MatchingFields{index: value}}
+	if ns != "" {
+		opts = append(opts, client.InNamespace(ns))
+	}
+	if err := r.cfg.Cache.List(ctx, &list, opts...); err != nil {
+		r.cfg.Log.Error(err, "listing VirtualServices by index", "index", index, "value", value)
+		r.markAll()
+		return nil
+	}
+	out := make([]types.NamespacedName, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name})
+	}
+	return out
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
+}

@@ -1,0 +1,245 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubelvs/kubelvs/api/v1alpha1"
+)
+
+// FieldOwner is the server-side apply field manager of everything the agent writes.
+const FieldOwner = "kubelvs-agent"
+
+// StatusWriter keeps the node's IPVSNode (created owner-referenced to the Node, its status
+// written by server-side apply only when it changes) and renews the node's Lease.
+type StatusWriter struct {
+	Client client.Client
+	Node   string
+	Agent  v1alpha1.AgentInfo
+	Kernel v1alpha1.KernelInfo
+	// LeaseNamespace and LeaseDuration: the Lease "kubelvs-agent-<node>"; empty namespace: none.
+	LeaseNamespace string
+	LeaseDuration  time.Duration
+	Log            logr.Logger
+	Now            func() time.Time
+
+	mu        sync.Mutex
+	nodeUID   string
+	ipvsErr   error
+	ipvsKnown bool
+	last      *v1alpha1.IPVSNodeStatus // last written
+	created   bool
+	leaseAt   time.Time
+}
+
+func (w *StatusWriter) now() time.Time {
+	if w == nil || w.Now == nil {
+		return time.Now()
+	}
+	return w.Now()
+}
+
+func (w *StatusWriter) setIPVS(err error) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.ipvsErr, w.ipvsKnown = err, true
+	w.mu.Unlock()
+}
+
+func (w *StatusWriter) setNode(n *corev1.Node) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.nodeUID = string(n.UID)
+	w.mu.Unlock()
+}
+
+// LeaseName is the name of a node's agent Lease.
+func LeaseName(node string) string { return "kubelvs-agent-" + node }
+
+// Status builds the IPVSNode status from a report, carrying transition times over from prev.
+func (w *StatusWriter) Status(rep NodeReport, prev *v1alpha1.IPVSNodeStatus) v1alpha1.IPVSNodeStatus {
+	w.mu.Lock()
+	ipvsErr, known := w.ipvsErr, w.ipvsKnown
+	w.mu.Unlock()
+	st := v1alpha1.IPVSNodeStatus{Agent: ptr.To(w.Agent), Kernel: ptr.To(w.Kernel), Counts: ptr.To(rep.Counts),
+		VirtualServices: rep.VirtualServices}
+	if prev != nil {
+		st.Conditions = append(st.Conditions, prev.Conditions...)
+	}
+	now := metav1.NewTime(w.now())
+	set := func(t string, ok bool, reason, msg string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, LastTransitionTime: now})
+	}
+	switch {
+	case !known:
+		set(v1alpha1.NodeConditionIPVSAvailable, false, "Unknown", "the agent has not read the IPVS table yet")
+	case ipvsErr != nil:
+		set(v1alpha1.NodeConditionIPVSAvailable, false, "IPVSUnavailable", truncate(ipvsErr.Error(), 1024))
+	default:
+		set(v1alpha1.NodeConditionIPVSAvailable, true, "IPVSAvailable", "the kernel answers the IPVS family")
+	}
+	if len(rep.Conflicts) > 0 {
+		set(v1alpha1.NodeConditionConflictFree, false, ReasonConflict, truncate("services kubelvs did not create have keys VirtualServices want: "+strings.Join(rep.Conflicts, "; "), 1024))
+	} else {
+		set(v1alpha1.NodeConditionConflictFree, true, "NoConflicts", "no service kubelvs did not create has a key a VirtualService wants")
+	}
+	failed := 0
+	for _, e := range rep.VirtualServices {
+		if e.State == v1alpha1.StateFailed {
+			failed++
+		}
+	}
+	switch {
+	case !known || ipvsErr != nil:
+		set(v1alpha1.NodeConditionReady, false, "IPVSUnavailable", "IPVS is not available")
+	case rep.CheckpointError != "":
+		set(v1alpha1.NodeConditionReady, false, "CheckpointError", truncate(rep.CheckpointError, 1024))
+	case failed > 0:
+		set(v1alpha1.NodeConditionReady, false, v1alpha1.ReasonProgrammingFailed, fmt.Sprintf("%d VirtualServices failed on this node", failed))
+	default:
+		set(v1alpha1.NodeConditionReady, true, v1alpha1.ReasonProgrammed, "the node's IPVS table matches its VirtualServices")
+	}
+	return st
+}
+
+// write writes the IPVSNode's status when it differs from what was last written, and renews
+// the Lease when it is due. Failures are logged and retried on the next call: while the API
+// server is unreachable the agent goes on programming and draining.
+func (w *StatusWriter) write(ctx context.Context, rep NodeReport) {
+	if w == nil || w.Client == nil {
+		return
+	}
+	w.renewLease(ctx)
+	w.mu.Lock()
+	prev, uid := w.last, w.nodeUID
+	w.mu.Unlock()
+	st := w.Status(rep, prev)
+	if prev != nil && reflect.DeepEqual(*prev, st) {
+		return
+	}
+	if err := w.ensure(ctx, uid); err != nil {
+		w.Log.Error(err, "creating the IPVSNode")
+		return
+	}
+	if err := w.apply(ctx, &st); err != nil {
+		w.Log.Error(err, "writing the IPVSNode status")
+		return
+	}
+	w.mu.Lock()
+	w.last = &st
+	w.mu.Unlock()
+}
+
+// ensure creates the IPVSNode, owner-referenced to the Node so that it goes with it.
+func (w *StatusWriter) ensure(ctx context.Context, uid string) error {
+	if w.created {
+		return nil
+	}
+	if uid == "" {
+		return fmt.Errorf("agent: the Node %s is not known yet", w.Node)
+	}
+	obj := map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "IPVSNode",
+		"metadata": map[string]any{"name": w.Node, "ownerReferences": []any{map[string]any{
+			"apiVersion": "v1", "kind": "Node", "name": w.Node, "uid": uid,
+		}}},
+	}
+	ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: obj})
+	if err := w.Client.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return fmt.Errorf("agent: apply IPVSNode %s: %w", w.Node, err)
+	}
+	w.created = true
+	return nil
+}
+
+func (w *StatusWriter) apply(ctx context.Context, st *v1alpha1.IPVSNodeStatus) error {
+	in := &v1alpha1.IPVSNode{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "IPVSNode"},
+		ObjectMeta: metav1.ObjectMeta{Name: w.Node}, Status: *st}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(in)
+	if err != nil {
+		return fmt.Errorf("agent: convert IPVSNode status: %w", err)
+	}
+	unstructured.RemoveNestedField(u, "metadata", "creationTimestamp")
+	ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
+	if err := w.Client.Status().Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) {
+			w.created = false // deleted behind our back: create it again next time
+		}
+		return fmt.Errorf("agent: apply IPVSNode %s status: %w", w.Node, err)
+	}
+	return nil
+}
+
+// renewLease renews the Lease every quarter of its duration.
+func (w *StatusWriter) renewLease(ctx context.Context) {
+	if w.LeaseNamespace == "" || w.LeaseDuration <= 0 {
+		return
+	}
+	now := w.now()
+	if !w.leaseAt.IsZero() && now.Sub(w.leaseAt) < w.LeaseDuration/4 {
+		return
+	}
+	if err := w.putLease(ctx, now); err != nil {
+		w.Log.Error(err, "renewing the Lease")
+		return
+	}
+	w.leaseAt = now
+}
+
+func (w *StatusWriter) putLease(ctx context.Context, now time.Time) error {
+	key := client.ObjectKey{Namespace: w.LeaseNamespace, Name: LeaseName(w.Node)}
+	var l coordinationv1.Lease
+	err := w.Client.Get(ctx, key, &l)
+	if apierrors.IsNotFound(err) {
+		l = coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+		fillLease(&l, w.Node, w.LeaseDuration, now)
+		if err := w.Client.Create(ctx, &l); err != nil {
+			return fmt.Errorf("agent: create Lease %s: %w", key, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("agent: get Lease %s: %w", key, err)
+	}
+	fillLease(&l, w.Node, w.LeaseDuration, now)
+	if err := w.Client.Update(ctx, &l); err != nil {
+		return fmt.Errorf("agent: renew Lease %s: %w", key, err)
+	}
+	return nil
+}
+
+func fillLease(l *coordinationv1.Lease, node string, d time.Duration, now time.Time) {
+	l.Spec.HolderIdentity = ptr.To(node)
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(d / time.Second))
+	l.Spec.RenewTime = &metav1.MicroTime{Time: now}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
