@@ -35,7 +35,7 @@ func (m *Model) Adopt(table []ipvs.TableEntry, cp *Checkpoint) {
 	}
 	for i := range table {
 		e := &table[i]
-		k := e.Service.Key()
+		k := e.Key()
 		o := m.services[k]
 		if o == nil {
 			m.foreign[k] = true
@@ -62,7 +62,7 @@ func (m *Model) PlanAudit(table []ipvs.TableEntry) []Step {
 	kernel := make(map[lvs.ServiceKey]*ipvs.TableEntry, len(table))
 	m.foreign = map[lvs.ServiceKey]bool{}
 	for i := range table {
-		k := table[i].Service.Key()
+		k := table[i].Key()
 		kernel[k] = &table[i]
 		if m.services[k] == nil {
 			m.foreign[k] = true

@@ -93,7 +93,7 @@ func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 	owners := c.owners.OwnersSnapshot()
 	for i := range table {
 		e := &table[i]
-		owner, ok := owners[e.Service.Key()]
+		owner, ok := owners[e.Key()]
 		if !ok {
 			continue // not ours: other IPVS users' services are theirs to export
 		}

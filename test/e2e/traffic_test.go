@@ -119,7 +119,7 @@ func dial(node, addr string) (net.Conn, string, error) {
 // echo sends a line on c and waits for it back.
 func echo(c net.Conn, msg string) error {
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	defer c.SetDeadline(time.Time{})
+	defer func() { _ = c.SetDeadline(time.Time{}) }()
 	if _, err := fmt.Fprintf(c, "%s\n", msg); err != nil {
 		return err
 	}
