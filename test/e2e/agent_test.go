@@ -130,8 +130,8 @@ func TestProgramsFromEmpty(t *testing.T) {
 	must(t, k8s.Create(ctx, marked))
 
 	want := []string{
+		"-A -f 16 -6 -s wrr",
 		"-A -f 16 -s wrr",
-		"-A -f 16 -s wrr -6",
 		"-A -t 192.0.2.10:80 -s wrr",
 		"-A -t 192.0.2.11:443 -s wrr",
 		"-A -t 192.0.2.12:80 -s wrr",
