@@ -165,33 +165,45 @@ func (r *Reconciler) Sync(ctx context.Context, wants []Want) ([]types.Namespaced
 	return retry, err
 }
 
-// apply sends the kernel operations of steps in one batch and commits the accepted steps to
-// the model, in order. It returns the failure messages by owner.
+// apply sends the kernel operations of steps and commits the accepted steps to the model, in
+// order. It returns the failure messages by owner.
+//
+// Service adds go in a batch of their own, before everything else: when an add fails because
+// someone else made the service since the last table read, the destinations meant for it must
+// not be sent, or they would land in a service kubelvs did not create. Everything else goes in
+// one batch.
 func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.NamespacedName][]string, error) {
-	var ops []ipvs.Op
-	idx := make([]int, 0, len(steps)) // ops[i] is steps[idx[i]]
+	results := make([]error, len(steps))
+	var adds, rest []int
 	for i := range steps {
-		if steps[i].Op.Kind != 0 {
-			ops = append(ops, steps[i].Op)
-			idx = append(idx, i)
+		switch steps[i].Op.Kind {
+		case 0:
+		case ipvs.AddService:
+			adds = append(adds, i)
+		default:
+			rest = append(rest, i)
 		}
 	}
-	results := make([]error, len(steps))
-	var batchErr error
-	if len(ops) > 0 {
-		var res []error
-		res, batchErr = r.cfg.Kernel.Apply(ctx, ops)
-		r.cfg.Metrics.requests(requestWrite, len(ops))
-		for i := range ops {
-			switch {
-			case i < len(res):
-				results[idx[i]] = res[i]
-			case batchErr != nil:
-				results[idx[i]] = batchErr
-			default:
-				results[idx[i]] = errors.New("agent: the IPVS client returned no result for the operation")
-			}
+	batchErr := r.send(ctx, steps, adds, results)
+	notAdded := map[lvs.ServiceKey]error{}
+	for _, i := range adds {
+		if results[i] != nil {
+			notAdded[steps[i].Op.Service.Key()] = results[i]
 		}
+	}
+	if len(notAdded) > 0 {
+		kept := rest[:0]
+		for _, i := range rest {
+			if err := notAdded[steps[i].Op.Service.Key()]; err != nil {
+				results[i] = fmt.Errorf("agent: not sent: its service was not added: %w", err)
+				continue
+			}
+			kept = append(kept, i)
+		}
+		rest = kept
+	}
+	if err := r.send(ctx, steps, rest, results); err != nil && batchErr == nil {
+		batchErr = err
 	}
 	failures := map[types.NamespacedName][]string{}
 	for i := range steps {
@@ -212,10 +224,35 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 		}
 	}
 	r.publish()
-	if batchErr != nil {
-		return failures, fmt.Errorf("agent: apply %d IPVS operations: %w", len(ops), batchErr)
+	return failures, batchErr
+}
+
+// send applies the operations of steps[idx...] in one batch and stores their results.
+func (r *Reconciler) send(ctx context.Context, steps []Step, idx []int, results []error) error {
+	if len(idx) == 0 {
+		return nil
 	}
-	return failures, nil
+	ops := make([]ipvs.Op, len(idx))
+	for j, i := range idx {
+		ops[j] = steps[i].Op
+	}
+	res, err := r.cfg.Kernel.Apply(ctx, ops)
+	r.cfg.Metrics.requests(requestWrite, len(ops))
+	for j, i := range idx {
+		switch {
+		case j < len(res) && res[j] != nil:
+			results[i] = res[j]
+		case j < len(res):
+		case err != nil:
+			results[i] = err
+		default:
+			results[i] = errors.New("agent: the IPVS client returned no result for the operation")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("agent: apply %d IPVS operations: %w", len(ops), err)
+	}
+	return nil
 }
 
 // Audit reads the kernel's table and repairs every difference in the services the agent owns.

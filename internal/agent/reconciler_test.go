@@ -253,3 +253,31 @@ func TestReconcilerAudit(t *testing.T) {
 		t.Errorf("kubelvs_agent_audit_repairs_total{kind=DestinationMissing} = %v, want 2", got)
 	}
 }
+
+// A service someone makes after the agent's last table read, on a key a VirtualService then
+// wants: the add fails, and the destinations meant for it are not sent into the foreign service.
+func TestReconcilerRaceWithForeignAdd(t *testing.T) {
+	fk, dir, c := newFakeKernel(), t.TempDir(), &clock{now: t0}
+	r := newTestReconciler(t, fk, dir, c)
+	k := key(lvs.TCP, "192.0.2.10", 80)
+	fk.hand(ipvs.Op{Kind: ipvs.AddService, Service: &lvs.Service{ServiceKey: k, Scheduler: "rr"}})
+	retry, err := r.Sync(t.Context(), []Want{{Key: web, Generation: 1, Services: []desired.Service{wsvc(k, "wrr", dst("10.1.0.1", 8080, 1))}}})
+	if err != nil || len(retry) != 1 {
+		t.Fatalf("sync: %v, retry %v; want web to retry", err, retry)
+	}
+	if diff := cmp.Diff([]string{"-A TCP 192.0.2.10:80 -s rr"}, fk.dump()); diff != "" {
+		t.Errorf("the foreign service changed (-want +got):\n%s", diff)
+	}
+	if !r.Model().Foreign(k) {
+		t.Errorf("the key is not recorded as foreign")
+	}
+	// The retry is refused as a conflict, with nothing sent.
+	fk.resetCounts()
+	mustSync(t, r, Want{Key: web, Generation: 1, Services: []desired.Service{wsvc(k, "wrr", dst("10.1.0.1", 8080, 1))}})
+	if w, _ := fk.counts(); w != 0 {
+		t.Errorf("the retry sent %d writes", w)
+	}
+	if rep := r.Report(); len(rep.Conflicts) != 1 {
+		t.Errorf("conflicts %v", rep.Conflicts)
+	}
+}
