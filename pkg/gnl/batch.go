@@ -120,14 +120,18 @@ func (c *Conn) SendBatch(ctx context.Context, b *Batch) error {
 			size += b.ops[j].end - b.ops[j].off
 			j++
 		}
-		seq0 := c.seq + 1
+		var seq0 uint32
 		for k := i; k < j; k++ {
 			flags := uint16(flagRequest)
 			if k == j-1 {
 				flags |= flagAck // the window's barrier
 			}
+			seq := c.nextSeq()
+			if k == i {
+				seq0 = seq // c.seq+1 would be 0 when the counter is at 2^32-1
+			}
 			binary.NativeEndian.PutUint16(b.buf[b.ops[k].off+6:], flags)
-			binary.NativeEndian.PutUint32(b.buf[b.ops[k].off+8:], c.nextSeq())
+			binary.NativeEndian.PutUint32(b.buf[b.ops[k].off+8:], seq)
 		}
 		if err := c.t.Send(b.buf[b.ops[i].off:b.ops[j-1].end]); err != nil {
 			err = fmt.Errorf("gnl: batch send: %w", err)
@@ -192,7 +196,7 @@ func (c *Conn) collectAcks(x *exchange, b *Batch, i, j int, seq0 uint32, done []
 				return lost, fmt.Errorf("gnl: batch: %w", err)
 			}
 			dg, left = rest, rest
-			idx := m.seq - seq0
+			idx := seqIndex(m.seq, seq0)
 			if idx >= n || (m.pid == 0 && isUnsolicited(m)) {
 				c.stash(m) // kept if unsolicited; a stale reply is dropped
 				continue
@@ -223,6 +227,20 @@ func (c *Conn) collectAcks(x *exchange, b *Batch, i, j int, seq0 uint32, done []
 			}
 		}
 	}
+}
+
+// seqIndex is the position of sequence number seq in a window whose first request carries seq0.
+// nextSeq skips 0 when the counter wraps, so past the wrap the distance is one less; 0 itself is
+// never a request's (notifications carry it) and falls outside every window.
+func seqIndex(seq, seq0 uint32) uint32 {
+	if seq == 0 {
+		return ^uint32(0)
+	}
+	idx := seq - seq0
+	if seq < seq0 {
+		idx-- // the window crossed 2^32, where 0 was skipped
+	}
+	return idx
 }
 
 func fillResults(results []error, done []bool, err error) {
