@@ -166,6 +166,21 @@ func (k *Kernel) Send(port uint32, familyID uint16, seq uint32, m Message) error
 	return nil
 }
 
+// SendAck queues an acknowledgement (NLMSG_ERROR, errno from err, nil for success) with the
+// given sequence number to the connection with the given port id, as the late answer to a
+// request that was given up on. Like the kernel's, it carries the connection's port id.
+func (k *Kernel) SendAck(port, seq uint32, err error) error {
+	k.mu.Lock()
+	t := k.conns[port]
+	k.mu.Unlock()
+	if t == nil {
+		return fmt.Errorf("gnltest: no connection with port %d", port)
+	}
+	hdr := appendMsg(nil, typeNoop, 0, seq, port, nil) // stands for the request's header
+	t.queue(ack(Request{Sequence: seq, PortID: port}, hdr, err))
+	return nil
+}
+
 // Multicast sends an unsolicited message to every connection that joined the group.
 func (k *Kernel) Multicast(group uint32, familyID uint16, m Message) {
 	k.mu.Lock()
