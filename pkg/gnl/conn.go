@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -77,12 +78,14 @@ type Conn struct {
 	t   Transport
 	cfg Config
 
-	mu     sync.Mutex // serializes exchanges
-	seq    uint32
-	rbuf   []byte
-	wbuf   []byte
-	dirty  bool // an exchange was abandoned: replies may be in flight; resync before the next
-	closed bool
+	mu    sync.Mutex // serializes exchanges
+	seq   uint32
+	rbuf  []byte
+	wbuf  []byte
+	dirty bool // an exchange was abandoned: replies may be in flight; resync before the next
+	// closed is set by Close without the lock, which a Listen holds for as long as it listens:
+	// closing the transport interrupts whatever read holds it.
+	closed atomic.Bool
 	fams   map[string]*FamilyInfo
 
 	unsolicited   []message // messages sent unasked that arrived during requests, for Listen
@@ -113,14 +116,12 @@ func NewConn(t Transport, cfg *Config) *Conn {
 	return c
 }
 
-// Close closes the socket.
+// Close closes the socket. It does not wait for calls in progress: a blocked read (a Listen, a
+// request waiting for its reply) is interrupted and returns an error matching [ErrClosed].
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	c.closed = true
 	return c.t.Close()
 }
 
@@ -156,7 +157,7 @@ func (c *Conn) begin(ctx context.Context) (*exchange, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		return nil, ErrClosed
 	}
@@ -207,6 +208,9 @@ func (x *exchange) receiveWithin(wait time.Duration) ([]byte, error) {
 	x.c.dlMu.Unlock()
 	n, err := x.c.t.Receive(x.c.rbuf)
 	if err != nil {
+		if x.c.closed.Load() {
+			return nil, ErrClosed
+		}
 		if cerr := x.ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("gnl: waiting for a reply: %w", cerr)
 		}
