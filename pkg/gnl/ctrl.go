@@ -2,9 +2,9 @@ package gnl
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"reflect"
-	"unsafe"
+	"syscall"
 )
 
 // Ctrl is the generic netlink controller family, nlctrl, which names and describes the other
@@ -87,23 +87,15 @@ func (c *Conn) familyLocked(x *exchange, name string) (*FamilyInfo, error) {
 		return fi, nil
 	}
 	fi := new(FamilyInfo)
-	p, err := planFor(reflect.TypeFor[FamilyInfo]())
-	if err != nil {
+	err := CtrlGetFamily.do(x.ctx, c, x, Ctrl.ID, &CtrlRequest{Name: name}, fi)
+	var ge *Error
+	switch {
+	case errors.As(err, &ge) && ge.Errno == syscall.ENOENT:
+		return nil, &familyNotFound{name: name, err: ge}
+	case err != nil:
 		return nil, err
-	}
-	req := CtrlRequest{Name: name}
-	got := false
-	op := operation{family: Ctrl, name: "GETFAMILY", cmd: ctrlCmdGetFamily, reply: ctrlCmdNewFamily,
-		onReply: func(b []byte) error { got = true; return decodeSet(b, p, unsafe.Pointer(fi)) }}
-	err = c.exchangeLocked(x, &op, Ctrl.ID, func(b []byte) ([]byte, error) { return AppendMarshal(b, &req) })
-	if err != nil {
-		if isNotExist(err) {
-			return nil, fmt.Errorf("%w: %q: %w", ErrFamilyNotFound, name, err)
-		}
-		return nil, err
-	}
-	if !got || fi.Name != name {
-		return nil, fmt.Errorf("%w: family lookup of %q answered with %q", ErrUnexpectedReply, name, fi.Name)
+	case fi.Name != name:
+		return nil, fmt.Errorf("gnl: look up family %q: %w: answered with %q", name, ErrUnexpectedReply, fi.Name)
 	}
 	c.fams[name] = fi
 	return fi, nil
@@ -125,3 +117,17 @@ func (c *Conn) familyID(x *exchange, f *Family) (uint16, error) {
 func (c *Conn) Families(ctx context.Context) ([]FamilyInfo, error) {
 	return CtrlGetFamily.DumpAll(ctx, c, &CtrlRequest{})
 }
+
+// familyNotFound is nlctrl's ENOENT for a family name. It matches ErrFamilyNotFound and unwraps
+// to the kernel's [*Error], so errors.Is(err, os.ErrNotExist) holds, and reads once:
+// `gnl: look up family "IPVS": generic netlink family not found (no such file or directory)`.
+type familyNotFound struct {
+	name string
+	err  *Error
+}
+
+func (e *familyNotFound) Error() string {
+	return fmt.Sprintf("gnl: look up family %q: %v (%v)", e.name, ErrFamilyNotFound, e.err.Errno)
+}
+
+func (e *familyNotFound) Unwrap() []error { return []error{ErrFamilyNotFound, e.err} }

@@ -52,4 +52,8 @@ func (e *Error) Error() string {
 // Unwrap returns the errno.
 func (e *Error) Unwrap() error { return e.Errno }
 
-func isNotExist(err error) bool { return errors.Is(err, syscall.ENOENT) }
+// requestError is the form of every error about one request: "gnl: FAMILY COMMAND: cause".
+// The cause reads without the prefix, so that the message says "gnl:" once.
+func requestError(family, command string, cause error) error {
+	return fmt.Errorf("gnl: %s %s: %w", family, command, cause)
+}

@@ -143,72 +143,96 @@ func (c Command[Req, Rep]) Listen(ctx context.Context, conn *Conn, fn func(rep *
 	}
 	x, err := conn.begin(ctx)
 	if err != nil {
-		return err
+		return c.listenErr(err)
 	}
 	defer x.end()
 	id, err := conn.familyID(x, c.Family)
 	if err != nil {
 		return err
 	}
-	var rep Rep
-	rv := unsafe.Pointer(&rep)
-	deliver := func(m message) error {
-		if m.typ != id || !isUnsolicited(m) || len(m.data) < genlHdrLen || (c.Reply != 0 && m.data[0] != c.Reply) {
-			return nil
-		}
-		if err := decodeSet(m.data[genlHdrLen:], p, rv); err != nil {
-			return fn(nil, fmt.Errorf("%s %s: %w", c.Family.Name, c.Name, err))
-		}
-		return fn(&rep, nil)
+	l := listener[Req, Rep]{cmd: c, conn: conn, id: id, plan: p, fn: fn}
+	if err := l.stashed(); err != nil {
+		return err
 	}
-	lost := func() error {
-		n := conn.drops()
-		err := &LostError{Count: n - conn.reportedDrops}
-		conn.reportedDrops = n
-		return fn(nil, fmt.Errorf("%s %s: %w", c.Family.Name, c.Name, err))
+	r := x.reader(false) // an overflow is reported to fn, not recovered from
+	defer r.stop()       // a read takes several datagrams: keep the rest for the next Listen
+	for {
+		m, err := r.next()
+		switch {
+		case err == nil:
+			err = l.deliver(m)
+		case errors.Is(err, syscall.ENOBUFS):
+			err = l.lost()
+		case ctx.Err() != nil:
+			return c.listenErr(ctx.Err())
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue // the connection's timeout bounds replies, not how long a listener waits
+		case errors.Is(err, ErrMalformed):
+			err = fn(nil, c.listenErr(err)) // the rest of that read is dropped; listening goes on
+		default:
+			return c.listenErr(err)
+		}
+		if err != nil {
+			return err
+		}
 	}
+}
+
+// listenErr names the command in an error of its listener.
+func (c Command[Req, Rep]) listenErr(err error) error {
+	return requestError(c.Family.Name, c.Name, fmt.Errorf("listen: %w", err))
+}
+
+// listener delivers the unsolicited messages of one Listen call.
+type listener[Req, Rep any] struct {
+	cmd  Command[Req, Rep]
+	conn *Conn
+	id   uint16
+	plan *plan
+	rep  Rep
+	fn   func(rep *Rep, lost error) error
+}
+
+// stashed delivers what arrived while requests waited for their answers, and the losses then.
+func (l *listener[Req, Rep]) stashed() error {
+	conn := l.conn
 	if conn.stashLost {
 		conn.stashLost = false
-		if err := lost(); err != nil {
+		if err := l.lost(); err != nil {
 			return err
 		}
 	}
 	for len(conn.unsolicited) > 0 {
 		m := conn.unsolicited[0]
 		conn.unsolicited = conn.unsolicited[1:]
-		if err := deliver(m); err != nil {
+		if err := l.deliver(m); err != nil {
 			return err
 		}
 	}
 	conn.unsolicited = nil
-	for {
-		dg, err := x.receive()
-		switch {
-		case errors.Is(err, syscall.ENOBUFS):
-			if err := lost(); err != nil {
-				return err
-			}
-			continue
-		case err != nil && ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue // the connection's timeout bounds replies, not how long a listener waits
-		case err != nil:
-			return err
-		}
-		for len(dg) > 0 {
-			m, rest, err := nextMessage(dg)
-			if err != nil {
-				if ferr := fn(nil, fmt.Errorf("%s %s: %w", c.Family.Name, c.Name, err)); ferr != nil {
-					return ferr
-				}
-				break
-			}
-			dg = rest
-			if err := deliver(m); err != nil {
-				conn.stashRest(dg) // a read takes several datagrams: keep the rest for the next Listen
-				return err
-			}
-		}
+	return nil
+}
+
+// deliver decodes an unsolicited message of the command's family and reply command for fn;
+// other messages are not the listener's.
+func (l *listener[Req, Rep]) deliver(m message) error {
+	if !isUnsolicited(m) {
+		return nil
 	}
+	attrs, err := replyAttrs(m, l.id, l.cmd.Reply)
+	if err != nil {
+		return nil
+	}
+	if err := decodeSet(attrs, l.plan, unsafe.Pointer(&l.rep)); err != nil {
+		return l.fn(nil, l.cmd.listenErr(fmt.Errorf("decode: %w", err)))
+	}
+	return l.fn(&l.rep, nil)
+}
+
+// lost reports the messages the kernel dropped since the last report.
+func (l *listener[Req, Rep]) lost() error {
+	n := l.conn.drops()
+	err := &LostError{Count: n - l.conn.reportedDrops}
+	l.conn.reportedDrops = n
+	return l.fn(nil, l.cmd.listenErr(err))
 }
