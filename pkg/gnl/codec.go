@@ -181,7 +181,7 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 	p := &plan{name: t.String(), typ: t, unknown: -1, present: -1}
 	building[t] = p
 	if t.Kind() != reflect.Struct {
-		p.err = fmt.Errorf("gnl: %s is not a struct", t)
+		p.err = fmt.Errorf("gnl: attribute set %s: not a struct", t)
 		return p
 	}
 	var maxAttr uint16
@@ -193,7 +193,7 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 		}
 		f, err := parseField(sf, i, tag, building)
 		if err != nil {
-			p.err = fmt.Errorf("gnl: %s.%s: %w", t, sf.Name, err)
+			p.err = fmt.Errorf("gnl: attribute set %s: field %s: %w", t, sf.Name, err)
 			return p
 		}
 		switch f.kind {
@@ -211,7 +211,7 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 			continue
 		}
 		if !sf.IsExported() {
-			p.err = fmt.Errorf("gnl: %s.%s: unexported field has a gnl tag", t, sf.Name)
+			p.err = fmt.Errorf("gnl: attribute set %s: field %s: unexported field has a gnl tag", t, sf.Name)
 			return p
 		}
 		p.fields = append(p.fields, f)
@@ -223,11 +223,11 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 	}
 	for i, f := range p.fields {
 		if p.byAttr[f.attr] >= 0 {
-			p.err = fmt.Errorf("gnl: %s: attribute %d declared by both %s and %s", t, f.attr, p.fields[p.byAttr[f.attr]].name, f.name)
+			p.err = fmt.Errorf("gnl: attribute set %s: attribute %d declared by both %s and %s", t, f.attr, p.fields[p.byAttr[f.attr]].name, f.name)
 			return p
 		}
 		if p.ignore[f.attr] {
-			p.err = fmt.Errorf("gnl: %s: attribute %d is both ignored and declared by %s", t, f.attr, f.name)
+			p.err = fmt.Errorf("gnl: attribute set %s: attribute %d is both ignored and declared by %s", t, f.attr, f.name)
 			return p
 		}
 		p.byAttr[f.attr] = int16(i)
@@ -379,7 +379,7 @@ func AppendMarshal(b []byte, v any) ([]byte, error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() == reflect.Pointer {
 		if rv.IsNil() {
-			return b, fmt.Errorf("gnl: marshal of a nil %s", rv.Type())
+			return b, fmt.Errorf("gnl: marshal %s: nil pointer", rv.Type().Elem())
 		}
 		rv = rv.Elem()
 	} else if rv.IsValid() {
@@ -387,13 +387,17 @@ func AppendMarshal(b []byte, v any) ([]byte, error) {
 		c.Set(rv)
 		rv = c
 	} else {
-		return b, fmt.Errorf("gnl: marshal of nil")
+		return b, fmt.Errorf("gnl: marshal: nil value")
 	}
 	p, err := planFor(rv.Type())
 	if err != nil {
 		return b, err
 	}
-	return appendSet(b, p, rv.Addr().UnsafePointer())
+	b, err = appendSet(b, p, rv.Addr().UnsafePointer())
+	if err != nil {
+		return b, fmt.Errorf("gnl: marshal %s: %w", rv.Type(), err)
+	}
+	return b, nil
 }
 
 // Unmarshal decodes an attribute list into the tagged struct v points to. It is lenient where
@@ -403,13 +407,16 @@ func AppendMarshal(b []byte, v any) ([]byte, error) {
 func Unmarshal(b []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("gnl: unmarshal needs a non-nil pointer, not %T", v)
+		return fmt.Errorf("gnl: unmarshal %T: needs a non-nil pointer", v)
 	}
 	p, err := planFor(rv.Type().Elem())
 	if err != nil {
 		return err
 	}
-	return decodeSet(b, p, rv.UnsafePointer())
+	if err := decodeSet(b, p, rv.UnsafePointer()); err != nil {
+		return fmt.Errorf("gnl: unmarshal: %w", err) // the error names the set
+	}
+	return nil
 }
 
 // The codec works on the memory of the struct through the field offsets of its plan, so that
@@ -528,7 +535,7 @@ func appendValue(b []byte, f *field, typ uint16, ptr unsafe.Pointer) ([]byte, er
 	case kindString:
 		s := *(*string)(ptr)
 		if strings.IndexByte(s, 0) >= 0 {
-			return b, fmt.Errorf("gnl: %s: string contains a NUL byte", f.name)
+			return b, fmt.Errorf("%s: string contains a NUL byte", f.name)
 		}
 		b = append(b, s...)
 		b = append(b, 0)
@@ -542,7 +549,7 @@ func appendValue(b []byte, f *field, typ uint16, ptr unsafe.Pointer) ([]byte, er
 			return b, err
 		}
 	default:
-		return b, fmt.Errorf("gnl: %s: cannot encode kind %s", f.name, f.kind)
+		return b, fmt.Errorf("%s: cannot encode kind %s", f.name, f.kind)
 	}
 	return finishAttr(b, off)
 }
@@ -558,11 +565,11 @@ func appendBinary(b []byte, f *field, ptr unsafe.Pointer) ([]byte, error) {
 	case encoding.BinaryMarshaler:
 		p, err := m.MarshalBinary()
 		if err != nil {
-			return b, fmt.Errorf("gnl: %s: %w", f.name, err)
+			return b, fmt.Errorf("%s: %w", f.name, err)
 		}
 		return append(b, p...), nil
 	}
-	return b, fmt.Errorf("gnl: %s: %s is decode-only (it has no AppendBinary or MarshalBinary)", f.name, f.typ)
+	return b, fmt.Errorf("%s: %s is decode-only (it has no AppendBinary or MarshalBinary)", f.name, f.typ)
 }
 
 // decodeSet fills the struct at base from the attributes in b. Fields whose attribute is absent
@@ -747,7 +754,7 @@ func decodeValue(f *field, b []byte, ptr unsafe.Pointer) error {
 	case kindNested:
 		return decodeSet(b, f.sub, ptr)
 	default:
-		return fmt.Errorf("gnl: %s: cannot decode kind %s", f.name, f.kind)
+		return fmt.Errorf("%s: cannot decode kind %s", f.name, f.kind)
 	}
 	return nil
 }

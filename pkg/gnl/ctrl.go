@@ -76,7 +76,7 @@ var CtrlGetFamily = Command[CtrlRequest, FamilyInfo]{Family: Ctrl, Name: "GETFAM
 func (c *Conn) Family(ctx context.Context, name string) (*FamilyInfo, error) {
 	x, err := c.begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gnl: look up family %q: %w", name, err)
 	}
 	defer x.end()
 	return c.familyLocked(x, name)

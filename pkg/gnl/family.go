@@ -38,13 +38,14 @@ type Command[Req, Rep any] struct {
 // in a test or at start-up.
 func (c Command[Req, Rep]) Check() error {
 	if c.Family == nil {
-		return fmt.Errorf("gnl: command %s has no family", c.Name)
+		return fmt.Errorf("gnl: command %s: no family", c.Name)
 	}
+	// A plan's error names its attribute set and says gnl: already.
 	if _, err := planFor(reflect.TypeFor[Req]()); err != nil {
-		return fmt.Errorf("gnl: %s %s request: %w", c.Family.Name, c.Name, err)
+		return err
 	}
 	if _, err := planFor(reflect.TypeFor[Rep]()); err != nil {
-		return fmt.Errorf("gnl: %s %s reply: %w", c.Family.Name, c.Name, err)
+		return err
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 
 // ErrMessagesLost: the kernel dropped messages for this socket because its receive buffer was
 // full (ENOBUFS). A listener gets it, as a [*LostError], in place of the records it will never see.
-var ErrMessagesLost = errors.New("gnl: messages lost: receive buffer overflow")
+var ErrMessagesLost = errors.New("messages lost")
 
 // LostError reports messages the kernel dropped. It matches [ErrMessagesLost] and
 // syscall.ENOBUFS.
@@ -23,11 +23,13 @@ type LostError struct {
 	Count uint32
 }
 
+// Error reads "N messages lost (no buffer space available)": a cause, which Listen prefixes
+// with "gnl:" and the command it listens for.
 func (e *LostError) Error() string {
 	if e.Count == 0 {
-		return ErrMessagesLost.Error()
+		return fmt.Sprintf("%v (%v)", ErrMessagesLost, syscall.ENOBUFS)
 	}
-	return fmt.Sprintf("%v: %d dropped", ErrMessagesLost, e.Count)
+	return fmt.Sprintf("%d %v (%v)", e.Count, ErrMessagesLost, syscall.ENOBUFS)
 }
 
 // Is makes errors.Is(err, ErrMessagesLost) and errors.Is(err, syscall.ENOBUFS) true.
@@ -110,7 +112,7 @@ func (c *Conn) group(ctx context.Context, family, group string, join bool) error
 	}
 	gj, ok := c.t.(groupJoiner)
 	if !ok {
-		return fmt.Errorf("gnl: this transport has no multicast groups")
+		return fmt.Errorf("gnl: group %s %s: this transport has no multicast groups", family, group)
 	}
 	for _, g := range fi.Groups {
 		if g.Name == group {
@@ -120,12 +122,12 @@ func (c *Conn) group(ctx context.Context, family, group string, join bool) error
 				err = gj.LeaveGroup(g.ID)
 			}
 			if err != nil {
-				return fmt.Errorf("gnl: %s group %s: %w", family, group, err)
+				return fmt.Errorf("gnl: group %s %s: %w", family, group, err)
 			}
 			return nil
 		}
 	}
-	return fmt.Errorf("gnl: family %s has no multicast group %q: %w", family, group, os.ErrNotExist)
+	return fmt.Errorf("gnl: group %s %s: no such multicast group (%w)", family, group, os.ErrNotExist)
 }
 
 // Listen reads the messages the kernel sends unasked on this connection (notifications of
