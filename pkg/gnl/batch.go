@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 )
 
@@ -107,6 +108,7 @@ func (c *Conn) SendBatch(ctx context.Context, b *Batch) error {
 	window := max(1, min(c.cfg.Window, c.rcvBuf/ackBudget))
 	maxBytes := max(1, c.sndBuf/2)
 	done := make([]bool, n)
+	var checked []*Family // families looked up again during this batch
 	for i := 0; i < n; {
 		j, size := i, 0
 		for j < n && j-i < window && (j == i || size+b.ops[j].end-b.ops[j].off <= maxBytes) {
@@ -114,6 +116,9 @@ func (c *Conn) SendBatch(ctx context.Context, b *Batch) error {
 			j++
 		}
 		lost, err := c.sendWindow(x, b, i, j, done)
+		if err == nil {
+			err = c.retryStale(x, b, i, j, done, &checked)
+		}
 		if err != nil {
 			fillResults(b.results[i:], done[i:], err)
 			return err
@@ -124,6 +129,66 @@ func (c *Conn) SendBatch(ctx context.Context, b *Batch) error {
 		i = j
 	}
 	return nil
+}
+
+// retryStale sends again, once, the requests of window [i, j) that failed because their
+// family's cached id was stale (the family was registered again under a new id; see
+// [Conn.Family]), and updates the ids of the batch's later requests. A family is looked up
+// again only when all its requests of the window failed so, and at most once per batch.
+func (c *Conn) retryStale(x *exchange, b *Batch, i, j int, done []bool, checked *[]*Family) error {
+	var sub Batch
+	var at []int        // sub's requests' indices in b
+	var moved []*Family // families found under a new id by this window's failures
+	for k := i; k < j; k++ {
+		op := &b.ops[k]
+		if !staleFamilyError(b.results[k]) {
+			continue
+		}
+		if !slices.Contains(*checked, op.family) && allStale(b, i, j, op.family) {
+			*checked = append(*checked, op.family)
+			id, changed, err := c.refreshFamily(x, op.family, op.id)
+			if err != nil || !changed {
+				continue // gone (the results say ENOENT already), or the family's own answer
+			}
+			moved = append(moved, op.family)
+			for l := k; l < len(b.ops); l++ {
+				if b.ops[l].family == op.family {
+					b.ops[l].id = id
+				}
+			}
+		}
+		if slices.Contains(moved, op.family) {
+			sop := *op
+			sop.off = len(sub.buf)
+			sub.buf = append(sub.buf, b.buf[op.off:op.end]...)
+			sop.end = len(sub.buf)
+			sub.ops = append(sub.ops, sop)
+			at = append(at, k)
+		}
+	}
+	if len(sub.ops) == 0 {
+		return nil
+	}
+	sub.results = make([]error, len(sub.ops))
+	sdone := make([]bool, len(sub.ops))
+	_, err := c.sendWindow(x, &sub, 0, len(sub.ops), sdone)
+	b.sends += sub.sends
+	for s, k := range at {
+		b.results[k], done[k] = sub.results[s], sdone[s]
+	}
+	return err
+}
+
+// allStale reports whether every request of family f in window [i, j) failed as requests with a
+// stale family id do: the kernel refuses all of them, so one that succeeded, got a reply or
+// another error shows that the id is current, and no lookup is needed.
+func allStale(b *Batch, i, j int, f *Family) bool {
+	for k := i; k < j; k++ {
+		if b.ops[k].family == f && !staleFamilyError(b.results[k]) {
+			return false
+		}
+	}
+	return true
 }
 
 // resolveBatch looks up the id of each family the batch's requests address.

@@ -295,7 +295,18 @@ func (c *Conn) roundTrip(ctx context.Context, op *operation, build func([]byte) 
 	if err != nil {
 		return err
 	}
-	return c.exchangeLocked(x, op, id, build)
+	err = c.exchangeLocked(x, op, id, build)
+	if !staleFamilyError(err) {
+		return err
+	}
+	newID, changed, lerr := c.refreshFamily(x, op.family, id)
+	switch {
+	case lerr != nil:
+		return lerr // the family is gone: say so rather than ENOENT from nowhere
+	case !changed:
+		return err // the family's own answer
+	}
+	return c.exchangeLocked(x, op, newID, build)
 }
 
 // exchangeLocked sends one request and interprets its answers until the last one.

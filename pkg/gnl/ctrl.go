@@ -70,8 +70,9 @@ type CtrlRequest struct {
 // CtrlGetFamily is nlctrl's CTRL_CMD_GETFAMILY. [Conn.Family] and [Conn.Families] use it.
 var CtrlGetFamily = Command[CtrlRequest, FamilyInfo]{Family: Ctrl, Name: "GETFAMILY", Cmd: ctrlCmdGetFamily, Reply: ctrlCmdNewFamily}
 
-// Family asks the kernel about a family by name. The answer is cached for the life of the
-// connection (family ids do not change while a kernel runs). A family the kernel does not have
+// Family asks the kernel about a family by name. The answer is cached by the connection; a
+// request that the kernel refuses with ENOENT or EINVAL looks the family up again, and is sent
+// again once when the family's id changed (its module was unloaded and loaded again). A family the kernel does not have
 // gives an error matching [ErrFamilyNotFound] and os.ErrNotExist.
 func (c *Conn) Family(ctx context.Context, name string) (*FamilyInfo, error) {
 	x, err := c.begin(ctx)
@@ -111,6 +112,31 @@ func (c *Conn) familyID(x *exchange, f *Family) (uint16, error) {
 		return 0, err
 	}
 	return fi.ID, nil
+}
+
+// staleFamilyError tells the kernel's answers to a request sent with a family id it no longer
+// knows: genetlink answers ENOENT for an unknown id, and a family that took over the id answers
+// EINVAL. The family itself may answer either too, so these only call for a lookup.
+func staleFamilyError(err error) bool {
+	var ge *Error
+	return errors.As(err, &ge) && (ge.Errno == syscall.ENOENT || ge.Errno == syscall.EINVAL)
+}
+
+// refreshFamily looks a family up again after a request sent with its cached id failed with
+// staleFamilyError: ids are cached for the connection's life, but a family that is unregistered
+// and registered again (ip_vs unloaded and loaded) gets a new one. changed reports that the id
+// moved, so the request never reached the family and may be sent again; a family whose id is
+// fixed or unchanged answered for itself.
+func (c *Conn) refreshFamily(x *exchange, f *Family, id uint16) (newID uint16, changed bool, err error) {
+	if f.ID != 0 {
+		return id, false, nil
+	}
+	delete(c.fams, f.Name)
+	fi, err := c.familyLocked(x, f.Name)
+	if err != nil {
+		return 0, false, err
+	}
+	return fi.ID, fi.ID != id, nil
 }
 
 // Families lists every generic netlink family the kernel has in the socket's network namespace.

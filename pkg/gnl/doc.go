@@ -42,7 +42,9 @@
 // # Behaviour
 //
 // Family ids are looked up by name through nlctrl (itself declared with this package as [Ctrl])
-// and cached per connection. Every call takes a context and never waits past its deadline or the
+// and cached per connection; a request refused with ENOENT or EINVAL looks its family up again
+// and is sent once more when the id changed (the family was registered again, as when ip_vs is
+// unloaded and loaded). Every call takes a context and never waits past its deadline or the
 // connection's timeout. Replies are matched by sequence number and port id; replies to requests
 // that were given up on are discarded, never taken for the next request's. Kernel errors are
 // [*Error] values that keep the errno, so errors.Is(err, os.ErrNotExist) and

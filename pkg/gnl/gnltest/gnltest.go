@@ -132,6 +132,29 @@ func (k *Kernel) Register(f *Family) uint16 {
 	return f.ID
 }
 
+// Reload registers the family of that name again under a new id, as the kernel does when the
+// family's module is unloaded and loaded again: requests with the old id get ENOENT. It returns
+// the new id.
+func (k *Kernel) Reload(name string) (uint16, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, f := range k.families {
+		if f.Name == name {
+			k.nextID = max(k.nextID, f.ID) + 1
+			f.ID = k.nextID
+			return f.ID, nil
+		}
+	}
+	return 0, fmt.Errorf("gnltest: no family %q", name)
+}
+
+// Unregister removes the family of that name, as unloading its module does.
+func (k *Kernel) Unregister(name string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.families = slices.DeleteFunc(k.families, func(f *Family) bool { return f.Name == name })
+}
+
 // Requests is how many requests the kernel has handled, NOOPs and lookups included.
 func (k *Kernel) Requests() int {
 	k.mu.Lock()
