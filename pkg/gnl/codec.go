@@ -12,42 +12,6 @@ import (
 	"unsafe"
 )
 
-// Attribute sets are Go structs whose fields carry a `gnl` tag:
-//
-//	`gnl:"N[,option...]"`
-//
-// N is the attribute number, always explicit (never the field's position). The attribute kind
-// follows from the field's Go type:
-//
-//	uint8 … uint64, and named types of them   u8 … u64 in host byte order ("net": network order)
-//	int8 … int64                               s8 … s64 in host byte order ("net": network order)
-//	bool                                       flag (present or absent, no payload)
-//	string                                     NUL-terminated string
-//	[]byte                                     raw bytes
-//	RawSet                                     a nested set kept encoded (NLA_F_NESTED set on output)
-//	[N]byte                                    fixed-size bytes (a shorter payload is zero-filled)
-//	a type whose pointer has UnmarshalBinary   a fixed-layout binary struct, decoded by that method
-//	                                           (which sees the whole payload, so it can switch on a
-//	                                           version field and the length); encoded with
-//	                                           AppendBinary or MarshalBinary when it has them
-//	a tagged struct, or a pointer to one       a nested set (NLA_F_NESTED set on output)
-//	[]T of any kind above                      an array: one nested attribute N whose members are
-//	                                           numbered 1, 2, … in order (the "indexed array" of
-//	                                           nlctrl); with the "multi" option, attribute N repeated
-//
-// A set may contain itself through a pointer or a slice (gnlpy's RecursiveSelf).
-//
-// Options: "net" (network byte order for integers), "omitempty" (do not encode the zero value;
-// without it every field is encoded, except nil pointers, empty slices and false flags), "multi".
-//
-// Special fields:
-//
-//	_ Ignore  `gnl:"N,ignore"`    attribute N is padding or deliberately dropped on decode
-//	X []Attr  `gnl:",unknown"`    collects attributes the set does not declare, as raw bytes
-//	X Present `gnl:",present"`    records which attribute numbers a decode saw
-//
-// Fields without a gnl tag, or tagged "-", are not part of the set.
-
 // Ignore is the type of a blank field that declares an attribute to skip on decode (padding such
 // as TASKSTATS_TYPE_NULL, or attributes deliberately dropped). It is never encoded.
 type Ignore struct{}
@@ -371,7 +335,8 @@ func setKind(f *field, t reflect.Type, building map[reflect.Type]*plan) error {
 	return nil
 }
 
-// Marshal encodes a tagged struct (or a pointer to one) as an attribute list.
+// Marshal encodes a tagged struct (or a pointer to one) as an attribute list; the package
+// documentation gives the gnl tag's grammar.
 func Marshal(v any) ([]byte, error) { return AppendMarshal(nil, v) }
 
 // AppendMarshal appends the attribute list encoding of v to b.
