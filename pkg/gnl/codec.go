@@ -259,6 +259,15 @@ func parseField(sf reflect.StructField, index int, tag string, building map[refl
 	return f, nil
 }
 
+// intKinds maps Go integer kinds to attribute kinds and payload sizes.
+var intKinds = map[reflect.Kind]struct {
+	kind kind
+	size int
+}{
+	reflect.Uint8: {kindU8, 1}, reflect.Uint16: {kindU16, 2}, reflect.Uint32: {kindU32, 4}, reflect.Uint64: {kindU64, 8},
+	reflect.Int8: {kindS8, 1}, reflect.Int16: {kindS16, 2}, reflect.Int32: {kindS32, 4}, reflect.Int64: {kindS64, 8},
+}
+
 // setKind fills in f's kind (and sub-plan, element codec) from a Go type.
 func setKind(f *field, t reflect.Type, building map[reflect.Type]*plan) error {
 	f.typ = t
@@ -281,23 +290,11 @@ func setKind(f *field, t reflect.Type, building map[reflect.Type]*plan) error {
 		f.kind, f.rawSet = kindBytes, true
 		return nil
 	}
+	if k, ok := intKinds[t.Kind()]; ok {
+		f.kind, f.size = k.kind, k.size
+		return nil
+	}
 	switch t.Kind() {
-	case reflect.Uint8:
-		f.kind, f.size = kindU8, 1
-	case reflect.Uint16:
-		f.kind, f.size = kindU16, 2
-	case reflect.Uint32:
-		f.kind, f.size = kindU32, 4
-	case reflect.Uint64:
-		f.kind, f.size = kindU64, 8
-	case reflect.Int8:
-		f.kind, f.size = kindS8, 1
-	case reflect.Int16:
-		f.kind, f.size = kindS16, 2
-	case reflect.Int32:
-		f.kind, f.size = kindS32, 4
-	case reflect.Int64:
-		f.kind, f.size = kindS64, 8
 	case reflect.Bool:
 		f.kind = kindFlag
 	case reflect.String:
@@ -702,6 +699,18 @@ func decodeValue(f *field, b []byte, ptr unsafe.Pointer) error {
 			*bp = []byte{} // present but empty is not absent (nil); no allocation
 		}
 		*bp = append((*bp)[:0], b...)
+	case kindNested:
+		return decodeSet(b, f.sub, ptr)
+	default:
+		return decodeOther(f, b, ptr)
+	}
+	return nil
+}
+
+// decodeOther decodes the kinds that decodeValue's switch leaves out: fixed-size bytes and
+// binary structs.
+func decodeOther(f *field, b []byte, ptr unsafe.Pointer) error {
+	switch f.kind {
 	case kindFixed:
 		if len(b) > f.size {
 			return fmt.Errorf("%w: payload is %d bytes, the field holds %d", ErrMalformed, len(b), f.size)
@@ -716,8 +725,6 @@ func decodeValue(f *field, b []byte, ptr unsafe.Pointer) error {
 		if err := u.UnmarshalBinary(b); err != nil {
 			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-	case kindNested:
-		return decodeSet(b, f.sub, ptr)
 	default:
 		return fmt.Errorf("%s: cannot decode kind %s", f.name, f.kind)
 	}

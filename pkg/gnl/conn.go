@@ -196,12 +196,8 @@ func (x *exchange) end() {
 	x.c.mu.Unlock()
 }
 
-// receive reads one or more datagrams, waiting at most until the context's deadline or the
-// connection's timeout, whichever is earlier.
-func (x *exchange) receive() ([]byte, error) {
-	return x.receiveWithin(x.c.cfg.Timeout)
-}
-
+// receiveWithin reads one or more datagrams, waiting at most wait or until the context's
+// deadline, whichever is earlier.
 func (x *exchange) receiveWithin(wait time.Duration) ([]byte, error) {
 	d := time.Now().Add(wait)
 	if !x.deadline.IsZero() && x.deadline.Before(d) {

@@ -59,7 +59,7 @@ func TestFamilyReloaded(t *testing.T) {
 				return err
 			}
 			if b.Err(0) != nil || !errors.Is(b.Err(1), syscall.EEXIST) || b.Err(2) != nil {
-				return fmt.Errorf("results %v, %v, %v", b.Err(0), b.Err(1), b.Err(2))
+				return errors.New(fmt.Sprint("results: ", b.Err(0), "; ", b.Err(1), "; ", b.Err(2)))
 			}
 			return nil
 		}},
