@@ -117,9 +117,12 @@ func (c *Conn) familyID(x *exchange, f *Family) (uint16, error) {
 // staleFamilyError tells the kernel's answers to a request sent with a family id it no longer
 // knows: genetlink answers ENOENT for an unknown id, and a family that took over the id answers
 // EINVAL. The family itself may answer either too, so these only call for a lookup.
+//
+// The answers it looks at are the package's own, unwrapped: a type assertion, not errors.As,
+// whose target would be allocated for every request and every batch result.
 func staleFamilyError(err error) bool {
-	var ge *Error
-	return errors.As(err, &ge) && (ge.Errno == syscall.ENOENT || ge.Errno == syscall.EINVAL)
+	ge, ok := err.(*Error) //nolint:errorlint // the package's own unwrapped kernel errors
+	return ok && (ge.Errno == syscall.ENOENT || ge.Errno == syscall.EINVAL)
 }
 
 // refreshFamily looks a family up again after a request sent with its cached id failed with
