@@ -367,3 +367,30 @@ func TestClosed(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// Close interrupts a request waiting for a reply that does not come: the request returns an
+// error matching ErrClosed at once, not at its timeout.
+func TestCloseInterruptsRequest(t *testing.T) {
+	_, kv, c := newKV(t)
+	kv.mu.Lock()
+	kv.drop["x"] = true
+	kv.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- kvAdd.Exec(context.Background(), c, &kvEntry{Key: "x"}) }() // timeout 2 s
+	time.Sleep(50 * time.Millisecond)                                               // let it wait for its reply
+	start := time.Now()
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, gnl.ErrClosed) {
+			t.Errorf("request after Close: %v, want ErrClosed", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("the request returned %v after Close", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not return after Close")
+	}
+}
