@@ -61,8 +61,6 @@ const maxStash = 4096
 // message is never taken for a reply even when its sequence number matches.
 func isUnsolicited(m message) bool { return m.typ >= 0x10 && (m.pid == 0 || m.seq == 0) }
 
-// stash keeps a copy of an unsolicited message that arrived during a request, for the next
-// Listen; anything else that is not the pending request's (a stale reply) is dropped.
 // stashRest stashes the messages left in a read when an exchange ends before them: a read
 // returns several datagrams, and unsolicited messages among them must reach the next Listen.
 func (c *Conn) stashRest(b []byte) {
@@ -76,6 +74,8 @@ func (c *Conn) stashRest(b []byte) {
 	}
 }
 
+// stash keeps a copy of an unsolicited message that arrived during a request, for the next
+// Listen; anything else that is not the pending request's (a stale reply) is dropped.
 func (c *Conn) stash(m message) {
 	if !isUnsolicited(m) {
 		return
