@@ -38,18 +38,14 @@ func TestVMFamilyReload(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "ipvsadm", "-A", "-t", "10.99.0.1:8080", "-s", "wlc").CombinedOutput(); err != nil {
 		t.Fatalf("ipvsadm -A: %v\n%s", err, out)
 	}
-	if out, err := exec.CommandContext(ctx, "ipvsadm", "-C").CombinedOutput(); err != nil {
-		t.Fatalf("ipvsadm -C: %v\n%s", err, out)
-	}
+	flushAllNamespaces(ctx, t)
 	// The ip_vs_* modules (schedulers, ftp, sip) depend on ip_vs: remove them first.
 	mods := ipvsModules(t)
 	slices.SortFunc(mods, func(a, b string) int {
 		return boolInt(a == "ip_vs") - boolInt(b == "ip_vs")
 	})
 	for _, m := range mods {
-		if out, err := exec.CommandContext(ctx, "modprobe", "-r", m).CombinedOutput(); err != nil {
-			t.Fatalf("modprobe -r %s: %v\n%s", m, err, out)
-		}
+		removeModule(ctx, t, m)
 	}
 	if left := ipvsModules(t); len(left) != 0 {
 		t.Fatalf("ip_vs modules still loaded after modprobe -r: %v", left)
@@ -69,6 +65,50 @@ func TestVMFamilyReload(t *testing.T) {
 	}
 	if after != before {
 		t.Errorf("Info after the reload %+v, before %+v", after, before)
+	}
+}
+
+// flushAllNamespaces empties the IPVS table of the initial network namespace and of every named
+// one that earlier tests may have left: their services keep scheduler modules in use.
+func flushAllNamespaces(ctx context.Context, t *testing.T) {
+	t.Helper()
+	if out, err := exec.CommandContext(ctx, "ipvsadm", "-C").CombinedOutput(); err != nil {
+		t.Fatalf("ipvsadm -C: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output()
+	if err != nil {
+		return // no named namespaces
+	}
+	for line := range strings.Lines(string(out)) {
+		if ns, _, _ := strings.Cut(strings.TrimSpace(line), " "); ns != "" {
+			_ = exec.CommandContext(ctx, "ip", "netns", "exec", ns, "ipvsadm", "-C").Run()
+		}
+	}
+}
+
+// removeModule unloads a module, retrying for a while: references to a scheduler go away only
+// once namespaces that earlier tests deleted are cleaned up and RCU callbacks have run. Busybox's
+// modprobe -r also tries to remove the module's dependencies and fails when ip_vs is still in use
+// by the other schedulers: what counts is that the module itself is gone.
+func removeModule(ctx context.Context, t *testing.T, m string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := exec.CommandContext(ctx, "modprobe", "-r", m).CombinedOutput()
+		if err == nil || !slices.Contains(ipvsModules(t), m) {
+			return
+		}
+		if time.Now().After(deadline) {
+			mods, _ := os.ReadFile("/proc/modules")
+			var lines []string
+			for line := range strings.Lines(string(mods)) {
+				if strings.HasPrefix(line, "ip_vs") {
+					lines = append(lines, line)
+				}
+			}
+			t.Fatalf("modprobe -r %s: %v\n%s\nip_vs modules:\n%s", m, err, out, strings.Join(lines, ""))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
