@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -242,5 +243,69 @@ func TestBatchAcknowledgesOnlyTheLastOfEachWindow(t *testing.T) {
 	}
 	if len(kv.vals) != n-12 {
 		t.Errorf("kernel has %d keys, want %d", len(kv.vals), n-12)
+	}
+}
+
+// Sequence numbers wrap at 2^32 and skip 0. A window that crosses the wrap matches every
+// answer to its own request: the failures land on the requests that failed, the window's last
+// acknowledgement ends it (no timeout), and so do the requests and windows after it.
+func TestBatchSequenceWraparound(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		last uint32 // the connection's last sequence number before the batch
+	}{
+		{"wrap inside the first window", 1<<32 - 5},
+		{"last request of the first window on 2^32-1", 1<<32 - 8},
+		{"first request of a window on 2^32-1", 1<<32 - 9},
+		{"no wrap", 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			k := &gnltest.Kernel{}
+			kv := &kvKernel{vals: map[string]uint32{}}
+			var seqs []uint32
+			k.Register(&gnltest.Family{Name: "KV", Handle: func(req gnltest.Request) ([]gnltest.Message, error) {
+				seqs = append(seqs, req.Sequence)
+				return kv.handle(req)
+			}})
+			c := k.Dial(&gnl.Config{Window: 8, Timeout: time.Second})
+			defer c.Close()
+			if _, err := c.Family(ctx, "KV"); err != nil {
+				t.Fatal(err)
+			}
+			gnl.SetSequence(c, tc.last)
+			// Requests 3, 6 and 12 add a key that request 0 added: EEXIST, each one at a
+			// different distance from the wrap.
+			const n = 20
+			dup := func(i int) bool { return i == 3 || i == 6 || i == 12 }
+			var b gnl.Batch
+			for i := range n {
+				key := fmt.Sprint(i)
+				if dup(i) {
+					key = "0"
+				}
+				if err := kvAdd.Add(&b, &kvEntry{Key: key}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.SendBatch(ctx, &b); err != nil {
+				t.Fatalf("SendBatch: %v", err)
+			}
+			for i := range n {
+				if err := b.Err(i); dup(i) != errors.Is(err, syscall.EEXIST) || (!dup(i) && err != nil) {
+					t.Errorf("request %d (sequence %d): %v", i, seqs[i], err)
+				}
+			}
+			for _, s := range seqs {
+				if s == 0 {
+					t.Errorf("sequence 0 was sent: %v", seqs)
+				}
+			}
+			// The connection is in step after the batch.
+			var got kvEntry
+			if err := kvGet.Do(ctx, c, &kvEntry{Key: "19"}, &got); err != nil || got.Key != "19" {
+				t.Errorf("after the batch: %+v %v", got, err)
+			}
+		})
 	}
 }

@@ -12,42 +12,6 @@ import (
 	"unsafe"
 )
 
-// Attribute sets are Go structs whose fields carry a `gnl` tag:
-//
-//	`gnl:"N[,option...]"`
-//
-// N is the attribute number, always explicit (never the field's position). The attribute kind
-// follows from the field's Go type:
-//
-//	uint8 … uint64, and named types of them   u8 … u64 in host byte order ("net": network order)
-//	int8 … int64                               s8 … s64 in host byte order ("net": network order)
-//	bool                                       flag (present or absent, no payload)
-//	string                                     NUL-terminated string
-//	[]byte                                     raw bytes
-//	RawSet                                     a nested set kept encoded (NLA_F_NESTED set on output)
-//	[N]byte                                    fixed-size bytes (a shorter payload is zero-filled)
-//	a type whose pointer has UnmarshalBinary   a fixed-layout binary struct, decoded by that method
-//	                                           (which sees the whole payload, so it can switch on a
-//	                                           version field and the length); encoded with
-//	                                           AppendBinary or MarshalBinary when it has them
-//	a tagged struct, or a pointer to one       a nested set (NLA_F_NESTED set on output)
-//	[]T of any kind above                      an array: one nested attribute N whose members are
-//	                                           numbered 1, 2, … in order (the "indexed array" of
-//	                                           nlctrl); with the "multi" option, attribute N repeated
-//
-// A set may contain itself through a pointer or a slice (gnlpy's RecursiveSelf).
-//
-// Options: "net" (network byte order for integers), "omitempty" (do not encode the zero value;
-// without it every field is encoded, except nil pointers, empty slices and false flags), "multi".
-//
-// Special fields:
-//
-//	_ Ignore  `gnl:"N,ignore"`    attribute N is padding or deliberately dropped on decode
-//	X []Attr  `gnl:",unknown"`    collects attributes the set does not declare, as raw bytes
-//	X Present `gnl:",present"`    records which attribute numbers a decode saw
-//
-// Fields without a gnl tag, or tagged "-", are not part of the set.
-
 // Ignore is the type of a blank field that declares an attribute to skip on decode (padding such
 // as TASKSTATS_TYPE_NULL, or attributes deliberately dropped). It is never encoded.
 type Ignore struct{}
@@ -181,7 +145,7 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 	p := &plan{name: t.String(), typ: t, unknown: -1, present: -1}
 	building[t] = p
 	if t.Kind() != reflect.Struct {
-		p.err = fmt.Errorf("gnl: %s is not a struct", t)
+		p.err = fmt.Errorf("gnl: attribute set %s: not a struct", t)
 		return p
 	}
 	var maxAttr uint16
@@ -193,7 +157,7 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 		}
 		f, err := parseField(sf, i, tag, building)
 		if err != nil {
-			p.err = fmt.Errorf("gnl: %s.%s: %w", t, sf.Name, err)
+			p.err = fmt.Errorf("gnl: attribute set %s: field %s: %w", t, sf.Name, err)
 			return p
 		}
 		switch f.kind {
@@ -211,7 +175,7 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 			continue
 		}
 		if !sf.IsExported() {
-			p.err = fmt.Errorf("gnl: %s.%s: unexported field has a gnl tag", t, sf.Name)
+			p.err = fmt.Errorf("gnl: attribute set %s: field %s: unexported field has a gnl tag", t, sf.Name)
 			return p
 		}
 		p.fields = append(p.fields, f)
@@ -223,11 +187,11 @@ func buildPlan(t reflect.Type, building map[reflect.Type]*plan) *plan {
 	}
 	for i, f := range p.fields {
 		if p.byAttr[f.attr] >= 0 {
-			p.err = fmt.Errorf("gnl: %s: attribute %d declared by both %s and %s", t, f.attr, p.fields[p.byAttr[f.attr]].name, f.name)
+			p.err = fmt.Errorf("gnl: attribute set %s: attribute %d declared by both %s and %s", t, f.attr, p.fields[p.byAttr[f.attr]].name, f.name)
 			return p
 		}
 		if p.ignore[f.attr] {
-			p.err = fmt.Errorf("gnl: %s: attribute %d is both ignored and declared by %s", t, f.attr, f.name)
+			p.err = fmt.Errorf("gnl: attribute set %s: attribute %d is both ignored and declared by %s", t, f.attr, f.name)
 			return p
 		}
 		p.byAttr[f.attr] = int16(i)
@@ -295,6 +259,15 @@ func parseField(sf reflect.StructField, index int, tag string, building map[refl
 	return f, nil
 }
 
+// intKinds maps Go integer kinds to attribute kinds and payload sizes.
+var intKinds = map[reflect.Kind]struct {
+	kind kind
+	size int
+}{
+	reflect.Uint8: {kindU8, 1}, reflect.Uint16: {kindU16, 2}, reflect.Uint32: {kindU32, 4}, reflect.Uint64: {kindU64, 8},
+	reflect.Int8: {kindS8, 1}, reflect.Int16: {kindS16, 2}, reflect.Int32: {kindS32, 4}, reflect.Int64: {kindS64, 8},
+}
+
 // setKind fills in f's kind (and sub-plan, element codec) from a Go type.
 func setKind(f *field, t reflect.Type, building map[reflect.Type]*plan) error {
 	f.typ = t
@@ -317,23 +290,11 @@ func setKind(f *field, t reflect.Type, building map[reflect.Type]*plan) error {
 		f.kind, f.rawSet = kindBytes, true
 		return nil
 	}
+	if k, ok := intKinds[t.Kind()]; ok {
+		f.kind, f.size = k.kind, k.size
+		return nil
+	}
 	switch t.Kind() {
-	case reflect.Uint8:
-		f.kind, f.size = kindU8, 1
-	case reflect.Uint16:
-		f.kind, f.size = kindU16, 2
-	case reflect.Uint32:
-		f.kind, f.size = kindU32, 4
-	case reflect.Uint64:
-		f.kind, f.size = kindU64, 8
-	case reflect.Int8:
-		f.kind, f.size = kindS8, 1
-	case reflect.Int16:
-		f.kind, f.size = kindS16, 2
-	case reflect.Int32:
-		f.kind, f.size = kindS32, 4
-	case reflect.Int64:
-		f.kind, f.size = kindS64, 8
 	case reflect.Bool:
 		f.kind = kindFlag
 	case reflect.String:
@@ -371,7 +332,8 @@ func setKind(f *field, t reflect.Type, building map[reflect.Type]*plan) error {
 	return nil
 }
 
-// Marshal encodes a tagged struct (or a pointer to one) as an attribute list.
+// Marshal encodes a tagged struct (or a pointer to one) as an attribute list; the package
+// documentation gives the gnl tag's grammar.
 func Marshal(v any) ([]byte, error) { return AppendMarshal(nil, v) }
 
 // AppendMarshal appends the attribute list encoding of v to b.
@@ -379,7 +341,7 @@ func AppendMarshal(b []byte, v any) ([]byte, error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() == reflect.Pointer {
 		if rv.IsNil() {
-			return b, fmt.Errorf("gnl: marshal of a nil %s", rv.Type())
+			return b, fmt.Errorf("gnl: marshal %s: nil pointer", rv.Type().Elem())
 		}
 		rv = rv.Elem()
 	} else if rv.IsValid() {
@@ -387,13 +349,17 @@ func AppendMarshal(b []byte, v any) ([]byte, error) {
 		c.Set(rv)
 		rv = c
 	} else {
-		return b, fmt.Errorf("gnl: marshal of nil")
+		return b, fmt.Errorf("gnl: marshal: nil value")
 	}
 	p, err := planFor(rv.Type())
 	if err != nil {
 		return b, err
 	}
-	return appendSet(b, p, rv.Addr().UnsafePointer())
+	b, err = appendSet(b, p, rv.Addr().UnsafePointer())
+	if err != nil {
+		return b, fmt.Errorf("gnl: marshal %s: %w", rv.Type(), err)
+	}
+	return b, nil
 }
 
 // Unmarshal decodes an attribute list into the tagged struct v points to. It is lenient where
@@ -403,13 +369,16 @@ func AppendMarshal(b []byte, v any) ([]byte, error) {
 func Unmarshal(b []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("gnl: unmarshal needs a non-nil pointer, not %T", v)
+		return fmt.Errorf("gnl: unmarshal %T: needs a non-nil pointer", v)
 	}
 	p, err := planFor(rv.Type().Elem())
 	if err != nil {
 		return err
 	}
-	return decodeSet(b, p, rv.UnsafePointer())
+	if err := decodeSet(b, p, rv.UnsafePointer()); err != nil {
+		return fmt.Errorf("gnl: unmarshal: %w", err) // the error names the set
+	}
+	return nil
 }
 
 // The codec works on the memory of the struct through the field offsets of its plan, so that
@@ -528,7 +497,7 @@ func appendValue(b []byte, f *field, typ uint16, ptr unsafe.Pointer) ([]byte, er
 	case kindString:
 		s := *(*string)(ptr)
 		if strings.IndexByte(s, 0) >= 0 {
-			return b, fmt.Errorf("gnl: %s: string contains a NUL byte", f.name)
+			return b, fmt.Errorf("%s: string contains a NUL byte", f.name)
 		}
 		b = append(b, s...)
 		b = append(b, 0)
@@ -542,7 +511,7 @@ func appendValue(b []byte, f *field, typ uint16, ptr unsafe.Pointer) ([]byte, er
 			return b, err
 		}
 	default:
-		return b, fmt.Errorf("gnl: %s: cannot encode kind %s", f.name, f.kind)
+		return b, fmt.Errorf("%s: cannot encode kind %s", f.name, f.kind)
 	}
 	return finishAttr(b, off)
 }
@@ -558,11 +527,11 @@ func appendBinary(b []byte, f *field, ptr unsafe.Pointer) ([]byte, error) {
 	case encoding.BinaryMarshaler:
 		p, err := m.MarshalBinary()
 		if err != nil {
-			return b, fmt.Errorf("gnl: %s: %w", f.name, err)
+			return b, fmt.Errorf("%s: %w", f.name, err)
 		}
 		return append(b, p...), nil
 	}
-	return b, fmt.Errorf("gnl: %s: %s is decode-only (it has no AppendBinary or MarshalBinary)", f.name, f.typ)
+	return b, fmt.Errorf("%s: %s is decode-only (it has no AppendBinary or MarshalBinary)", f.name, f.typ)
 }
 
 // decodeSet fills the struct at base from the attributes in b. Fields whose attribute is absent
@@ -730,6 +699,18 @@ func decodeValue(f *field, b []byte, ptr unsafe.Pointer) error {
 			*bp = []byte{} // present but empty is not absent (nil); no allocation
 		}
 		*bp = append((*bp)[:0], b...)
+	case kindNested:
+		return decodeSet(b, f.sub, ptr)
+	default:
+		return decodeOther(f, b, ptr)
+	}
+	return nil
+}
+
+// decodeOther decodes the kinds that decodeValue's switch leaves out: fixed-size bytes and
+// binary structs.
+func decodeOther(f *field, b []byte, ptr unsafe.Pointer) error {
+	switch f.kind {
 	case kindFixed:
 		if len(b) > f.size {
 			return fmt.Errorf("%w: payload is %d bytes, the field holds %d", ErrMalformed, len(b), f.size)
@@ -744,10 +725,8 @@ func decodeValue(f *field, b []byte, ptr unsafe.Pointer) error {
 		if err := u.UnmarshalBinary(b); err != nil {
 			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-	case kindNested:
-		return decodeSet(b, f.sub, ptr)
 	default:
-		return fmt.Errorf("gnl: %s: cannot decode kind %s", f.name, f.kind)
+		return fmt.Errorf("%s: cannot decode kind %s", f.name, f.kind)
 	}
 	return nil
 }

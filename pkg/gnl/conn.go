@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -77,12 +78,14 @@ type Conn struct {
 	t   Transport
 	cfg Config
 
-	mu     sync.Mutex // serializes exchanges
-	seq    uint32
-	rbuf   []byte
-	wbuf   []byte
-	dirty  bool // an exchange was abandoned: replies may be in flight; resync before the next
-	closed bool
+	mu    sync.Mutex // serializes exchanges
+	seq   uint32
+	rbuf  []byte
+	wbuf  []byte
+	dirty bool // an exchange was abandoned: replies may be in flight; resync before the next
+	// closed is set by Close without the lock, which a Listen holds for as long as it listens:
+	// closing the transport interrupts whatever read holds it.
+	closed atomic.Bool
 	fams   map[string]*FamilyInfo
 
 	unsolicited   []message // messages sent unasked that arrived during requests, for Listen
@@ -113,14 +116,12 @@ func NewConn(t Transport, cfg *Config) *Conn {
 	return c
 }
 
-// Close closes the socket.
+// Close closes the socket. It does not wait for calls in progress: a blocked read (a Listen, a
+// request waiting for its reply) is interrupted and returns an error matching [ErrClosed].
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	c.closed = true
 	return c.t.Close()
 }
 
@@ -136,11 +137,17 @@ type operation struct {
 	dump    bool
 	noAck   bool // a do request: its reply (or an error) ends it, no NLM_F_ACK is asked for
 	onReply func(attrs []byte) error
+	// decodeOnly: onReply only decodes, so its errors are named after the request (other
+	// callbacks return their callers' errors as they are).
+	decodeOnly bool
 }
 
 func (op *operation) fail(errno syscall.Errno, msg string, off int) error {
 	return &Error{Family: op.family.Name, Command: op.name, Errno: errno, Message: msg, Offset: off}
 }
+
+// wrap names the request in an error about it: "gnl: FAMILY COMMAND: cause".
+func (op *operation) wrap(err error) error { return requestError(op.family.Name, op.name, err) }
 
 // exchange holds the deadline bookkeeping of one call.
 type exchange struct {
@@ -156,7 +163,7 @@ func (c *Conn) begin(ctx context.Context) (*exchange, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		return nil, ErrClosed
 	}
@@ -189,12 +196,8 @@ func (x *exchange) end() {
 	x.c.mu.Unlock()
 }
 
-// receive reads one or more datagrams, waiting at most until the context's deadline or the
-// connection's timeout, whichever is earlier.
-func (x *exchange) receive() ([]byte, error) {
-	return x.receiveWithin(x.c.cfg.Timeout)
-}
-
+// receiveWithin reads one or more datagrams, waiting at most wait or until the context's
+// deadline, whichever is earlier.
 func (x *exchange) receiveWithin(wait time.Duration) ([]byte, error) {
 	d := time.Now().Add(wait)
 	if !x.deadline.IsZero() && x.deadline.Before(d) {
@@ -207,17 +210,20 @@ func (x *exchange) receiveWithin(wait time.Duration) ([]byte, error) {
 	x.c.dlMu.Unlock()
 	n, err := x.c.t.Receive(x.c.rbuf)
 	if err != nil {
+		if x.c.closed.Load() {
+			return nil, ErrClosed
+		}
 		if cerr := x.ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("gnl: waiting for a reply: %w", cerr)
+			return nil, fmt.Errorf("waiting for a reply: %w", cerr)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if !x.deadline.IsZero() && !d.Before(x.deadline) {
 				// The context's deadline passed; its timer may not have fired yet.
-				return nil, fmt.Errorf("gnl: waiting for a reply: %w", context.DeadlineExceeded)
+				return nil, fmt.Errorf("waiting for a reply: %w", context.DeadlineExceeded)
 			}
-			return nil, fmt.Errorf("gnl: no reply within %s: %w", wait, err)
+			return nil, fmt.Errorf("no reply within %s: %w", wait, err)
 		}
-		return nil, fmt.Errorf("gnl: receive: %w", err)
+		return nil, fmt.Errorf("receive: %w", err)
 	}
 	return x.c.rbuf[:n], nil
 }
@@ -234,74 +240,102 @@ func (c *Conn) nextSeq() uint32 {
 // acknowledges and reads until that acknowledgement. Replies arrive in order, so everything
 // before it is stale. (gnlpy's unread ACK poisoned the next query; ours cannot.)
 func (c *Conn) resync(x *exchange) error {
-	send := func() (uint32, error) {
-		seq := c.nextSeq()
-		b := appendHeader(c.wbuf[:0], typeNoop, flagRequest|flagAck, seq, 0, 0, 0)[:nlHdrLen]
-		finishMessage(b, 0)
-		c.wbuf = b
-		if err := c.t.Send(b); err != nil {
-			return 0, fmt.Errorf("gnl: resync: %w", err)
-		}
-		return seq, nil
-	}
-	seq, err := send()
+	seq, err := c.sendNoop()
 	if err != nil {
 		return err
 	}
-	overflowed := false
+	r := x.reader(true)
+	defer r.stop()
 	for {
-		var dg []byte
-		if overflowed {
+		m, err := r.next()
+		switch {
+		case errors.Is(err, errDrained):
 			// The kernel answers a NOOP at once: if nothing is queued, its ACK was dropped.
-			dg, err = x.receiveWithin(5 * time.Millisecond)
-			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && x.ctx.Err() == nil {
-				overflowed = false
-				if seq, err = send(); err != nil {
-					return err
-				}
-				continue
+			r.overflowed = false
+			if seq, err = c.sendNoop(); err != nil {
+				return err
 			}
-		} else {
-			dg, err = x.receive()
-		}
-		if errors.Is(err, syscall.ENOBUFS) {
-			overflowed, c.stashLost = true, true // unsolicited messages were lost: tell Listen
 			continue
+		case errors.Is(err, ErrMalformed):
+			continue // a torn stale datagram: the reader dropped it
+		case err != nil:
+			return fmt.Errorf("resync: %w", err)
 		}
-		if err != nil {
-			return fmt.Errorf("gnl: resync: %w", err)
+		if m.typ == typeError && m.seq == seq {
+			c.dirty = false
+			return nil
 		}
-		for len(dg) > 0 {
-			m, rest, err := nextMessage(dg)
-			if err != nil {
-				break // a torn stale datagram: drop it
-			}
-			dg = rest
-			if m.typ == typeError && m.seq == seq {
-				c.dirty = false
-				c.stashRest(dg)
-				return nil
-			}
-			c.stash(m)
-		}
+		c.stash(m)
 	}
+}
+
+func (c *Conn) sendNoop() (uint32, error) {
+	seq := c.nextSeq()
+	b := appendHeader(c.wbuf[:0], typeNoop, flagRequest|flagAck, seq, 0, 0, 0)[:nlHdrLen]
+	finishMessage(b, 0)
+	c.wbuf = b
+	if err := c.t.Send(b); err != nil {
+		return 0, fmt.Errorf("resync: %w", err)
+	}
+	return seq, nil
 }
 
 // roundTrip sends one request built by build (attributes only) and processes its replies.
 func (c *Conn) roundTrip(ctx context.Context, op *operation, build func([]byte) ([]byte, error)) error {
 	x, err := c.begin(ctx)
 	if err != nil {
-		return err
+		return op.wrap(err)
 	}
 	defer x.end()
 	id, err := c.familyID(x, op.family)
 	if err != nil {
 		return err
 	}
-	return c.exchangeLocked(x, op, id, build)
+	err = c.exchangeLocked(x, op, id, build)
+	if !staleFamilyError(err) {
+		return err
+	}
+	newID, changed, lerr := c.refreshFamily(x, op.family, id)
+	switch {
+	case lerr != nil:
+		return lerr // the family is gone: say so rather than ENOENT from nowhere
+	case !changed:
+		return err // the family's own answer
+	}
+	return c.exchangeLocked(x, op, newID, build)
 }
 
+// exchangeLocked sends one request and interprets its answers until the last one.
 func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func([]byte) ([]byte, error)) error {
+	seq, err := c.sendRequest(op, id, build)
+	if err != nil {
+		return err
+	}
+	c.dirty = true // until the final answer has been read
+	k := call{id: id}
+	// A dump's replies are produced as the socket is read: those an overflow dropped are gone.
+	r := x.reader(!op.dump)
+	defer r.stop()
+	for {
+		m, err := r.next()
+		switch {
+		case errors.Is(err, errDrained):
+			c.dirty = false
+			return op.wrap(fmt.Errorf("%w (%w)", ErrAckLost, syscall.ENOBUFS))
+		case err != nil:
+			return op.wrap(err)
+		}
+		if m.seq != seq || (m.pid == 0 && isUnsolicited(m)) {
+			c.stash(m) // unsolicited, or a reply to an earlier request that was given up on
+			continue
+		}
+		if done, err := c.answer(op, &k, m); done {
+			return err
+		}
+	}
+}
+
+func (c *Conn) sendRequest(op *operation, id uint16, build func([]byte) ([]byte, error)) (uint32, error) {
 	seq := c.nextSeq()
 	flags := uint16(flagRequest | flagAck)
 	switch {
@@ -313,104 +347,77 @@ func (c *Conn) exchangeLocked(x *exchange, op *operation, id uint16, build func(
 	b := appendHeader(c.wbuf[:0], id, flags, seq, c.t.PortID(), op.cmd, op.family.Version)
 	b, err := build(b)
 	if err != nil {
-		return fmt.Errorf("gnl: encode %s %s: %w", op.family.Name, op.name, err)
+		return 0, op.wrap(fmt.Errorf("encode: %w", err))
 	}
 	finishMessage(b, 0)
 	c.wbuf = b
 	if err := c.t.Send(b); err != nil {
-		return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, err)
+		return 0, op.wrap(err)
 	}
-	c.dirty = true // until the final reply has been read
-	var (
-		interrupted bool
-		overflowed  bool
-		cbErr       error
-		left        []byte // what a read returned after the message being handled
-	)
-	// A read returns several datagrams: messages after the final reply are kept for Listen.
-	defer func() { c.stashRest(left) }()
-	for {
-		var dg []byte
-		if overflowed {
-			// The kernel handled the request during sendmsg: whatever it answered is queued
-			// already, or was dropped. Nothing more after a short wait: the answer was lost.
-			dg, err = x.receiveWithin(5 * time.Millisecond)
-			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && x.ctx.Err() == nil {
-				c.dirty = false
-				return fmt.Errorf("%s %s: %w: %w", op.family.Name, op.name, ErrAckLost, syscall.ENOBUFS)
-			}
-		} else {
-			dg, err = x.receive()
+	return seq, nil
+}
+
+// call is the state of one request while its answers are read.
+type call struct {
+	id          uint16
+	interrupted bool  // a reply carried NLM_F_DUMP_INTR
+	cbErr       error // the first error of the reply callback (a dump reads on to its end)
+}
+
+// answer interprets one message that carries the request's sequence number; done reports that
+// it was the last the request gets. It leaves c.dirty set when more answers may be on their way.
+func (c *Conn) answer(op *operation, k *call, m message) (done bool, err error) {
+	if m.pid != c.t.PortID() && m.pid != 0 {
+		return true, op.wrap(fmt.Errorf("%w: reply for port %d on port %d", ErrUnexpectedReply, m.pid, c.t.PortID()))
+	}
+	if m.flags&flagDumpIntr != 0 {
+		k.interrupted = true
+	}
+	switch m.typ {
+	case typeError, typeDone:
+		return c.final(op, k, m)
+	case typeNoop:
+		return false, nil
+	}
+	attrs, err := replyAttrs(m, k.id, op.reply)
+	if err != nil {
+		return true, op.wrap(err)
+	}
+	if op.onReply != nil && k.cbErr == nil {
+		k.cbErr = op.onReply(attrs)
+		if k.cbErr != nil && op.decodeOnly {
+			k.cbErr = op.wrap(fmt.Errorf("decode reply: %w", k.cbErr))
 		}
-		if errors.Is(err, syscall.ENOBUFS) && !op.dump {
-			// Unsolicited messages (or our answer) overflowed the receive buffer: tell the next
-			// Listen, and look for the answer among what was queued.
-			overflowed, c.stashLost = true, true
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, err)
-		}
-		for len(dg) > 0 {
-			m, rest, err := nextMessage(dg)
-			if err != nil {
-				return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, err)
-			}
-			dg, left = rest, rest
-			if m.seq != seq || (m.pid == 0 && isUnsolicited(m)) {
-				c.stash(m) // unsolicited, or a reply to an earlier request that was given up on
-				continue
-			}
-			if m.pid != c.t.PortID() && m.pid != 0 {
-				return fmt.Errorf("%w: %s %s: reply for port %d on port %d", ErrUnexpectedReply, op.family.Name, op.name, m.pid, c.t.PortID())
-			}
-			if m.flags&flagDumpIntr != 0 {
-				interrupted = true
-			}
-			switch m.typ {
-			case typeError, typeDone:
-				if m.typ == typeDone && !op.dump && !op.noAck {
-					continue
-				}
-				c.dirty = false
-				errno, msg, off, perr := ackError(m)
-				switch {
-				case perr != nil:
-					return fmt.Errorf("gnl: %s %s: %w", op.family.Name, op.name, perr)
-				case errno != 0:
-					return op.fail(errno, msg, off)
-				case cbErr != nil:
-					return cbErr
-				case interrupted:
-					return fmt.Errorf("%s %s: %w", op.family.Name, op.name, ErrDumpInterrupted)
-				}
-				if m.typ == typeError && op.dump {
-					continue // a dump is finished by NLMSG_DONE, not by an ACK
-				}
-				return nil
-			case typeNoop:
-				continue
-			}
-			if m.typ != id {
-				return fmt.Errorf("%w: %s %s: message type %d, want family id %d", ErrUnexpectedReply, op.family.Name, op.name, m.typ, id)
-			}
-			if len(m.data) < genlHdrLen {
-				return fmt.Errorf("gnl: %s %s: %w: reply of %d bytes", op.family.Name, op.name, ErrMalformed, len(m.data))
-			}
-			if op.reply != 0 && m.data[0] != op.reply {
-				return fmt.Errorf("%w: %s %s: reply command %d, want %d", ErrUnexpectedReply, op.family.Name, op.name, m.data[0], op.reply)
-			}
-			if op.onReply != nil && cbErr == nil {
-				cbErr = op.onReply(m.data[genlHdrLen:])
-				if cbErr != nil && !op.dump {
-					c.dirty = !op.noAck // an ACK would still be on its way: the next call discards it
-					return cbErr
-				}
-			}
-			if op.noAck && m.flags&flagMulti == 0 {
-				c.dirty = false
-				return nil
-			}
+		if k.cbErr != nil && !op.dump {
+			c.dirty = !op.noAck // an ACK would still be on its way: the next call discards it
+			return true, k.cbErr
 		}
 	}
+	if op.noAck && m.flags&flagMulti == 0 {
+		c.dirty = false
+		return true, nil
+	}
+	return false, nil
+}
+
+// final interprets an NLMSG_ERROR or NLMSG_DONE of the request.
+func (c *Conn) final(op *operation, k *call, m message) (done bool, err error) {
+	if m.typ == typeDone && !op.dump && !op.noAck {
+		return false, nil
+	}
+	c.dirty = false
+	errno, msg, off, perr := ackError(m)
+	switch {
+	case perr != nil:
+		return true, op.wrap(perr)
+	case errno != 0:
+		return true, op.fail(errno, msg, off)
+	case k.cbErr != nil:
+		return true, k.cbErr
+	case k.interrupted:
+		return true, op.wrap(ErrDumpInterrupted)
+	case m.typ == typeError && op.dump:
+		return false, nil // a dump is finished by NLMSG_DONE, not by an ACK
+	}
+	return true, nil
 }

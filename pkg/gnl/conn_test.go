@@ -266,24 +266,43 @@ func TestWrongReplyCommand(t *testing.T) {
 	}
 }
 
-// A reply that never comes does not hang the caller, and when it comes late it is not taken
-// for the next request's (gnlpy's unread ACK poisoned the next query).
+// A reply that never comes does not hang the caller, and when it comes late, with the sequence
+// number of the request that was given up on, it is not taken for the next request's. The next
+// request first discards everything queued before it (the resync): late answers that fill the
+// receive buffer would otherwise crowd out its own answer, which the kernel would drop (ENOBUFS).
 func TestLostAndLateReplies(t *testing.T) {
-	k, kv, c := newKV(t)
-	kv.drop["slow"] = true
+	k := &gnltest.Kernel{ReceiveBuffer: 4096}
+	kv := &kvKernel{vals: map[string]uint32{}, drop: map[string]bool{"slow": true}}
+	var slowSeq uint32
+	id := k.Register(&gnltest.Family{Name: "KV", Handle: func(req gnltest.Request) ([]gnltest.Message, error) {
+		var e kvEntry
+		if err := gnl.Unmarshal(req.Attrs, &e); err == nil && e.Key == "slow" {
+			slowSeq = req.Sequence
+		}
+		return kv.handle(req)
+	}})
+	c := k.Dial(&gnl.Config{Timeout: 2 * time.Second})
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err := kvAdd.Exec(ctx, c, &kvEntry{Key: "slow"})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want context.DeadlineExceeded", err)
 	}
-	// The late ACK (errno EEXIST, say) and a late reply arrive now, with the old sequence.
-	fi, _ := c.Family(context.Background(), "KV")
-	_ = fi
-	for _, seq := range []uint32{1, 2} {
-		m, _ := gnltest.Reply(kvCmdNew, &kvEntry{Key: "stale", Value: 666})
+	if slowSeq == 0 {
+		t.Fatal("the abandoned request never reached the kernel")
+	}
+	// The late acknowledgement (EEXIST) and late replies arrive now, with the abandoned request's
+	// sequence number and this connection's port id, as the kernel addresses answers: 3,836 of
+	// the receive buffer's 4,096 bytes in the fake kernel's accounting (7 datagrams of 36 bytes
+	// and 512 of overhead), too full for the next acknowledgement.
+	if err := k.SendAck(c.PortID(), slowSeq, syscall.EEXIST); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		m, _ := gnltest.Reply(kvCmdNew, &kvEntry{Key: "x", Value: 666})
 		m.PortID = c.PortID()
-		if err := k.Send(c.PortID(), fi.ID, seq, m); err != nil {
+		if err := k.Send(c.PortID(), id, slowSeq, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -346,5 +365,32 @@ func TestClosed(t *testing.T) {
 	_ = c.Close()
 	if err := kvAdd.Exec(context.Background(), c, &kvEntry{Key: "a"}); !errors.Is(err, gnl.ErrClosed) {
 		t.Errorf("got %v", err)
+	}
+}
+
+// Close interrupts a request waiting for a reply that does not come: the request returns an
+// error matching ErrClosed at once, not at its timeout.
+func TestCloseInterruptsRequest(t *testing.T) {
+	_, kv, c := newKV(t)
+	kv.mu.Lock()
+	kv.drop["x"] = true
+	kv.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- kvAdd.Exec(context.Background(), c, &kvEntry{Key: "x"}) }() // timeout 2 s
+	time.Sleep(50 * time.Millisecond)                                               // let it wait for its reply
+	start := time.Now()
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, gnl.ErrClosed) {
+			t.Errorf("request after Close: %v, want ErrClosed", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("the request returned %v after Close", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not return after Close")
 	}
 }

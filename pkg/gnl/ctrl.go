@@ -2,9 +2,9 @@ package gnl
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"reflect"
-	"unsafe"
+	"syscall"
 )
 
 // Ctrl is the generic netlink controller family, nlctrl, which names and describes the other
@@ -70,13 +70,14 @@ type CtrlRequest struct {
 // CtrlGetFamily is nlctrl's CTRL_CMD_GETFAMILY. [Conn.Family] and [Conn.Families] use it.
 var CtrlGetFamily = Command[CtrlRequest, FamilyInfo]{Family: Ctrl, Name: "GETFAMILY", Cmd: ctrlCmdGetFamily, Reply: ctrlCmdNewFamily}
 
-// Family asks the kernel about a family by name. The answer is cached for the life of the
-// connection (family ids do not change while a kernel runs). A family the kernel does not have
+// Family asks the kernel about a family by name. The answer is cached by the connection; a
+// request that the kernel refuses with ENOENT or EINVAL looks the family up again, and is sent
+// again once when the family's id changed (its module was unloaded and loaded again). A family the kernel does not have
 // gives an error matching [ErrFamilyNotFound] and os.ErrNotExist.
 func (c *Conn) Family(ctx context.Context, name string) (*FamilyInfo, error) {
 	x, err := c.begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gnl: look up family %q: %w", name, err)
 	}
 	defer x.end()
 	return c.familyLocked(x, name)
@@ -87,23 +88,15 @@ func (c *Conn) familyLocked(x *exchange, name string) (*FamilyInfo, error) {
 		return fi, nil
 	}
 	fi := new(FamilyInfo)
-	p, err := planFor(reflect.TypeFor[FamilyInfo]())
-	if err != nil {
+	err := CtrlGetFamily.do(x.ctx, c, x, Ctrl.ID, &CtrlRequest{Name: name}, fi)
+	var ge *Error
+	switch {
+	case errors.As(err, &ge) && ge.Errno == syscall.ENOENT:
+		return nil, &familyNotFound{name: name, err: ge}
+	case err != nil:
 		return nil, err
-	}
-	req := CtrlRequest{Name: name}
-	got := false
-	op := operation{family: Ctrl, name: "GETFAMILY", cmd: ctrlCmdGetFamily, reply: ctrlCmdNewFamily,
-		onReply: func(b []byte) error { got = true; return decodeSet(b, p, unsafe.Pointer(fi)) }}
-	err = c.exchangeLocked(x, &op, Ctrl.ID, func(b []byte) ([]byte, error) { return AppendMarshal(b, &req) })
-	if err != nil {
-		if isNotExist(err) {
-			return nil, fmt.Errorf("%w: %q: %w", ErrFamilyNotFound, name, err)
-		}
-		return nil, err
-	}
-	if !got || fi.Name != name {
-		return nil, fmt.Errorf("%w: family lookup of %q answered with %q", ErrUnexpectedReply, name, fi.Name)
+	case fi.Name != name:
+		return nil, fmt.Errorf("gnl: look up family %q: %w: answered with %q", name, ErrUnexpectedReply, fi.Name)
 	}
 	c.fams[name] = fi
 	return fi, nil
@@ -121,7 +114,49 @@ func (c *Conn) familyID(x *exchange, f *Family) (uint16, error) {
 	return fi.ID, nil
 }
 
+// staleFamilyError tells the kernel's answers to a request sent with a family id it no longer
+// knows: genetlink answers ENOENT for an unknown id, and a family that took over the id answers
+// EINVAL. The family itself may answer either too, so these only call for a lookup.
+//
+// The answers it looks at are the package's own, unwrapped: a type assertion, not errors.As,
+// whose target would be allocated for every request and every batch result.
+func staleFamilyError(err error) bool {
+	ge, ok := err.(*Error) //nolint:errorlint // the package's own unwrapped kernel errors
+	return ok && (ge.Errno == syscall.ENOENT || ge.Errno == syscall.EINVAL)
+}
+
+// refreshFamily looks a family up again after a request sent with its cached id failed with
+// staleFamilyError: ids are cached for the connection's life, but a family that is unregistered
+// and registered again (ip_vs unloaded and loaded) gets a new one. changed reports that the id
+// moved, so the request never reached the family and may be sent again; a family whose id is
+// fixed or unchanged answered for itself.
+func (c *Conn) refreshFamily(x *exchange, f *Family, id uint16) (newID uint16, changed bool, err error) {
+	if f.ID != 0 {
+		return id, false, nil
+	}
+	delete(c.fams, f.Name)
+	fi, err := c.familyLocked(x, f.Name)
+	if err != nil {
+		return 0, false, err
+	}
+	return fi.ID, fi.ID != id, nil
+}
+
 // Families lists every generic netlink family the kernel has in the socket's network namespace.
 func (c *Conn) Families(ctx context.Context) ([]FamilyInfo, error) {
 	return CtrlGetFamily.DumpAll(ctx, c, &CtrlRequest{})
 }
+
+// familyNotFound is nlctrl's ENOENT for a family name. It matches ErrFamilyNotFound and unwraps
+// to the kernel's [*Error], so errors.Is(err, os.ErrNotExist) holds, and reads once:
+// `gnl: look up family "IPVS": generic netlink family not found (no such file or directory)`.
+type familyNotFound struct {
+	name string
+	err  *Error
+}
+
+func (e *familyNotFound) Error() string {
+	return fmt.Sprintf("gnl: look up family %q: %v (%v)", e.name, ErrFamilyNotFound, e.err.Errno)
+}
+
+func (e *familyNotFound) Unwrap() []error { return []error{ErrFamilyNotFound, e.err} }

@@ -38,13 +38,14 @@ type Command[Req, Rep any] struct {
 // in a test or at start-up.
 func (c Command[Req, Rep]) Check() error {
 	if c.Family == nil {
-		return fmt.Errorf("gnl: command %s has no family", c.Name)
+		return fmt.Errorf("gnl: command %s: no family", c.Name)
 	}
+	// A plan's error names its attribute set and says gnl: already.
 	if _, err := planFor(reflect.TypeFor[Req]()); err != nil {
-		return fmt.Errorf("gnl: %s %s request: %w", c.Family.Name, c.Name, err)
+		return err
 	}
 	if _, err := planFor(reflect.TypeFor[Rep]()); err != nil {
-		return fmt.Errorf("gnl: %s %s reply: %w", c.Family.Name, c.Name, err)
+		return err
 	}
 	return nil
 }
@@ -58,6 +59,13 @@ func (c Command[Req, Rep]) Exec(ctx context.Context, conn *Conn, req *Req) error
 // reply, or the kernel's error, ends the call (one read instead of two). For commands the kernel
 // answers with an acknowledgement only, use [Command.Exec].
 func (c Command[Req, Rep]) Do(ctx context.Context, conn *Conn, req *Req, rep *Rep) error {
+	return c.do(ctx, conn, nil, 0, req, rep)
+}
+
+// do is Do, or with an exchange x, Do within that exchange, which holds the connection (a
+// family lookup in the middle of another call), on family id id. The closures are built here
+// and passed to concrete functions, so that they stay on the stack.
+func (c Command[Req, Rep]) do(ctx context.Context, conn *Conn, x *exchange, id uint16, req *Req, rep *Rep) error {
 	p, err := planFor(reflect.TypeFor[Rep]())
 	if err != nil {
 		return err
@@ -67,11 +75,15 @@ func (c Command[Req, Rep]) Do(ctx context.Context, conn *Conn, req *Req, rep *Re
 		return err
 	}
 	// No NLM_F_ACK: the reply, or the kernel's error, ends the request, one read instead of two.
-	op := operation{family: c.Family, name: c.Name, cmd: c.Cmd, reply: c.Reply, noAck: true,
+	// onReply's errors are decoding errors, named after the request by the caller: the closure
+	// captures no more than it needs, so that it stays small.
+	op := operation{family: c.Family, name: c.Name, cmd: c.Cmd, reply: c.Reply, noAck: true, decodeOnly: true,
 		onReply: func(data []byte) error { return decodeSet(data, p, unsafe.Pointer(rep)) }}
-	return conn.roundTrip(ctx, &op, func(b []byte) ([]byte, error) {
-		return appendSet(b, preq, unsafe.Pointer(req))
-	})
+	build := func(b []byte) ([]byte, error) { return appendSet(b, preq, unsafe.Pointer(req)) }
+	if x != nil {
+		return conn.exchangeLocked(x, &op, id, build)
+	}
+	return conn.roundTrip(ctx, &op, build)
 }
 
 // Dump sends the request as a dump (NLM_F_DUMP) and calls fn for each reply, decoded into the
@@ -88,7 +100,7 @@ func (c Command[Req, Rep]) Dump(ctx context.Context, conn *Conn, req *Req, fn fu
 	rv := unsafe.Pointer(&rep)
 	return c.run(ctx, conn, req, true, func(data []byte) error {
 		if err := decodeSet(data, p, rv); err != nil {
-			return err
+			return c.decodeErr(err)
 		}
 		return fn(&rep)
 	})
@@ -104,7 +116,7 @@ func (c Command[Req, Rep]) DumpAll(ctx context.Context, conn *Conn, req *Req) ([
 	var zero Rep
 	err = c.run(ctx, conn, req, true, func(data []byte) error {
 		out = append(out, zero)
-		return decodeSet(data, p, unsafe.Pointer(&out[len(out)-1]))
+		return c.decodeErr(decodeSet(data, p, unsafe.Pointer(&out[len(out)-1])))
 	})
 	return out, err
 }
@@ -116,7 +128,7 @@ func (c Command[Req, Rep]) Add(b *Batch, req *Req) error {
 	if err != nil {
 		return err
 	}
-	return b.add(c.Family, c.Name, c.Cmd, nil, func(buf []byte) ([]byte, error) {
+	return b.add(c.Family, c.Name, c.Cmd, 0, nil, func(buf []byte) ([]byte, error) {
 		return appendSet(buf, p, unsafe.Pointer(req))
 	})
 }
@@ -135,21 +147,23 @@ func (c Command[Req, Rep]) AddDo(b *Batch, req *Req, fn func(*Rep) error) error 
 		return err
 	}
 	var rep Rep
-	onReply := func(data []byte) error {
-		if len(data) < genlHdrLen {
-			return fmt.Errorf("%w: %s %s: reply of %d bytes", ErrMalformed, c.Family.Name, c.Name, len(data))
-		}
-		if c.Reply != 0 && data[0] != c.Reply {
-			return fmt.Errorf("%w: %s %s: reply command %d, want %d", ErrUnexpectedReply, c.Family.Name, c.Name, data[0], c.Reply)
-		}
-		if err := decodeSet(data[genlHdrLen:], prep, unsafe.Pointer(&rep)); err != nil {
-			return err
+	onReply := func(attrs []byte) error {
+		if err := decodeSet(attrs, prep, unsafe.Pointer(&rep)); err != nil {
+			return requestError(c.Family.Name, c.Name, fmt.Errorf("decode reply: %w", err))
 		}
 		return fn(&rep)
 	}
-	return b.add(c.Family, c.Name, c.Cmd, onReply, func(buf []byte) ([]byte, error) {
+	return b.add(c.Family, c.Name, c.Cmd, c.Reply, onReply, func(buf []byte) ([]byte, error) {
 		return appendSet(buf, p, unsafe.Pointer(req))
 	})
+}
+
+// decodeErr names the command in an error decoding its reply.
+func (c Command[Req, Rep]) decodeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return requestError(c.Family.Name, c.Name, fmt.Errorf("decode reply: %w", err))
 }
 
 func (c Command[Req, Rep]) run(ctx context.Context, conn *Conn, req *Req, dump bool, fn func([]byte) error) error {

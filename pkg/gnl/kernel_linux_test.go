@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -444,5 +445,35 @@ func TestKernelBatchWithReplies(t *testing.T) {
 	}
 	if b.Sends() != 1 {
 		t.Errorf("%d sends", b.Sends())
+	}
+}
+
+// On a real socket too, Close interrupts a Listen blocked in recvmmsg and returns at once.
+func TestKernelCloseInterruptsListen(t *testing.T) {
+	c := dialKernel(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- gnl.CtrlGetFamily.Listen(ctx, c, func(*gnl.FamilyInfo, error) error { return nil })
+	}()
+	time.Sleep(50 * time.Millisecond) // let Listen block in its read
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close blocked while a Listen held the connection")
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, gnl.ErrClosed) {
+			t.Errorf("Listen after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Listen did not return after Close")
 	}
 }

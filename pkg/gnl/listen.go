@@ -13,7 +13,7 @@ import (
 
 // ErrMessagesLost: the kernel dropped messages for this socket because its receive buffer was
 // full (ENOBUFS). A listener gets it, as a [*LostError], in place of the records it will never see.
-var ErrMessagesLost = errors.New("gnl: messages lost: receive buffer overflow")
+var ErrMessagesLost = errors.New("messages lost")
 
 // LostError reports messages the kernel dropped. It matches [ErrMessagesLost] and
 // syscall.ENOBUFS.
@@ -23,11 +23,13 @@ type LostError struct {
 	Count uint32
 }
 
+// Error reads "N messages lost (no buffer space available)": a cause, which Listen prefixes
+// with "gnl:" and the command it listens for.
 func (e *LostError) Error() string {
 	if e.Count == 0 {
-		return ErrMessagesLost.Error()
+		return fmt.Sprintf("%v (%v)", ErrMessagesLost, syscall.ENOBUFS)
 	}
-	return fmt.Sprintf("%v: %d dropped", ErrMessagesLost, e.Count)
+	return fmt.Sprintf("%d %v (%v)", e.Count, ErrMessagesLost, syscall.ENOBUFS)
 }
 
 // Is makes errors.Is(err, ErrMessagesLost) and errors.Is(err, syscall.ENOBUFS) true.
@@ -59,8 +61,6 @@ const maxStash = 4096
 // message is never taken for a reply even when its sequence number matches.
 func isUnsolicited(m message) bool { return m.typ >= 0x10 && (m.pid == 0 || m.seq == 0) }
 
-// stash keeps a copy of an unsolicited message that arrived during a request, for the next
-// Listen; anything else that is not the pending request's (a stale reply) is dropped.
 // stashRest stashes the messages left in a read when an exchange ends before them: a read
 // returns several datagrams, and unsolicited messages among them must reach the next Listen.
 func (c *Conn) stashRest(b []byte) {
@@ -74,6 +74,8 @@ func (c *Conn) stashRest(b []byte) {
 	}
 }
 
+// stash keeps a copy of an unsolicited message that arrived during a request, for the next
+// Listen; anything else that is not the pending request's (a stale reply) is dropped.
 func (c *Conn) stash(m message) {
 	if !isUnsolicited(m) {
 		return
@@ -110,7 +112,7 @@ func (c *Conn) group(ctx context.Context, family, group string, join bool) error
 	}
 	gj, ok := c.t.(groupJoiner)
 	if !ok {
-		return fmt.Errorf("gnl: this transport has no multicast groups")
+		return fmt.Errorf("gnl: group %s %s: this transport has no multicast groups", family, group)
 	}
 	for _, g := range fi.Groups {
 		if g.Name == group {
@@ -120,12 +122,12 @@ func (c *Conn) group(ctx context.Context, family, group string, join bool) error
 				err = gj.LeaveGroup(g.ID)
 			}
 			if err != nil {
-				return fmt.Errorf("gnl: %s group %s: %w", family, group, err)
+				return fmt.Errorf("gnl: group %s %s: %w", family, group, err)
 			}
 			return nil
 		}
 	}
-	return fmt.Errorf("gnl: family %s has no multicast group %q: %w", family, group, os.ErrNotExist)
+	return fmt.Errorf("gnl: group %s %s: no such multicast group (%w)", family, group, os.ErrNotExist)
 }
 
 // Listen reads the messages the kernel sends unasked on this connection (notifications of
@@ -143,72 +145,96 @@ func (c Command[Req, Rep]) Listen(ctx context.Context, conn *Conn, fn func(rep *
 	}
 	x, err := conn.begin(ctx)
 	if err != nil {
-		return err
+		return c.listenErr(err)
 	}
 	defer x.end()
 	id, err := conn.familyID(x, c.Family)
 	if err != nil {
 		return err
 	}
-	var rep Rep
-	rv := unsafe.Pointer(&rep)
-	deliver := func(m message) error {
-		if m.typ != id || !isUnsolicited(m) || len(m.data) < genlHdrLen || (c.Reply != 0 && m.data[0] != c.Reply) {
-			return nil
-		}
-		if err := decodeSet(m.data[genlHdrLen:], p, rv); err != nil {
-			return fn(nil, fmt.Errorf("%s %s: %w", c.Family.Name, c.Name, err))
-		}
-		return fn(&rep, nil)
+	l := listener[Req, Rep]{cmd: c, conn: conn, id: id, plan: p, fn: fn}
+	if err := l.stashed(); err != nil {
+		return err
 	}
-	lost := func() error {
-		n := conn.drops()
-		err := &LostError{Count: n - conn.reportedDrops}
-		conn.reportedDrops = n
-		return fn(nil, fmt.Errorf("%s %s: %w", c.Family.Name, c.Name, err))
+	r := x.reader(false) // an overflow is reported to fn, not recovered from
+	defer r.stop()       // a read takes several datagrams: keep the rest for the next Listen
+	for {
+		m, err := r.next()
+		switch {
+		case err == nil:
+			err = l.deliver(m)
+		case errors.Is(err, syscall.ENOBUFS):
+			err = l.lost()
+		case ctx.Err() != nil:
+			return c.listenErr(ctx.Err())
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue // the connection's timeout bounds replies, not how long a listener waits
+		case errors.Is(err, ErrMalformed):
+			err = fn(nil, c.listenErr(err)) // the rest of that read is dropped; listening goes on
+		default:
+			return c.listenErr(err)
+		}
+		if err != nil {
+			return err
+		}
 	}
+}
+
+// listenErr names the command in an error of its listener.
+func (c Command[Req, Rep]) listenErr(err error) error {
+	return requestError(c.Family.Name, c.Name, fmt.Errorf("listen: %w", err))
+}
+
+// listener delivers the unsolicited messages of one Listen call.
+type listener[Req, Rep any] struct {
+	cmd  Command[Req, Rep]
+	conn *Conn
+	id   uint16
+	plan *plan
+	rep  Rep
+	fn   func(rep *Rep, lost error) error
+}
+
+// stashed delivers what arrived while requests waited for their answers, and the losses then.
+func (l *listener[Req, Rep]) stashed() error {
+	conn := l.conn
 	if conn.stashLost {
 		conn.stashLost = false
-		if err := lost(); err != nil {
+		if err := l.lost(); err != nil {
 			return err
 		}
 	}
 	for len(conn.unsolicited) > 0 {
 		m := conn.unsolicited[0]
 		conn.unsolicited = conn.unsolicited[1:]
-		if err := deliver(m); err != nil {
+		if err := l.deliver(m); err != nil {
 			return err
 		}
 	}
 	conn.unsolicited = nil
-	for {
-		dg, err := x.receive()
-		switch {
-		case errors.Is(err, syscall.ENOBUFS):
-			if err := lost(); err != nil {
-				return err
-			}
-			continue
-		case err != nil && ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue // the connection's timeout bounds replies, not how long a listener waits
-		case err != nil:
-			return err
-		}
-		for len(dg) > 0 {
-			m, rest, err := nextMessage(dg)
-			if err != nil {
-				if ferr := fn(nil, fmt.Errorf("%s %s: %w", c.Family.Name, c.Name, err)); ferr != nil {
-					return ferr
-				}
-				break
-			}
-			dg = rest
-			if err := deliver(m); err != nil {
-				conn.stashRest(dg) // a read takes several datagrams: keep the rest for the next Listen
-				return err
-			}
-		}
+	return nil
+}
+
+// deliver decodes an unsolicited message of the command's family and reply command for fn;
+// other messages are not the listener's.
+func (l *listener[Req, Rep]) deliver(m message) error {
+	if !isUnsolicited(m) {
+		return nil
 	}
+	attrs, err := replyAttrs(m, l.id, l.cmd.Reply)
+	if err != nil {
+		return nil
+	}
+	if err := decodeSet(attrs, l.plan, unsafe.Pointer(&l.rep)); err != nil {
+		return l.fn(nil, l.cmd.listenErr(fmt.Errorf("decode: %w", err)))
+	}
+	return l.fn(&l.rep, nil)
+}
+
+// lost reports the messages the kernel dropped since the last report.
+func (l *listener[Req, Rep]) lost() error {
+	n := l.conn.drops()
+	err := &LostError{Count: n - l.conn.reportedDrops}
+	l.conn.reportedDrops = n
+	return l.fn(nil, l.cmd.listenErr(err))
 }

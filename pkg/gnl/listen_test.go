@@ -224,3 +224,53 @@ func TestRequestDuringOverflow(t *testing.T) {
 		t.Errorf("Listen saw %d records and %d loss reports; want the queued records and a loss", records, losses)
 	}
 }
+
+// Close does not wait for a Listen that holds the connection: it interrupts the blocked read,
+// returns at once, and the Listen returns an error matching ErrClosed.
+func TestCloseInterruptsListen(t *testing.T) {
+	k := &gnltest.Kernel{}
+	id := k.Register(&gnltest.Family{Name: "KV", Handle: func(gnltest.Request) ([]gnltest.Message, error) { return nil, nil }})
+	conn := k.Dial(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := conn.Family(ctx, "KV"); err != nil {
+		t.Fatal(err)
+	}
+	listening := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- kvEvents.Listen(ctx, conn, func(*kvEntry, error) error {
+			close(listening) // one record seen: Listen goes back to its blocking read
+			return nil
+		})
+	}()
+	m, _ := gnltest.Reply(kvCmdNew, &kvEntry{Key: "a"})
+	if err := k.Send(conn.PortID(), id, 0, m); err != nil {
+		t.Fatal(err)
+	}
+	<-listening
+	closed := make(chan error, 1)
+	go func() { closed <- conn.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close blocked while a Listen held the connection")
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, gnl.ErrClosed) {
+			t.Errorf("Listen after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Listen did not return after Close")
+	}
+	if err := conn.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := kvAdd.Exec(ctx, conn, &kvEntry{Key: "b"}); !errors.Is(err, gnl.ErrClosed) {
+		t.Errorf("request after Close: %v, want ErrClosed", err)
+	}
+}

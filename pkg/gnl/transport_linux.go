@@ -104,7 +104,7 @@ func (t *socketTransport) Receive(b []byte) (int, error) {
 	slot := min(t.slot, len(b))
 	n := min(len(b)/max(slot, 1), maxReadSlots)
 	if n == 0 {
-		return 0, fmt.Errorf("gnl: receive buffer of %d bytes", len(b))
+		return 0, fmt.Errorf("a %d-byte buffer holds no datagram", len(b))
 	}
 	for i := range n {
 		t.iovs[i] = unix.Iovec{Base: &b[i*slot]}

@@ -47,14 +47,23 @@ func nextMessage(b []byte) (message, []byte, error) {
 		return message{}, nil, fmt.Errorf("%w: message claims %d bytes, %d remain", ErrMalformed, l, len(b))
 	}
 	m := message{
-		typ:   binary.NativeEndian.Uint16(b[4:6]),
-		flags: binary.NativeEndian.Uint16(b[6:8]),
-		seq:   binary.NativeEndian.Uint32(b[8:12]),
-		pid:   binary.NativeEndian.Uint32(b[12:16]),
+		typ:   binary.NativeEndian.Uint16(b[hdrType:]),
+		flags: binary.NativeEndian.Uint16(b[hdrFlags:]),
+		seq:   binary.NativeEndian.Uint32(b[hdrSeq:]),
+		pid:   binary.NativeEndian.Uint32(b[hdrPort:]),
 		data:  b[nlHdrLen:l:l],
 	}
 	return m, b[min(align(l), len(b)):], nil
 }
+
+// Offsets of the fields of struct nlmsghdr, in the order appendHeader writes them.
+const (
+	hdrLen   = 0  // __u32 nlmsg_len
+	hdrType  = 4  // __u16 nlmsg_type: the family id
+	hdrFlags = 6  // __u16 nlmsg_flags
+	hdrSeq   = 8  // __u32 nlmsg_seq
+	hdrPort  = 12 // __u32 nlmsg_pid
+)
 
 // appendHeader appends a netlink and generic netlink header; finishMessage sets the length.
 func appendHeader(b []byte, typ, flags uint16, seq, pid uint32, cmd, version uint8) []byte {
@@ -67,7 +76,17 @@ func appendHeader(b []byte, typ, flags uint16, seq, pid uint32, cmd, version uin
 }
 
 func finishMessage(b []byte, off int) {
-	binary.NativeEndian.PutUint32(b[off:], uint32(len(b)-off))
+	binary.NativeEndian.PutUint32(b[off+hdrLen:], uint32(len(b)-off))
+}
+
+// patchHeader sets the header fields of the message at the start of b that a batch knows only
+// when it sends it: the family id (resolved on the connection), the flags (only a window's last
+// request asks for an acknowledgement), the sequence number and the port id.
+func patchHeader(b []byte, typ, flags uint16, seq, pid uint32) {
+	binary.NativeEndian.PutUint16(b[hdrType:], typ)
+	binary.NativeEndian.PutUint16(b[hdrFlags:], flags)
+	binary.NativeEndian.PutUint32(b[hdrSeq:], seq)
+	binary.NativeEndian.PutUint32(b[hdrPort:], pid)
 }
 
 // ackError decodes the payload of an NLMSG_ERROR (or of an NLMSG_DONE, which carries an errno

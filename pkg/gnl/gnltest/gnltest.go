@@ -132,6 +132,29 @@ func (k *Kernel) Register(f *Family) uint16 {
 	return f.ID
 }
 
+// Reload registers the family of that name again under a new id, as the kernel does when the
+// family's module is unloaded and loaded again: requests with the old id get ENOENT. It returns
+// the new id.
+func (k *Kernel) Reload(name string) (uint16, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, f := range k.families {
+		if f.Name == name {
+			k.nextID = max(k.nextID, f.ID) + 1
+			f.ID = k.nextID
+			return f.ID, nil
+		}
+	}
+	return 0, fmt.Errorf("gnltest: no family %q", name)
+}
+
+// Unregister removes the family of that name, as unloading its module does.
+func (k *Kernel) Unregister(name string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.families = slices.DeleteFunc(k.families, func(f *Family) bool { return f.Name == name })
+}
+
 // Requests is how many requests the kernel has handled, NOOPs and lookups included.
 func (k *Kernel) Requests() int {
 	k.mu.Lock()
@@ -163,6 +186,21 @@ func (k *Kernel) Send(port uint32, familyID uint16, seq uint32, m Message) error
 		return fmt.Errorf("gnltest: no connection with port %d", port)
 	}
 	t.queue(message(nil, familyID, m.Flags, seq, m.PortID, m.Cmd, m.Attrs))
+	return nil
+}
+
+// SendAck queues an acknowledgement (NLMSG_ERROR, errno from err, nil for success) with the
+// given sequence number to the connection with the given port id, as the late answer to a
+// request that was given up on. Like the kernel's, it carries the connection's port id.
+func (k *Kernel) SendAck(port, seq uint32, err error) error {
+	k.mu.Lock()
+	t := k.conns[port]
+	k.mu.Unlock()
+	if t == nil {
+		return fmt.Errorf("gnltest: no connection with port %d", port)
+	}
+	hdr := appendMsg(nil, typeNoop, 0, seq, port, nil) // stands for the request's header
+	t.queue(ack(Request{Sequence: seq, PortID: port}, hdr, err))
 	return nil
 }
 
