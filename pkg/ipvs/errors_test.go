@@ -189,7 +189,7 @@ func TestOpError(t *testing.T) {
 			"ipvs: flush: operation not permitted", []error{syscall.EPERM, os.ErrPermission}},
 		{&OpError{Op: AddService, Object: "TCP 10.0.0.1:80", Kind: ErrNotSent, Err: context.Canceled},
 			"ipvs: add service TCP 10.0.0.1:80: operation not sent: context canceled", []error{ErrNotSent, context.Canceled}},
-		{&OpError{Op: GetInfo, Err: gnl.ErrClosed}, "ipvs: get info: gnl: connection closed", []error{gnl.ErrClosed}},
+		{&OpError{Op: GetInfo, Err: gnl.ErrClosed}, "ipvs: get info: connection closed", []error{gnl.ErrClosed}},
 	}
 	for _, tc := range tests {
 		if d := cmp.Diff(tc.want, tc.err.Error()); d != "" {
