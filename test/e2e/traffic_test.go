@@ -279,3 +279,75 @@ func TestDrainKeepsConnections(t *testing.T) {
 func readyEP(addr string) discoveryv1.Endpoint {
 	return discoveryv1.Endpoint{Addresses: []string{addr}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}
 }
+
+// 7. The API server unreachable: the table stays, traffic flows and a drain in progress ends;
+// when the server is back, changes are programmed again.
+func TestAPIServerUnreachable(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	a1, a2 := backendPod(t, "n1", "u1", 5), backendPod(t, "n1", "u2", 6)
+	vipOnNode(t, "n1", "192.0.2.92")
+	backendsSvc(t, ns, "web")
+	es := podSlice(ns, "web", readyEP(a1), readyEP(a2))
+	must(t, k8s.Create(ctx, es))
+	vs := virtualService(ns, "outage", []string{"192.0.2.92"}, 80, v1alpha1.BackendRef{Name: "web"})
+	vs.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"zone": "a"}}
+	vs.Spec.Drain = &v1alpha1.Drain{TimeoutSeconds: ptr.To[int32](8)}
+	must(t, k8s.Create(ctx, vs))
+	both := []string{
+		"-A -t 192.0.2.92:80 -s wrr",
+		"-a -t 192.0.2.92:80 -r 10.20.5.2:8080 -m -w 1",
+		"-a -t 192.0.2.92:80 -r 10.20.6.2:8080 -m -w 1",
+	}
+	waitTable(t, "n1", both, "192.0.2.92")
+	// A drain starts (u2 terminates) with a connection held open, then the API server goes away.
+	var held net.Conn
+	for i := 0; i < 4 && held == nil; i++ {
+		c, who, err := dial("n1", "192.0.2.92:80")
+		must(t, err)
+		if who == "u2" {
+			held = c
+		} else {
+			c.Close()
+		}
+	}
+	if held == nil {
+		t.Fatal("no connection reached u2")
+	}
+	defer held.Close()
+	es.Endpoints[1].Conditions = discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)}
+	must(t, k8s.Update(ctx, es))
+	waitTable(t, "n1", []string{both[0], both[1], "-a -t 192.0.2.92:80 -r 10.20.6.2:8080 -m -w 0"}, "192.0.2.92")
+	ipcmd(t, "link", "set", "eth0", "down")
+	down := true
+	defer func() {
+		if down {
+			_ = exec.Command("/sbin/ip", "link", "set", "eth0", "up").Run()
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		c, who, err := dial("n1", "192.0.2.92:80")
+		if err != nil {
+			t.Fatalf("traffic stopped while the API server is unreachable: %v", err)
+		}
+		c.Close()
+		if who != "u1" {
+			t.Errorf("a new connection went to the draining %s", who)
+		}
+	}
+	// The drain ends at its deadline although the agent cannot reach the API server.
+	waitTable(t, "n1", both[:2], "192.0.2.92")
+	ipcmd(t, "link", "set", "eth0", "up")
+	down = false
+	// Back: u2 is ready again and is programmed at its weight.
+	eventually(t, "the API server reachable again", waitLong, func() error {
+		es.Endpoints[1].Conditions = discoveryv1.EndpointConditions{Ready: ptr.To(true)}
+		var cur discoveryv1.EndpointSlice
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: es.Name}, &cur); err != nil {
+			return err
+		}
+		cur.Endpoints = es.Endpoints
+		return k8s.Update(ctx, &cur)
+	})
+	waitTable(t, "n1", both, "192.0.2.92")
+}
