@@ -125,7 +125,7 @@ func (o *agentOptions) validate() error {
 
 func runAgent(ctx context.Context, o *agentOptions) error {
 	if err := o.validate(); err != nil {
-		return fmt.Errorf("kubelvs agent: %w", err)
+		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zapOpts)))
 	log := ctrl.Log.WithName("agent").WithValues("node", o.node)
@@ -150,7 +150,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	}
 	m := agent.NewMetrics()
 	if err := m.Register(metrics.Registry); err != nil {
-		return fmt.Errorf("kubelvs agent: register metrics: %w", err)
+		return fmt.Errorf("register metrics: %w", err)
 	}
 	rec := agent.NewReconciler(agent.Config{
 		Node: o.node, Kernel: kernel, Allow: allow, Log: log, Metrics: m,
@@ -167,15 +167,15 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		AuditPeriod: o.auditPeriod, DrainPoll: o.drainPoll, RetryPeriod: o.retryPeriod, Log: log,
 	})
 	if err := mgr.Add(runner); err != nil {
-		return fmt.Errorf("kubelvs agent: %w", err)
+		return err
 	}
 	if err := metrics.Registry.Register(agent.NewStatsCollector(kernel, runner)); err != nil {
-		return fmt.Errorf("kubelvs agent: register the IPVS collector: %w", err)
+		return fmt.Errorf("register the IPVS collector: %w", err)
 	}
 	var ready atomic.Bool
 	runner.OnReady(func() { ready.Store(true) })
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return fmt.Errorf("kubelvs agent: %w", err)
+		return err
 	}
 	if err := mgr.AddReadyzCheck("readyz", func(*http.Request) error {
 		if !ready.Load() {
@@ -183,11 +183,11 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("kubelvs agent: %w", err)
+		return err
 	}
 	log.Info("starting", "netns", o.netns, "stateDir", o.stateDir, "auditPeriod", o.auditPeriod, "managedCIDRs", o.managedCIDRs)
 	if err := mgr.Start(ctx); err != nil {
-		return fmt.Errorf("kubelvs agent: %w", err)
+		return err
 	}
 	return nil
 }
@@ -214,14 +214,14 @@ func openKernel(o *agentOptions) (*agent.IPVSKernel, v1alpha1.KernelInfo, error)
 	if o.netns != "" {
 		f, err := os.Open(o.netns)
 		if err != nil {
-			return nil, v1alpha1.KernelInfo{}, fmt.Errorf("kubelvs agent: --netns: %w", err)
+			return nil, v1alpha1.KernelInfo{}, fmt.Errorf("--netns: %w", err)
 		}
 		defer f.Close() // ipvs.New keeps its own sockets in the namespace
 		cfg.NetNS = int(f.Fd())
 	}
 	c, err := ipvs.New(context.Background(), &cfg)
 	if err != nil {
-		return nil, v1alpha1.KernelInfo{}, fmt.Errorf("kubelvs agent: open IPVS: %w", err)
+		return nil, v1alpha1.KernelInfo{}, err
 	}
 	k := &agent.IPVSKernel{Client: c}
 	info := v1alpha1.KernelInfo{Release: kernelRelease()}
@@ -245,19 +245,19 @@ func kernelRelease() string {
 func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
 	if o.kubeconfig != "" {
 		if err := os.Setenv("KUBECONFIG", o.kubeconfig); err != nil {
-			return nil, fmt.Errorf("kubelvs agent: setting KUBECONFIG: %w", err)
+			return nil, fmt.Errorf("setting KUBECONFIG: %w", err)
 		}
 	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
-		return nil, fmt.Errorf("kubelvs agent: loading the Kubernetes client configuration: %w", err)
+		return nil, fmt.Errorf("loading the Kubernetes client configuration: %w", err)
 	}
 	scheme := kruntime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("kubelvs agent: building the scheme: %w", err)
+		return nil, fmt.Errorf("building the scheme: %w", err)
 	}
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("kubelvs agent: building the scheme: %w", err)
+		return nil, fmt.Errorf("building the scheme: %w", err)
 	}
 	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics,
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}}
@@ -276,10 +276,10 @@ func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
 		Client:                 agent.ClientOptions(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kubelvs agent: creating the manager: %w", err)
+		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 	if err := controllers.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
-		return nil, fmt.Errorf("kubelvs agent: %w", err)
+		return nil, err
 	}
 	return mgr, nil
 }
