@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -31,6 +32,8 @@ type nodeTable struct {
 	mu      sync.RWMutex
 	labels  map[string]labels.Set                         // by node name
 	reports map[types.NamespacedName]map[string]nodeEntry // by VirtualService, then node
+	leases  map[string]time.Time                          // agent Lease expiry, by node
+	now     func() time.Time
 }
 
 // nodeEntry is what one node reports about one VirtualService.
@@ -41,7 +44,8 @@ type nodeEntry struct {
 }
 
 func newNodeTable() *nodeTable {
-	return &nodeTable{labels: map[string]labels.Set{}, reports: map[types.NamespacedName]map[string]nodeEntry{}}
+	return &nodeTable{labels: map[string]labels.Set{}, reports: map[types.NamespacedName]map[string]nodeEntry{},
+		leases: map[string]time.Time{}, now: time.Now}
 }
 
 func (t *nodeTable) setNode(name string, l map[string]string) {
@@ -98,6 +102,7 @@ func (t *nodeTable) report(model *desired.Model, key types.NamespacedName, gen i
 	defer t.mu.RUnlock()
 	var nr nodeReport
 	byNode := t.reports[key]
+	now := t.now()
 	for name, l := range t.labels {
 		if !model.Selects(key, desired.Node{Name: name, Labels: l}) {
 			continue
@@ -105,6 +110,9 @@ func (t *nodeTable) report(model *desired.Model, key types.NamespacedName, gen i
 		nr.selected++
 		e, ok := byNode[name]
 		switch {
+		case t.expiredLocked(name, now):
+			// Its agent stopped renewing: what it last reported may no longer be true.
+			nr.pending = append(nr.pending, name+" (agent Lease expired)")
 		case !ok || e.generation != gen:
 			nr.pending = append(nr.pending, name)
 		case e.state == v1alpha1.StateProgrammed:

@@ -20,6 +20,9 @@ type Options struct {
 	// Observe, when set, is called at the end of every VirtualService reconcile with whether
 	// it wrote status (tests use it to see which objects a watch event reconciles).
 	Observe func(key types.NamespacedName, wrote bool)
+	// AgentLeaseNamespace is where the agents renew their Leases (default
+	// DefaultAgentLeaseNamespace): a node whose Lease expired counts as not programmed.
+	AgentLeaseNamespace string
 }
 
 // Setup registers the field indexes and every cluster-controller reconciler with mgr. The
@@ -29,7 +32,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	vsr := &VirtualServiceReconciler{Client: mgr.GetClient(), Recorder: opts.Recorder, Observe: opts.Observe}
+	vsr := &VirtualServiceReconciler{Client: mgr.GetClient(), Recorder: opts.Recorder, Observe: opts.Observe,
+		AgentLeaseNamespace: opts.AgentLeaseNamespace}
 	if err := vsr.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the VirtualService controller: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -66,12 +67,16 @@ type VirtualServiceReconciler struct {
 	Now func() time.Time
 	// Observe, when set, is called at the end of every reconcile with whether it wrote status.
 	Observe func(key types.NamespacedName, wrote bool)
+	// AgentLeaseNamespace is where the agents' Leases are (DefaultAgentLeaseNamespace when
+	// empty).
+	AgentLeaseNamespace string
 
-	// nodes is fed by the Node and IPVSNode watches (SetupWithManager).
+	// nodes is fed by the Node, IPVSNode and Lease watches (SetupWithManager).
 	nodes *nodeTable
 }
 
 // +kubebuilder:rbac:groups=kubelvs.io,resources=virtualservices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=kubelvs-system,resources=leases,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kubelvs.io,resources=virtualservices/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=kubelvs.io,resources=backendpools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kubelvs.io,resources=backendpools/status,verbs=get;patch;update
@@ -275,6 +280,10 @@ func (r *VirtualServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.nodes == nil {
 		r.nodes = newNodeTable()
 	}
+	leaseNS := r.AgentLeaseNamespace
+	if leaseNS == "" {
+		leaseNS = DefaultAgentLeaseNamespace
+	}
 	byIndex := func(index string, name func(client.Object) string) handler.EventHandler {
 		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			keys, err := listByIndex(ctx, c, index, name(o), o.GetNamespace())
@@ -298,6 +307,7 @@ func (r *VirtualServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.IPVSNode{}, ipvsNodeEvents{table: r.nodes}).
 		Watches(&corev1.Node{}, nodeEvents{c: c, table: r.nodes}).
+		Watches(&coordinationv1.Lease{}, leaseEvents{namespace: leaseNS, table: r.nodes, now: time.Now}).
 		Complete(r)
 }
 

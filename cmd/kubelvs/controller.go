@@ -7,9 +7,12 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -32,6 +35,7 @@ type controllerOptions struct {
 	zapOpts           zap.Options
 	leaderElectionID  string
 	eventReporterName string
+	agentLeaseNS      string
 }
 
 func newControllerCommand() *cobra.Command {
@@ -55,6 +59,7 @@ server-side apply.`,
 	f.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (the pod's namespace when empty)")
 	f.StringVar(&o.leaderElectionID, "leader-election-id", "kubelvs-controller.kubelvs.io", "name of the leader election Lease")
 	f.BoolVar(&o.enableHTTP2, "enable-http2", false, "serve metrics over HTTP/2 (off: HTTP/2 rapid-reset mitigations)")
+	f.StringVar(&o.agentLeaseNS, "agent-lease-namespace", controllers.DefaultAgentLeaseNamespace, "namespace of the agents' Leases (a node whose Lease expired counts as not programmed)")
 	f.StringVar(&o.eventReporterName, "event-reporter", "kubelvs-controller", "reportingController of the events the controller records")
 	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zapOpts.BindFlags(gofs)
@@ -97,12 +102,16 @@ func runController(cmd *cobra.Command, o *controllerOptions) error {
 		LeaderElectionID:              o.leaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
+		// Only the agents' Leases: a cluster-wide Lease watch would also see every kubelet's.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.agentLeaseNS: {}}},
+		}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	ctx := cmd.Context()
-	if err := controllers.Setup(ctx, mgr, controllers.Options{Recorder: mgr.GetEventRecorder(o.eventReporterName)}); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Options{Recorder: mgr.GetEventRecorder(o.eventReporterName), AgentLeaseNamespace: o.agentLeaseNS}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
