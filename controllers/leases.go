@@ -113,9 +113,13 @@ func (h leaseEvents) enqueue(q queue, node string) {
 	}
 }
 
-func (h leaseEvents) Create(_ context.Context, e event.CreateEvent, q queue) { h.set(q, e.Object, false) }
+func (h leaseEvents) Create(_ context.Context, e event.CreateEvent, q queue) {
+	h.set(q, e.Object, false)
+}
 func (h leaseEvents) Update(_ context.Context, e event.UpdateEvent, q queue) {
 	h.set(q, e.ObjectNew, false)
 }
-func (h leaseEvents) Delete(_ context.Context, e event.DeleteEvent, q queue) { h.set(q, e.Object, true) }
-func (leaseEvents) Generic(context.Context, event.GenericEvent, queue)       {}
+func (h leaseEvents) Delete(_ context.Context, e event.DeleteEvent, q queue) {
+	h.set(q, e.Object, true)
+}
+func (leaseEvents) Generic(context.Context, event.GenericEvent, queue) {}
