@@ -97,9 +97,9 @@ func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 		if !ok {
 			continue // not ours: other IPVS users' services are theirs to export
 		}
-		sv := []string{owner.Namespace, owner.Name, e.Service.Key().String()}
+		sv := []string{owner.Namespace, owner.Name, e.Key().String()}
 		for j, cn := range counters {
-			ch <- prometheus.MustNewConstMetric(svcDescs[j], prometheus.CounterValue, float64(cn.value(&e.Service.Stats)), sv...)
+			ch <- prometheus.MustNewConstMetric(svcDescs[j], prometheus.CounterValue, float64(cn.value(&e.Stats)), sv...)
 		}
 		for k := range e.Destinations {
 			d := &e.Destinations[k]

@@ -116,7 +116,7 @@ func (f *fakeKernel) Table(context.Context) ([]ipvs.TableEntry, error) {
 	out := make([]ipvs.TableEntry, 0, len(f.services))
 	for k, s := range f.services {
 		e := ipvs.TableEntry{Service: ipvs.Service{Service: s.svc}}
-		e.Service.Flags |= lvs.FlagHashed // as the kernel reports
+		e.Flags |= lvs.FlagHashed // as the kernel reports
 		for _, dk := range s.order {
 			e.Destinations = append(e.Destinations, f.dest(k, s, dk))
 		}
