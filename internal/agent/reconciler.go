@@ -255,6 +255,20 @@ func (r *Reconciler) send(ctx context.Context, steps []Step, idx []int, results 
 	return nil
 }
 
+// Refused returns the VirtualServices some of whose services were refused for a conflict:
+// after an audit they are synced again, since the foreign service may be gone.
+func (r *Reconciler) Refused() []types.NamespacedName {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []types.NamespacedName
+	for k, st := range r.states {
+		if len(st.refused) > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Audit reads the kernel's table and repairs every difference in the services the agent owns.
 // It returns the number of repairs by kind.
 func (r *Reconciler) Audit(ctx context.Context) (map[string]int, error) {

@@ -218,6 +218,24 @@ func TestReconcilerConflict(t *testing.T) {
 	if diff := cmp.Diff([]string{"default/web: TCP 192.0.2.10:80"}, rep.Conflicts); diff != "" {
 		t.Errorf("conflicts (-want +got):\n%s", diff)
 	}
+
+	// The foreign service goes; after the next audit web is synced again and gets its key.
+	fk.hand(ipvs.Op{Kind: ipvs.DeleteService, Service: &lvs.Service{ServiceKey: k}})
+	if _, err := r.Audit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]types.NamespacedName{web}, r.Refused()); diff != "" {
+		t.Fatalf("refused (-want +got):\n%s", diff)
+	}
+	mustSync(t, r, Want{Key: web, Generation: 1, Services: []desired.Service{wsvc(k, "wrr", dst("10.1.0.1", 8080, 1))}})
+	if diff := cmp.Diff([]string{
+		"-A TCP 192.0.2.10:80 -s wrr",
+		"-A TCP 192.0.2.11:80 -s wrr",
+		"-a TCP 192.0.2.10:80 -r 10.1.0.1:8080 -w 1 Masquerade",
+		"-a TCP 192.0.2.11:80 -r 10.1.0.1:8080 -w 1 Masquerade",
+	}, fk.dump()); diff != "" {
+		t.Errorf("table once the foreign service went (-want +got):\n%s", diff)
+	}
 }
 
 // An audit repairs drift in owned services and counts each repair; with no drift it writes

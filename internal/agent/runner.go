@@ -162,6 +162,8 @@ func (r *Runner) loop(ctx context.Context) error {
 				r.cfg.Status.setIPVS(err)
 			} else {
 				r.cfg.Status.setIPVS(nil)
+				// A service someone else had on a wanted key may be gone now.
+				r.mark(r.cfg.Reconciler.Refused(), time.Time{})
 			}
 			audit.Reset(jitter(r.cfg.AuditPeriod))
 		}

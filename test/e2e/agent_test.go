@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 )
@@ -27,6 +28,13 @@ func newNamespace(t *testing.T) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
 	must(t, k8s.Create(context.Background(), ns))
+	// envtest has no namespace controller: delete the test's VirtualServices, so that the
+	// agents drain and remove their services before the next test.
+	t.Cleanup(func() {
+		if err := k8s.DeleteAllOf(context.Background(), &v1alpha1.VirtualService{}, client.InNamespace(ns.Name)); err != nil {
+			t.Errorf("deleting the VirtualServices of %s: %v", ns.Name, err)
+		}
+	})
 	return ns.Name
 }
 
@@ -205,8 +213,11 @@ func TestLeavesOthersAlone(t *testing.T) {
 	if got := table(t, "n1", "192.0.2.21"); !cmp.Equal(got, []string{"-A -t 192.0.2.21:80 -s rr"}) {
 		t.Errorf("the foreign service changed: %v", got)
 	}
+	// Once the foreign service is gone, the next audit lets the VirtualService have its key.
 	ipvsadm(t, "n1", "-D", "-t", "192.0.2.20:22")
 	ipvsadm(t, "n1", "-D", "-t", "192.0.2.21:80")
+	waitTable(t, "n1", []string{"-A -t 192.0.2.21:80 -s wrr", "-a -t 192.0.2.21:80 -r 10.1.0.1:8080 -m -w 1"}, "192.0.2.21")
+	waitCondition(t, key, v1alpha1.ConditionProgrammed, metav1.ConditionTrue, "2/2")
 }
 
 // 3. Drift repaired by the audit: a deleted service, an edited weight, a destination added by
