@@ -81,12 +81,31 @@ type KernelInfo struct {
 	// ConnectionTableSize is the IPVS connection hash table size.
 	// +optional
 	ConnectionTableSize int32 `json:"connectionTableSize,omitempty"`
+	// Sysctls are the IPVS sysctls the agent manages, as it read them back after setting them
+	// (for example net.ipv4.vs.expire_nodest_conn).
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Sysctls []Sysctl `json:"sysctls,omitempty"`
 	// Schedulers the kernel can load.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=16
 	Schedulers []string `json:"schedulers,omitempty"`
+}
+
+// Sysctl is one kernel setting and its value.
+type Sysctl struct {
+	// Name in dotted form (net.ipv4.vs.conntrack).
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name"`
+	// Value as the kernel shows it, or "unset: <reason>" when the agent could not set it.
+	// +required
+	// +kubebuilder:validation:MaxLength=256
+	Value string `json:"value"`
 }
 
 // IPVSCounts counts what a node programmed.

@@ -137,11 +137,13 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	}
 	defer kernel.Close()
 	for _, s := range sysctls(o) {
-		if err := agent.SetSysctl(o.sysctlRoot, o.netns, s.name, s.value); err != nil {
+		got, err := agent.Sysctl(o.sysctlRoot, o.netns, s.name, s.value)
+		if err != nil {
 			log.Error(err, "cannot set sysctl", "sysctl", s.name)
 		} else {
-			log.Info("sysctl set", "sysctl", s.name, "value", s.value)
+			log.Info("sysctl set", "sysctl", got.Name, "value", got.Value)
 		}
+		info.Sysctls = append(info.Sysctls, got)
 	}
 
 	mgr, err := newAgentManager(o)
