@@ -46,6 +46,7 @@ ns (…Ns) or µs (…Us) as the kernel reports them.
 interrupted; --probe reports what the environment allows (delay accounting, CAP_NET_ADMIN, host
 PIDs). Needs CAP_NET_ADMIN; delays other than CPU need kernel.task_delayacct=1
 (--enable-delayacct sets it) when the task started.`,
+		Args: cobra.ArbitraryArgs, // PIDs, checked one by one below
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("unknown output format %q (table or json)", output)
