@@ -14,6 +14,14 @@ import (
 // buffer (see [Config.DumpConn]); interrupted dumps are retried.
 // Entries are in the kernel's service order.
 //
+// What it guarantees: the kernel has no transaction spanning several dumps, so the table is
+// not one instant's. Each entry is a service of the service dump with the destinations it had
+// when they were read (one destination dump, consistent in itself). A service deleted before
+// its destinations were read is left out, never reported without destinations: the kernel
+// answers the destination dump of a missing service as that of an empty one, so Table asks for
+// each service that came back empty, and drops it when it is gone. A service added after the
+// service dump is missing; the next Table sees it.
+//
 // The destination dumps are not pipelined because the kernel cannot run them so: a netlink
 // socket runs one dump at a time, a dump ends only when its callback returns nothing (on the
 // recvmsg after its last data), and a dump request that arrives while one runs is refused with
@@ -39,7 +47,27 @@ func (c *Client) Table(ctx context.Context) ([]TableEntry, error) {
 	if err := c.dests(ctx, c.dumpConn(), keys, out); err != nil {
 		return nil, fmt.Errorf("ipvs: table: %w", err)
 	}
-	return out, nil
+	return c.dropVanished(ctx, out)
+}
+
+// dropVanished removes the services that came back without destinations and no longer exist:
+// they were deleted between the service dump and their destination dump.
+func (c *Client) dropVanished(ctx context.Context, out []TableEntry) ([]TableEntry, error) {
+	kept := out[:0]
+	for _, e := range out {
+		if len(e.Destinations) == 0 {
+			_, err := c.Service(ctx, e.Service)
+			if errors.Is(err, ErrServiceNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("ipvs: table: %w", err)
+			}
+		}
+		kept = append(kept, e)
+	}
+	clear(out[len(kept):])
+	return kept, nil
 }
 
 // dumpConn is the connection Table runs destination dumps on: Config.DumpConn, else a second
