@@ -163,8 +163,10 @@ func (t *socketTransport) Receive(b []byte) (int, error) {
 
 func (t *socketTransport) read(fd uintptr) bool {
 	// MSG_DONTWAIT: wait in the netpoller (which honours the deadline), then take every queued
-	// datagram that fits without blocking again.
-	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&t.hdrs[0])), uintptr(t.slots),
+	// datagram that fits without blocking again. The call never waits, so it is made without
+	// telling the scheduler, for the reason write gives: a dump's recvmmsg also makes the
+	// kernel run its next round (and queue NLMSG_DONE), long enough for sysmon to retake the P.
+	r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&t.hdrs[0])), uintptr(t.slots),
 		unix.MSG_DONTWAIT, 0, 0)
 	t.rerr = nil
 	if errno != 0 {
