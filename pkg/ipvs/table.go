@@ -70,32 +70,23 @@ func (c *Client) dropVanished(ctx context.Context, out []TableEntry) ([]TableEnt
 	return kept, nil
 }
 
-// dumpConn is the connection Table runs destination dumps on: Config.DumpConn, else a second
-// socket the client opens on first use with a page-sized read buffer (the kernel sizes dump
-// messages after it: order-0 allocations, and one recvmmsg takes a dump's data and its
-// NLMSG_DONE), else, when that cannot be opened or the client was made on a given connection,
-// the client's own.
+// dumpConn is the connection Table runs destination dumps on: Config.DumpConn, else the second
+// socket New opened, else (a client made on a given connection) the client's own.
 func (c *Client) dumpConn() *gnl.Conn {
-	if c.cfg.DumpConn != nil {
+	switch {
+	case c.cfg.DumpConn != nil:
 		return c.cfg.DumpConn
+	case c.dconn != nil:
+		return c.dconn
 	}
-	if !c.owned {
-		return c.conn
-	}
-	c.dmu.Lock()
-	defer c.dmu.Unlock()
-	if c.dconn == nil && !c.dfail {
-		d, err := gnl.Dial(&gnl.Config{NetNS: c.cfg.NetNS, Timeout: c.cfg.Timeout, MessageBuffer: dumpBufSize(), ReceiveBuffer: 8 << 20, SendBuffer: 1 << 20})
-		if err != nil {
-			c.dfail = true
-			return c.conn
-		}
-		c.dconn = d
-	}
-	if c.dconn == nil {
-		return c.conn
-	}
-	return c.dconn
+	return c.conn
+}
+
+// dialDumpConn opens the dump socket, in the client's namespace, with a page-sized read buffer:
+// the kernel sizes dump messages after it (order-0 allocations), and one recvmmsg takes a
+// dump's data and its NLMSG_DONE.
+func dialDumpConn(cfg *Config) (*gnl.Conn, error) {
+	return gnl.Dial(&gnl.Config{NetNS: cfg.NetNS, Timeout: cfg.Timeout, MessageBuffer: dumpBufSize(), ReceiveBuffer: 8 << 20, SendBuffer: 1 << 20})
 }
 
 // dests reads the destinations of each service, one dump per service, retrying interrupted
