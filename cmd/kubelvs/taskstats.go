@@ -19,15 +19,18 @@ import (
 
 func init() { subcommands = append(subcommands, newTaskstatsCommand) }
 
+// taskstatsOptions are the flags of kubelvs taskstats.
+type taskstatsOptions struct {
+	output       string
+	tid, tgid    bool
+	listen       bool
+	cpus         string
+	probe        bool
+	enableDelays bool
+}
+
 func newTaskstatsCommand() *cobra.Command {
-	var (
-		output       string
-		tid, tgid    bool
-		listen       bool
-		cpus         string
-		probe        bool
-		enableDelays bool
-	)
+	var o taskstatsOptions
 	cmd := &cobra.Command{
 		Use:   "taskstats [-o table|json] [--tid | --tgid] PID...",
 		Short: "Per-task accounting from the kernel's TASKSTATS family: delays, CPU, memory, I/O",
@@ -46,80 +49,92 @@ ns (…Ns) or µs (…Us) as the kernel reports them.
 interrupted; --probe reports what the environment allows (delay accounting, CAP_NET_ADMIN, host
 PIDs). Needs CAP_NET_ADMIN; delays other than CPU need kernel.task_delayacct=1
 (--enable-delayacct sets it) when the task started.`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("unknown output format %q (table or json)", output)
-			}
-			if tid && tgid {
-				return errors.New("--tid and --tgid exclude each other")
-			}
-			if enableDelays {
-				if _, err := taskstats.SetDelayAccounting(true); err != nil {
-					return err
-				}
-			}
-			c, err := taskstats.Dial(nil)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx := cmd.Context()
-			w := cmd.OutOrStdout()
-			switch {
-			case probe:
-				return printProbe(ctx, w, c, output)
-			case listen:
-				return listenExits(ctx, w, cmd.ErrOrStderr(), c, cpus, output)
-			case len(args) == 0:
-				return errors.New("give at least one PID (or --listen, --probe)")
-			}
-			var failed []error
-			for _, a := range args {
-				id, err := strconv.Atoi(a)
-				if err != nil || id <= 0 {
-					return fmt.Errorf("%q is not a PID", a)
-				}
-				var s *taskstats.Stats
-				switch {
-				case tid:
-					s, err = c.Thread(ctx, id)
-				case tgid:
-					s, err = c.ThreadGroup(ctx, id)
-				default:
-					s, err = c.Process(ctx, id)
-				}
-				if err != nil {
-					if len(args) == 1 {
-						return err
-					}
-					failed = append(failed, err)
-					fmt.Fprintln(cmd.ErrOrStderr(), "kubelvs taskstats:", err)
-					continue
-				}
-				if err := printStats(w, output, id, s); err != nil {
-					return err
-				}
-			}
-			if output == "table" {
-				if b, err := os.ReadFile("/proc/sys/kernel/task_delayacct"); err == nil && strings.TrimSpace(string(b)) == "0" {
-					fmt.Fprintln(cmd.ErrOrStderr(), "note: kernel.task_delayacct=0: delays other than CPU are recorded only for tasks started while it is 1 (--enable-delayacct)")
-				}
-			}
-			if len(failed) > 0 {
-				return fmt.Errorf("%d of %d PIDs failed: %w", len(failed), len(args), errors.Join(failed...))
-			}
-			return nil
-		},
+		Args: cobra.ArbitraryArgs, // PIDs, checked one by one
+		RunE: o.run,
 	}
 	f := cmd.Flags()
-	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
-	f.BoolVar(&tid, "tid", false, "the PIDs are thread ids: print each thread's own record")
-	f.BoolVar(&tgid, "tgid", false, "print the kernel's thread-group reply as it is (no I/O counters or high-water marks on recent kernels)")
-	f.BoolVar(&listen, "listen", false, "print the final record of every exiting task until interrupted")
-	f.StringVar(&cpus, "cpus", "", "with --listen: the CPUs to listen on, as a list such as 0-3,8 (default all)")
-	f.BoolVar(&probe, "probe", false, "report delay accounting, permission and PID namespace")
-	f.BoolVar(&enableDelays, "enable-delayacct", false, "set kernel.task_delayacct=1 first (root)")
+	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	f.BoolVar(&o.tid, "tid", false, "the PIDs are thread ids: print each thread's own record")
+	f.BoolVar(&o.tgid, "tgid", false, "print the kernel's thread-group reply as it is (no I/O counters or high-water marks on recent kernels)")
+	f.BoolVar(&o.listen, "listen", false, "print the final record of every exiting task until interrupted")
+	f.StringVar(&o.cpus, "cpus", "", "with --listen: the CPUs to listen on, as a list such as 0-3,8 (default all)")
+	f.BoolVar(&o.probe, "probe", false, "report delay accounting, permission and PID namespace")
+	f.BoolVar(&o.enableDelays, "enable-delayacct", false, "set kernel.task_delayacct=1 first (root)")
 	return cmd
+}
+
+func (o *taskstatsOptions) run(cmd *cobra.Command, args []string) error {
+	if o.output != "table" && o.output != "json" {
+		return fmt.Errorf("unknown output format %q (table or json)", o.output)
+	}
+	if o.tid && o.tgid {
+		return errors.New("--tid and --tgid exclude each other")
+	}
+	if o.enableDelays {
+		if _, err := taskstats.SetDelayAccounting(true); err != nil {
+			return err
+		}
+	}
+	c, err := taskstats.Dial(nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx := cmd.Context()
+	switch {
+	case o.probe:
+		return printProbe(ctx, cmd.OutOrStdout(), c, o.output)
+	case o.listen:
+		return listenExits(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), c, o.cpus, o.output)
+	case len(args) == 0:
+		return errors.New("give at least one PID (or --listen, --probe)")
+	}
+	return o.printPIDs(cmd, c, args)
+}
+
+// printPIDs prints the record of each PID. With several PIDs, one that fails is reported and
+// the others are printed; the command fails at the end.
+func (o *taskstatsOptions) printPIDs(cmd *cobra.Command, c *taskstats.Client, args []string) error {
+	var failed []error
+	for _, a := range args {
+		id, err := strconv.Atoi(a)
+		if err != nil || id <= 0 {
+			return fmt.Errorf("%q is not a PID", a)
+		}
+		s, err := o.record(cmd.Context(), c, id)
+		if err != nil {
+			if len(args) == 1 {
+				return err
+			}
+			failed = append(failed, err)
+			fmt.Fprintln(cmd.ErrOrStderr(), "kubelvs taskstats:", err)
+			continue
+		}
+		if err := printStats(cmd.OutOrStdout(), o.output, id, s); err != nil {
+			return err
+		}
+	}
+	if o.output == "table" {
+		if b, err := os.ReadFile("/proc/sys/kernel/task_delayacct"); err == nil && strings.TrimSpace(string(b)) == "0" {
+			fmt.Fprintln(cmd.ErrOrStderr(), "note: kernel.task_delayacct=0: delays other than CPU are recorded only for tasks started while it is 1 (--enable-delayacct)")
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d PIDs failed: %w", len(failed), len(args), errors.Join(failed...))
+	}
+	return nil
+}
+
+// record asks for the kind of record the flags chose.
+func (o *taskstatsOptions) record(ctx context.Context, c *taskstats.Client, id int) (*taskstats.Stats, error) {
+	switch {
+	case o.tid:
+		return c.Thread(ctx, id)
+	case o.tgid:
+		return c.ThreadGroup(ctx, id)
+	default:
+		return c.Process(ctx, id)
+	}
 }
 
 // statsJSON is the JSON form of a record; the field names are a contract with scripts.
@@ -334,30 +349,50 @@ func listenExits(ctx context.Context, w, errW io.Writer, c *taskstats.Client, cp
 	}
 	defer l.Close()
 	fmt.Fprintf(errW, "listening for exits on CPUs %s\n", l.CPUs())
+	return printExits(ctx, w, errW, l, format)
+}
+
+// exitSource is where printExits reads exit records: a *taskstats.Listener.
+type exitSource interface {
+	Receive(ctx context.Context) (*taskstats.Exit, error)
+}
+
+// printExits prints exit records until ctx ends (a clean stop) or the listener does. An error
+// about one record (drops reported by the kernel, a record that does not decode) is reported
+// and listening goes on, as the listener itself does: one bad record must not end a session
+// that would go on to print good ones.
+func printExits(ctx context.Context, w, errW io.Writer, src exitSource, format string) error {
 	for {
-		e, err := l.Receive(ctx)
+		e, err := src.Receive(ctx)
 		switch {
-		case errors.Is(err, taskstats.ErrDropped):
-			fmt.Fprintln(errW, "kubelvs taskstats:", err)
-			continue
 		case ctx.Err() != nil:
 			return nil
+		case errors.Is(err, taskstats.ErrStopped):
+			return err
 		case err != nil:
+			fmt.Fprintln(errW, "kubelvs taskstats:", err)
+			continue
+		}
+		if err := printExit(w, format, e); err != nil {
 			return err
-		}
-		if err := printStats(w, format, int(e.PID), &e.Task); err != nil {
-			return err
-		}
-		if e.Group != nil {
-			if format == "table" {
-				fmt.Fprintf(w, "thread group %d totals:\n", e.TGID)
-			}
-			if err := printStats(w, format, int(e.TGID), e.Group); err != nil {
-				return err
-			}
-		}
-		if strings.EqualFold(format, "table") {
-			fmt.Fprintln(w, "---")
 		}
 	}
+}
+
+func printExit(w io.Writer, format string, e *taskstats.Exit) error {
+	if err := printStats(w, format, int(e.PID), &e.Task); err != nil {
+		return err
+	}
+	if e.Group != nil {
+		if format == "table" {
+			fmt.Fprintf(w, "thread group %d totals:\n", e.TGID)
+		}
+		if err := printStats(w, format, int(e.TGID), e.Group); err != nil {
+			return err
+		}
+	}
+	if format == "table" {
+		fmt.Fprintln(w, "---")
+	}
+	return nil
 }

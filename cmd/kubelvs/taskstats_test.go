@@ -5,14 +5,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubelvs/kubelvs/pkg/gnl"
+	"github.com/kubelvs/kubelvs/pkg/taskstats"
 )
 
 // runKubelvs runs the command tree in-process.
@@ -200,5 +206,55 @@ func TestTaskstatsListen(t *testing.T) {
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
 	if err := <-done; err != nil {
 		t.Errorf("--listen after the context ended: %v, want a clean stop", err)
+	}
+}
+
+// scriptedExits is an exitSource that returns a fixed sequence of records and errors.
+type scriptedExits struct {
+	script []scripted
+}
+
+type scripted struct {
+	exit *taskstats.Exit
+	err  error
+}
+
+func (s *scriptedExits) Receive(context.Context) (*taskstats.Exit, error) {
+	if len(s.script) == 0 {
+		return nil, fmt.Errorf("%w: %w", taskstats.ErrStopped, net.ErrClosed)
+	}
+	r := s.script[0]
+	s.script = s.script[1:]
+	return r.exit, r.err
+}
+
+// TestListenGoesOnAfterABadRecord: a record the listener cannot decode, or drops the kernel
+// reports, are reported on stderr and the records after them are printed; only the end of the
+// listener ends the command. --listen used to exit on the first malformed record.
+func TestListenGoesOnAfterABadRecord(t *testing.T) {
+	malformed := fmt.Errorf("taskstats: exit listener: %w: exit record without the task's statistics", gnl.ErrMalformed)
+	dropped := &taskstats.DroppedError{Records: 3, Err: syscall.ENOBUFS}
+	src := &scriptedExits{script: []scripted{
+		{exit: &taskstats.Exit{PID: 10, Task: taskstats.Stats{PID: 10, Comm: "first"}}},
+		{err: malformed},
+		{err: dropped},
+		{exit: &taskstats.Exit{PID: 11, Task: taskstats.Stats{PID: 11, Comm: "second"}}},
+	}}
+	var out, errOut bytes.Buffer
+	err := printExits(context.Background(), &out, &errOut, src, "json")
+	if !errors.Is(err, taskstats.ErrStopped) {
+		t.Errorf("printExits = %v, want the listener's end (ErrStopped)", err)
+	}
+	if !strings.Contains(out.String(), `"comm":"first"`) || !strings.Contains(out.String(), `"comm":"second"`) {
+		t.Errorf("stdout %q: want both records, the one after the bad record too", out.String())
+	}
+	if !strings.Contains(errOut.String(), malformed.Error()) || !strings.Contains(errOut.String(), "3 records lost") {
+		t.Errorf("stderr %q: want the malformed record and the drops reported", errOut.String())
+	}
+	// A context that ends is a clean stop, not an error.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := printExits(ctx, &out, &errOut, &scriptedExits{}, "table"); err != nil {
+		t.Errorf("printExits after the context ended = %v, want nil", err)
 	}
 }

@@ -86,9 +86,30 @@ func (t *socketTransport) Send(b []byte) error {
 	return nil
 }
 
+// rawSendMax is the largest message sent without telling the Go scheduler (RawSyscall): one
+// request, a dump's request among them. Larger ones are batches, whose sendmsg makes the kernel
+// handle up to a window of requests; they go through syscall.Syscall, so that the scheduler can
+// hand the P on while the kernel works.
+const rawSendMax = 4096
+
 func (t *socketTransport) write(fd uintptr) bool {
 	// An unconnected netlink socket sends to the kernel (port 0): no address needed.
-	_, t.werr = unix.Write(int(fd), t.wb)
+	if n := len(t.wb); n > 0 && n <= rawSendMax {
+		// The kernel runs a dump's first round inside this sendmsg, then queues the data to the
+		// socket, which wakes whatever thread waits on the netpoller. Through syscall.Syscall,
+		// a sendmsg that outlasts a sysmon tick has its P retaken, and handoffp starts another
+		// M to poll the network: each dump then costs thread wake-ups and context switches in
+		// the guest, and more of them the slower the vCPU runs (a busy host). The socket is
+		// non-blocking and one request is little work, so it need not leave the scheduler (the
+		// README's pkg/ipvs section has the measurement).
+		_, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&t.wb[0])), uintptr(n))
+		t.werr = nil
+		if errno != 0 {
+			t.werr = errno
+		}
+	} else {
+		_, t.werr = unix.Write(int(fd), t.wb)
+	}
 	return !errors.Is(t.werr, unix.EAGAIN)
 }
 
@@ -142,8 +163,10 @@ func (t *socketTransport) Receive(b []byte) (int, error) {
 
 func (t *socketTransport) read(fd uintptr) bool {
 	// MSG_DONTWAIT: wait in the netpoller (which honours the deadline), then take every queued
-	// datagram that fits without blocking again.
-	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&t.hdrs[0])), uintptr(t.slots),
+	// datagram that fits without blocking again. The call never waits, so it is made without
+	// telling the scheduler, for the reason write gives: a dump's recvmmsg also makes the
+	// kernel run its next round (and queue NLMSG_DONE), long enough for sysmon to retake the P.
+	r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&t.hdrs[0])), uintptr(t.slots),
 		unix.MSG_DONTWAIT, 0, 0)
 	t.rerr = nil
 	if errno != 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/kubelvs/kubelvs/pkg/gnl"
@@ -14,7 +13,8 @@ import (
 // Config configures [New]. The zero value (or nil) is usable.
 type Config struct {
 	// NetNS is a file descriptor of the network namespace whose IPVS table to use (IPVS tables
-	// are per namespace); 0 means the calling thread's.
+	// are per namespace); 0 means the calling thread's. [New] opens both of the client's sockets
+	// in it; the descriptor is not used afterwards, so the caller may close it.
 	NetNS int
 	// Timeout bounds each wait for the kernel when the context has no earlier deadline
 	// (default 30 s).
@@ -40,9 +40,7 @@ type Client struct {
 	owned bool
 	cfg   Config
 
-	dmu   sync.Mutex // guards the dump connection, opened on first use (see table.go)
-	dconn *gnl.Conn
-	dfail bool
+	dconn *gnl.Conn // Table's destination dumps, opened by New (see table.go)
 }
 
 // New opens a generic netlink socket (in cfg.NetNS when set) and checks that the kernel has
@@ -64,6 +62,13 @@ func New(ctx context.Context, cfg *Config) (*Client, error) {
 		_ = cl.Close()
 		return nil, opErr(Open, "", err)
 	}
+	if c.DumpConn == nil {
+		// Now, not on the first Table: later, c.NetNS may be closed or name another namespace.
+		if cl.dconn, err = dialDumpConn(&c); err != nil {
+			_ = cl.Close()
+			return nil, fmt.Errorf("ipvs: dump socket: %w", err)
+		}
+	}
 	return cl, nil
 }
 
@@ -81,12 +86,9 @@ func NewWithConn(conn *gnl.Conn, cfg *Config) *Client {
 // Close closes the socket the client opened.
 func (c *Client) Close() error {
 	var err error
-	c.dmu.Lock()
 	if c.dconn != nil {
 		err = c.dconn.Close()
-		c.dconn = nil
 	}
-	c.dmu.Unlock()
 	if c.owned {
 		err = errors.Join(err, c.conn.Close())
 	}

@@ -14,6 +14,14 @@ import (
 // buffer (see [Config.DumpConn]); interrupted dumps are retried.
 // Entries are in the kernel's service order.
 //
+// What it guarantees: the kernel has no transaction spanning several dumps, so the table is
+// not one instant's. Each entry is a service of the service dump with the destinations it had
+// when they were read (one destination dump, consistent in itself). A service deleted before
+// its destinations were read is left out, never reported without destinations: the kernel
+// answers the destination dump of a missing service as that of an empty one, so Table asks for
+// each service that came back empty, and drops it when it is gone. A service added after the
+// service dump is missing; the next Table sees it.
+//
 // The destination dumps are not pipelined because the kernel cannot run them so: a netlink
 // socket runs one dump at a time, a dump ends only when its callback returns nothing (on the
 // recvmsg after its last data), and a dump request that arrives while one runs is refused with
@@ -39,35 +47,46 @@ func (c *Client) Table(ctx context.Context) ([]TableEntry, error) {
 	if err := c.dests(ctx, c.dumpConn(), keys, out); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return c.dropVanished(ctx, out)
 }
 
-// dumpConn is the connection Table runs destination dumps on: Config.DumpConn, else a second
-// socket the client opens on first use with a page-sized read buffer (the kernel sizes dump
-// messages after it: order-0 allocations, and one recvmmsg takes a dump's data and its
-// NLMSG_DONE), else, when that cannot be opened or the client was made on a given connection,
-// the client's own.
-func (c *Client) dumpConn() *gnl.Conn {
-	if c.cfg.DumpConn != nil {
-		return c.cfg.DumpConn
-	}
-	if !c.owned {
-		return c.conn
-	}
-	c.dmu.Lock()
-	defer c.dmu.Unlock()
-	if c.dconn == nil && !c.dfail {
-		d, err := gnl.Dial(&gnl.Config{NetNS: c.cfg.NetNS, Timeout: c.cfg.Timeout, MessageBuffer: dumpBufSize(), ReceiveBuffer: 8 << 20, SendBuffer: 1 << 20})
-		if err != nil {
-			c.dfail = true
-			return c.conn
+// dropVanished removes the services that came back without destinations and no longer exist:
+// they were deleted between the service dump and their destination dump.
+func (c *Client) dropVanished(ctx context.Context, out []TableEntry) ([]TableEntry, error) {
+	kept := out[:0]
+	for _, e := range out {
+		if len(e.Destinations) == 0 {
+			_, err := c.Service(ctx, e.Key())
+			if errors.Is(err, ErrServiceNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err // an *OpError naming the service
+			}
 		}
-		c.dconn = d
+		kept = append(kept, e)
 	}
-	if c.dconn == nil {
-		return c.conn
+	clear(out[len(kept):])
+	return kept, nil
+}
+
+// dumpConn is the connection Table runs destination dumps on: Config.DumpConn, else the second
+// socket New opened, else (a client made on a given connection) the client's own.
+func (c *Client) dumpConn() *gnl.Conn {
+	switch {
+	case c.cfg.DumpConn != nil:
+		return c.cfg.DumpConn
+	case c.dconn != nil:
+		return c.dconn
 	}
-	return c.dconn
+	return c.conn
+}
+
+// dialDumpConn opens the dump socket, in the client's namespace, with a page-sized read buffer:
+// the kernel sizes dump messages after it (order-0 allocations), and one recvmmsg takes a
+// dump's data and its NLMSG_DONE.
+func dialDumpConn(cfg *Config) (*gnl.Conn, error) {
+	return gnl.Dial(&gnl.Config{NetNS: cfg.NetNS, Timeout: cfg.Timeout, MessageBuffer: dumpBufSize(), ReceiveBuffer: 8 << 20, SendBuffer: 1 << 20})
 }
 
 // dests reads the destinations of each service, one dump per service, retrying interrupted

@@ -19,6 +19,11 @@ import (
 // see [DroppedError] for how many were lost.
 var ErrDropped = errors.New("taskstats: exit records dropped (receive buffer overflow)")
 
+// ErrStopped is wrapped by every error [Listener.Receive] returns once the listener has ended
+// (closed, or its connection failed): no record will come. Any other error from Receive is
+// about one record (dropped or undecodable), and the listener goes on.
+var ErrStopped = errors.New("taskstats: exit listener stopped")
+
 // DroppedError reports exit records the kernel could not deliver to a [Listener].
 type DroppedError struct {
 	// Records is how many records were dropped since the previous report, as the kernel counted
@@ -209,8 +214,8 @@ func (l *Listener) Dropped() uint64 { return l.dropped.Load() }
 // Receive returns the next exit record, waiting until one arrives, ctx is done or the listener
 // is closed. When the kernel dropped records because the receive buffer was full it returns a
 // [*DroppedError] (matching [ErrDropped] and syscall.ENOBUFS) and the listener goes on: call
-// Receive again; a record it cannot decode is an error too, and the listener goes on. After
-// Close it returns an error matching net.ErrClosed.
+// Receive again; a record it cannot decode is an error too, and the listener goes on. Once the
+// listener has ended it returns an error matching [ErrStopped] (and net.ErrClosed after Close).
 func (l *Listener) Receive(ctx context.Context) (*Exit, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -220,9 +225,9 @@ func (l *Listener) Receive(ctx context.Context) (*Exit, error) {
 		return r.exit, r.err
 	case <-l.done:
 		if l.closed.Load() {
-			return nil, fmt.Errorf("taskstats: exit listener: %w", net.ErrClosed)
+			return nil, fmt.Errorf("%w: %w", ErrStopped, net.ErrClosed)
 		}
-		return nil, fmt.Errorf("taskstats: exit listener: %w", l.err)
+		return nil, fmt.Errorf("%w: %w", ErrStopped, l.err)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -132,7 +132,7 @@ func TestListenerFakeKernel(t *testing.T) {
 		t.Errorf("DEREGISTER_CPUMASK sent %d times, want 1", deregistered)
 	}
 	mu.Unlock()
-	if _, err := l.Receive(ctx); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Receive after Close: %v, want net.ErrClosed", err)
+	if _, err := l.Receive(ctx); !errors.Is(err, net.ErrClosed) || !errors.Is(err, ErrStopped) {
+		t.Errorf("Receive after Close: %v, want net.ErrClosed and ErrStopped", err)
 	}
 }

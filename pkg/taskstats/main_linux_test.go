@@ -3,16 +3,21 @@ package taskstats
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/kubelvs/kubelvs/pkg/taskstats/internal/workload"
 )
 
-// kernelSkip is why the real-kernel tests cannot run here ("" when they can): they need root
-// (CAP_NET_ADMIN for taskstats, writing kernel.task_delayacct) and a kernel with TASKSTATS.
+// kernelSkip is set when the real-kernel tests were asked not to run (go test -short): they
+// need root (CAP_NET_ADMIN for taskstats, writing kernel.task_delayacct) and a kernel with
+// TASKSTATS.
 var kernelSkip string
 
 // permissionChildEnv makes the test binary run TestPermission's child check instead of tests.
@@ -31,9 +36,17 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if err := kernelAvailable(); err != nil {
-		kernelSkip = err.Error()
+	flag.Parse() // testing.Short needs the flags parsed, which m.Run would do only later
+	if testing.Short() {
+		kernelSkip = "-short: the real-kernel tests do not run"
 		return m.Run()
+	}
+	// A run that cannot reach the kernel fails, saying why, rather than skip every real-kernel
+	// test and pass: a passing package would claim what was never checked.
+	if err := kernelAvailable(); err != nil {
+		fmt.Fprintf(os.Stderr, "taskstats tests: the real-kernel tests cannot run: %v\n"+
+			"run them as root (make test does), or go test -short for the tests that need no kernel\n", err)
+		return 1
 	}
 	// Delay accounting on for the workloads the tests start (off by default since Linux 5.14),
 	// restored afterwards.
@@ -67,7 +80,7 @@ func kernelAvailable() error {
 	return nil
 }
 
-// kernelClient returns a client of the real kernel, or skips the test saying why it cannot run.
+// kernelClient returns a client of the real kernel; under -short it skips the test.
 func kernelClient(t testing.TB) *Client {
 	t.Helper()
 	if kernelSkip != "" {
@@ -109,4 +122,48 @@ func diskDir(t testing.TB) string {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(d) })
 	return d
+}
+
+// TestNonRootRunFails runs this test binary as nobody: TestMain must fail and say why, where
+// it used to skip every real-kernel test and pass. Under -short the same run passes.
+func TestNonRootRunFails(t *testing.T) {
+	kernelClient(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux, essential on Debian) is not installed: cannot run a child as nobody")
+	}
+	// A copy nobody can execute: go test's build directory is private to root.
+	dir, err := os.MkdirTemp("", "taskstats-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "taskstats.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	asNobody := func(args ...string) (string, int) {
+		cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin, "-test.run=^$"}, args...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("running the test binary as nobody: %v\n%s", err, out)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	out, code := asNobody()
+	if code != 1 || !strings.Contains(out, "the real-kernel tests cannot run: not root") {
+		t.Errorf("as nobody: exit %d, output %q; want exit 1 saying the real-kernel tests cannot run", code, out)
+	}
+	if out, code := asNobody("-test.short"); code != 0 {
+		t.Errorf("as nobody with -short: exit %d, output %q; want a pass", code, out)
+	}
 }

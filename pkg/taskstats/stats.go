@@ -200,68 +200,90 @@ func (s *Stats) UnmarshalBinary(b []byte) error {
 	if v == 15 {
 		l = &v15
 	}
-	u64 := func(off int) uint64 { return binary.NativeEndian.Uint64(b[off:]) }
-	u32 := func(off int) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
-	us := func(off int) time.Duration { return durationOf(u64(off), time.Microsecond) }
-	ns := func(off int) time.Duration { return durationOf(u64(off), 1) }
-	delay := func(d *Delay, o delayOffsets, since uint16) {
-		if v < since {
-			return
-		}
-		d.Count, d.Total = u64(o.count), ns(o.total)
-		if v >= 15 {
-			d.Max, d.Min = ns(o.max), ns(o.min)
-		}
-		if v >= 17 && o.maxTS >= 0 {
-			sec, nsec := int64(u64(o.maxTS)), int64(u64(o.maxTS+8))
-			if sec != 0 || nsec != 0 {
-				d.MaxAt = time.Unix(sec, nsec)
-			}
-		}
-	}
-
-	s.ExitCode = u32(4)
+	r := statsReader{b: b, v: v}
+	s.ExitCode = r.u32(4)
 	s.Flag = b[8]
 	s.Nice = int8(b[9])
-	delay(&s.CPU, l.cpu, 8)
-	delay(&s.BlkIO, l.blkio, 8)
-	delay(&s.SwapIn, l.swapin, 8)
-	delay(&s.FreePages, l.freepages, 8)
-	delay(&s.Thrashing, l.thrashing, 9)
-	delay(&s.Compact, l.compact, 11)
-	delay(&s.WPCopy, l.wpcopy, 13)
-	delay(&s.IRQ, l.irq, 14)
-	s.CPURunRealTotal = ns(l.runReal)
-	s.CPURunVirtualTotal = ns(l.runVirtual)
-	s.CPUScaledRunRealTotal = ns(l.scaledRunReal)
-
-	s.Comm = commString(b[l.comm : l.comm+32])
-	s.Sched = b[l.sched]
-	s.UID, s.GID, s.PID, s.PPID = u32(l.uid), u32(l.gid), u32(l.pid), u32(l.ppid)
-	if v >= 10 {
-		s.BeginTime = time.Unix(int64(u64(l.btime64)), 0)
-	} else {
-		s.BeginTime = time.Unix(int64(u32(l.btime)), 0)
-	}
-	s.Elapsed = us(l.etime)
-	s.UserTime, s.SystemTime = us(l.utime), us(l.stime)
-	s.UserTimeScaled, s.SystemTimeScaled = us(l.utimeScaled), us(l.stimeScaled)
-	s.MinorFaults, s.MajorFaults = u64(l.minflt), u64(l.majflt)
-	s.CoreMem, s.VirtMem = u64(l.coremem), u64(l.virtmem)
-	s.HiwaterRSSKiB, s.HiwaterVMKiB = u64(l.hiwaterRSS), u64(l.hiwaterVM)
-	s.ReadChar, s.WriteChar = u64(l.rchar), u64(l.wchar)
-	s.ReadSyscalls, s.WriteSyscalls = u64(l.syscr), u64(l.syscw)
-	s.ReadBytes, s.WriteBytes, s.CancelledWriteBytes = u64(l.readBytes), u64(l.writeBytes), u64(l.cancelledWriteBytes)
-	s.Nvcsw, s.Nivcsw = u64(l.nvcsw), u64(l.nivcsw)
-	if v >= 12 {
-		s.TGID = u32(l.tgid)
-		s.ThreadGroupElapsed = us(l.tgetime)
-		s.ExeDev, s.ExeInode = u64(l.exeDev), u64(l.exeInode)
-	}
+	r.delays(s, l)
+	r.accounting(s, l)
 	if v > MaxVersion {
 		s.Raw = append([]byte(nil), b...)
 	}
 	return nil
+}
+
+// statsReader reads the fields of one struct taskstats payload of version v, whose length
+// UnmarshalBinary checked against SizeOf(v): every offset of the version's layout is in b.
+type statsReader struct {
+	b []byte
+	v uint16
+}
+
+func (r statsReader) u64(off int) uint64 { return binary.NativeEndian.Uint64(r.b[off:]) }
+func (r statsReader) u32(off int) uint32 { return binary.NativeEndian.Uint32(r.b[off:]) }
+func (r statsReader) us(off int) time.Duration {
+	return durationOf(r.u64(off), time.Microsecond)
+}
+func (r statsReader) ns(off int) time.Duration { return durationOf(r.u64(off), 1) }
+
+// delays decodes the delay categories and the CPU run times.
+func (r statsReader) delays(s *Stats, l *layout) {
+	r.delay(&s.CPU, l.cpu, 8)
+	r.delay(&s.BlkIO, l.blkio, 8)
+	r.delay(&s.SwapIn, l.swapin, 8)
+	r.delay(&s.FreePages, l.freepages, 8)
+	r.delay(&s.Thrashing, l.thrashing, 9)
+	r.delay(&s.Compact, l.compact, 11)
+	r.delay(&s.WPCopy, l.wpcopy, 13)
+	r.delay(&s.IRQ, l.irq, 14)
+	s.CPURunRealTotal = r.ns(l.runReal)
+	s.CPURunVirtualTotal = r.ns(l.runVirtual)
+	s.CPUScaledRunRealTotal = r.ns(l.scaledRunReal)
+}
+
+// delay decodes one category, which the struct has from version since on.
+func (r statsReader) delay(d *Delay, o delayOffsets, since uint16) {
+	if r.v < since {
+		return
+	}
+	d.Count, d.Total = r.u64(o.count), r.ns(o.total)
+	if r.v >= 15 {
+		d.Max, d.Min = r.ns(o.max), r.ns(o.min)
+	}
+	if r.v >= 17 && o.maxTS >= 0 {
+		sec, nsec := int64(r.u64(o.maxTS)), int64(r.u64(o.maxTS+8))
+		if sec != 0 || nsec != 0 {
+			d.MaxAt = time.Unix(sec, nsec)
+		}
+	}
+}
+
+// accounting decodes the identity, times, memory, I/O and context switch fields.
+func (r statsReader) accounting(s *Stats, l *layout) {
+	b, v := r.b, r.v
+	s.Comm = commString(b[l.comm : l.comm+32])
+	s.Sched = b[l.sched]
+	s.UID, s.GID, s.PID, s.PPID = r.u32(l.uid), r.u32(l.gid), r.u32(l.pid), r.u32(l.ppid)
+	if v >= 10 {
+		s.BeginTime = time.Unix(int64(r.u64(l.btime64)), 0)
+	} else {
+		s.BeginTime = time.Unix(int64(r.u32(l.btime)), 0)
+	}
+	s.Elapsed = r.us(l.etime)
+	s.UserTime, s.SystemTime = r.us(l.utime), r.us(l.stime)
+	s.UserTimeScaled, s.SystemTimeScaled = r.us(l.utimeScaled), r.us(l.stimeScaled)
+	s.MinorFaults, s.MajorFaults = r.u64(l.minflt), r.u64(l.majflt)
+	s.CoreMem, s.VirtMem = r.u64(l.coremem), r.u64(l.virtmem)
+	s.HiwaterRSSKiB, s.HiwaterVMKiB = r.u64(l.hiwaterRSS), r.u64(l.hiwaterVM)
+	s.ReadChar, s.WriteChar = r.u64(l.rchar), r.u64(l.wchar)
+	s.ReadSyscalls, s.WriteSyscalls = r.u64(l.syscr), r.u64(l.syscw)
+	s.ReadBytes, s.WriteBytes, s.CancelledWriteBytes = r.u64(l.readBytes), r.u64(l.writeBytes), r.u64(l.cancelledWriteBytes)
+	s.Nvcsw, s.Nivcsw = r.u64(l.nvcsw), r.u64(l.nivcsw)
+	if v >= 12 {
+		s.TGID = r.u32(l.tgid)
+		s.ThreadGroupElapsed = r.us(l.tgetime)
+		s.ExeDev, s.ExeInode = r.u64(l.exeDev), r.u64(l.exeInode)
+	}
 }
 
 // durationOf converts a kernel counter in unit to a Duration, saturating instead of wrapping.

@@ -182,83 +182,119 @@ func run(s Spec) int {
 	return s.ExitCode
 }
 
+// work does what s asks of one thread (i numbers the thread): burn CPU, touch memory, write
+// and read a file on disk, leave cancelled writes.
 func work(s Spec, i int) error {
 	if s.Burn > 0 {
-		var ru unix.Rusage
-		start := threadCPU(&ru)
-		x := uint64(i)
-		for threadCPU(&ru)-start < s.Burn {
-			for range 100000 {
-				x = x*6364136223846793005 + 1442695040888963407
-			}
-		}
-		sink.Store(x)
+		burn(s.Burn, i)
 	}
 	if s.TouchMiB > 0 {
-		m, err := unix.Mmap(-1, 0, s.TouchMiB<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-		if err != nil {
+		if err := touch(s.TouchMiB); err != nil {
 			return err
 		}
-		for j := 0; j < len(m); j += 4096 {
-			m[j] = 1
-		}
-		// kept mapped: the high-water marks stay up either way
 	}
 	if s.WriteBytes > 0 || s.ReadBytes > 0 {
-		name := filepath.Join(s.Dir, fmt.Sprintf("workload-%d-%d", os.Getpid(), i))
-		defer os.Remove(name)
-		size := max(s.WriteBytes, s.ReadBytes)
-		buf := make([]byte, 64<<10)
-		for j := range buf {
-			buf[j] = byte(j)
-		}
-		f, err := os.Create(name)
-		if err != nil {
-			return err
-		}
-		for n := 0; n < size; n += len(buf) {
-			if _, err := f.Write(buf[:min(len(buf), size-n)]); err != nil {
-				return err
-			}
-		}
-		if err := f.Sync(); err != nil {
-			return err
-		}
-		if s.ReadBytes > 0 {
-			if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-				return err
-			}
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			for n := 0; n < s.ReadBytes; {
-				k, err := f.Read(buf[:min(len(buf), s.ReadBytes-n)])
-				if err != nil {
-					return err
-				}
-				n += k
-			}
-		}
-		if err := f.Close(); err != nil {
+		if err := writeAndRead(s, i); err != nil {
 			return err
 		}
 	}
 	if s.CancelBytes > 0 {
-		name := filepath.Join(s.Dir, fmt.Sprintf("workload-cancel-%d-%d", os.Getpid(), i))
-		f, err := os.Create(name)
+		if err := cancelWrites(s, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// burn spins until the thread has used d of CPU time.
+func burn(d time.Duration, i int) {
+	var ru unix.Rusage
+	start := threadCPU(&ru)
+	x := uint64(i)
+	for threadCPU(&ru)-start < d {
+		for range 100000 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	sink.Store(x)
+}
+
+// touch faults in mib MiB of anonymous memory, kept mapped: the high-water marks stay up
+// either way.
+func touch(mib int) error {
+	m, err := unix.Mmap(-1, 0, mib<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return err
+	}
+	for j := 0; j < len(m); j += 4096 {
+		m[j] = 1
+	}
+	return nil
+}
+
+// writeAndRead writes s.WriteBytes (or s.ReadBytes) to a file on disk, syncs it, and reads
+// s.ReadBytes of it back past the page cache.
+func writeAndRead(s Spec, i int) error {
+	name := filepath.Join(s.Dir, fmt.Sprintf("workload-%d-%d", os.Getpid(), i))
+	defer os.Remove(name)
+	size := max(s.WriteBytes, s.ReadBytes)
+	buf := make([]byte, 64<<10)
+	for j := range buf {
+		buf[j] = byte(j)
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for n := 0; n < size; n += len(buf) {
+		if _, err := f.Write(buf[:min(len(buf), size-n)]); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if s.ReadBytes > 0 {
+		if err := readBack(f, buf, s.ReadBytes); err != nil {
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// readBack drops f's pages from the cache and reads n bytes of it from the disk.
+func readBack(f *os.File, buf []byte, n int) error {
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	for read := 0; read < n; {
+		k, err := f.Read(buf[:min(len(buf), n-read)])
 		if err != nil {
 			return err
 		}
-		if _, err := f.Write(make([]byte, s.CancelBytes)); err != nil {
-			return err
-		}
-		if err := f.Truncate(0); err != nil { // dirty pages never written: cancelled_write_bytes
-			return err
-		}
-		_ = f.Close()
-		_ = os.Remove(name)
+		read += k
 	}
 	return nil
+}
+
+// cancelWrites dirties s.CancelBytes of page cache and truncates it before writeback: the
+// kernel counts them as cancelled_write_bytes.
+func cancelWrites(s Spec, i int) error {
+	name := filepath.Join(s.Dir, fmt.Sprintf("workload-cancel-%d-%d", os.Getpid(), i))
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(name)
+	defer f.Close()
+	if _, err := f.Write(make([]byte, s.CancelBytes)); err != nil {
+		return err
+	}
+	return f.Truncate(0)
 }
 
 // threadCPU is the CPU time the calling thread has used.
