@@ -78,8 +78,8 @@ func TestTableDropsServicesDeletedDuringTheRead(t *testing.T) {
 	}
 	var got []string
 	for _, e := range table {
-		got = append(got, e.Service.Address.String())
-		if e.Service.Address == svc(1).Address && len(e.Destinations) != 1 {
+		got = append(got, e.Address.String())
+		if e.Address == svc(1).Address && len(e.Destinations) != 1 {
 			t.Errorf("service 1: %d destinations, want 1", len(e.Destinations))
 		}
 	}
