@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -131,19 +132,21 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	log := ctrl.Log.WithName("agent").WithValues("node", o.node)
 	allow, _ := agent.ManagedCIDRs(o.managedCIDRs)
 
-	kernel, info, err := openKernel(o)
+	status := &agent.StatusWriter{Node: o.node, Log: log,
+		Agent:          v1alpha1.AgentInfo{Version: version(), PodName: o.podName},
+		Kernel:         v1alpha1.KernelInfo{Release: kernelRelease()},
+		LeaseNamespace: o.leaseNamespace, LeaseDuration: o.leaseDuration,
+	}
+	kernel, err := openKernel(o, func(ctx context.Context, c *ipvs.Client) {
+		status.SetKernel(kernelInfo(ctx, o, c, log))
+	})
 	if err != nil {
 		return err
 	}
 	defer kernel.Close()
-	for _, s := range sysctls(o) {
-		got, err := agent.Sysctl(o.sysctlRoot, o.netns, s.name, s.value)
-		if err != nil {
-			log.Error(err, "cannot set sysctl", "sysctl", s.name)
-		} else {
-			log.Info("sysctl set", "sysctl", got.Name, "value", got.Value)
-		}
-		info.Sysctls = append(info.Sysctls, got)
+	// Open now if IPVS is there (the kernel info and sysctls are then in the first status).
+	if _, err := kernel.Info(ctx); err != nil {
+		log.Error(err, "IPVS is not available yet; the agent reports it and retries")
 	}
 
 	mgr, err := newAgentManager(o)
@@ -158,12 +161,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		Node: o.node, Kernel: kernel, Allow: allow, Log: log, Metrics: m,
 		Checkpoint: &agent.CheckpointFile{Path: filepath.Join(o.stateDir, "agent-checkpoint.json")},
 	})
-	status := &agent.StatusWriter{
-		Client: mgr.GetClient(), Node: o.node, Log: log,
-		Agent:          v1alpha1.AgentInfo{Version: version(), PodName: o.podName},
-		Kernel:         info,
-		LeaseNamespace: o.leaseNamespace, LeaseDuration: o.leaseDuration,
-	}
+	status.Client = mgr.GetClient()
 	runner := agent.NewRunner(agent.RunnerConfig{
 		Node: o.node, Reconciler: rec, Cache: mgr.GetCache(), Status: status,
 		AuditPeriod: o.auditPeriod, DrainPoll: o.drainPoll, RetryPeriod: o.retryPeriod, Log: log,
@@ -209,31 +207,47 @@ func sysctls(o *agentOptions) []sysctl {
 	}
 }
 
-// openKernel opens the IPVS client (in --netns when given) and reads what IPVSNode reports
-// about the kernel.
-func openKernel(o *agentOptions) (*agent.IPVSKernel, v1alpha1.KernelInfo, error) {
+// openKernel returns the agent's IPVS kernel (in --netns when given; the namespace file stays
+// open for the agent's life, so that the client can be opened again). IPVS missing at start is
+// not fatal: the agent reports it and retries; opened runs after each successful open.
+func openKernel(o *agentOptions, opened func(context.Context, *ipvs.Client)) (*agent.IPVSKernel, error) {
 	cfg := ipvs.Config{}
+	var nsFile *os.File
 	if o.netns != "" {
-		f, err := os.Open(o.netns)
-		if err != nil {
-			return nil, v1alpha1.KernelInfo{}, fmt.Errorf("--netns: %w", err)
+		var err error
+		if nsFile, err = os.Open(o.netns); err != nil {
+			return nil, fmt.Errorf("--netns: %w", err)
 		}
-		defer f.Close() // ipvs.New keeps its own sockets in the namespace
-		cfg.NetNS = int(f.Fd())
+		cfg.NetNS = int(nsFile.Fd())
 	}
-	c, err := ipvs.New(context.Background(), &cfg)
-	if err != nil {
-		return nil, v1alpha1.KernelInfo{}, err
-	}
-	k := &agent.IPVSKernel{Client: c}
+	return &agent.IPVSKernel{
+		Open: func(ctx context.Context) (*ipvs.Client, error) {
+			// The closure keeps nsFile (and so the descriptor in cfg) open for the agent's life.
+			defer runtime.KeepAlive(nsFile)
+			return ipvs.New(ctx, &cfg)
+		},
+		Opened: opened,
+	}, nil
+}
+
+// kernelInfo sets the IPVS sysctls (they exist once IPVS is loaded) and returns what IPVSNode
+// reports about the kernel.
+func kernelInfo(ctx context.Context, o *agentOptions, c *ipvs.Client, log logr.Logger) v1alpha1.KernelInfo {
 	info := v1alpha1.KernelInfo{Release: kernelRelease()}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if i, err := c.Info(ctx); err == nil {
 		info.IPVSVersion = i.VersionString()
 		info.ConnectionTableSize = int32(i.ConnTableSize)
 	}
-	return k, info, nil
+	for _, s := range sysctls(o) {
+		got, err := agent.Sysctl(o.sysctlRoot, o.netns, s.name, s.value)
+		if err != nil {
+			log.Error(err, "cannot set sysctl", "sysctl", s.name)
+		} else {
+			log.Info("sysctl set", "sysctl", got.Name, "value", got.Value)
+		}
+		info.Sysctls = append(info.Sysctls, got)
+	}
+	return info
 }
 
 func kernelRelease() string {

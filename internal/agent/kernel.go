@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -18,12 +18,86 @@ import (
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
-// IPVSKernel is the Kernel of production: pkg/ipvs's client.
-type IPVSKernel struct{ *ipvs.Client }
+// IPVSKernel is the Kernel of production: pkg/ipvs's client, opened on first use and again on
+// each use after a failed open, so that an agent started before IPVS is there (the module not
+// loaded yet) reports IPVSAvailable=False in its IPVSNode and carries on once it is.
+type IPVSKernel struct {
+	// Open opens the client (in the agent's namespace or --netns).
+	Open func(ctx context.Context) (*ipvs.Client, error)
+	// Opened, when set, runs after each successful open (the IPVS sysctls exist only once
+	// the module is loaded: the agent sets them here).
+	Opened func(ctx context.Context, c *ipvs.Client)
+
+	mu sync.Mutex
+	c  *ipvs.Client
+}
+
+func (k *IPVSKernel) client(ctx context.Context) (*ipvs.Client, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.c == nil {
+		c, err := k.Open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		k.c = c
+		if k.Opened != nil {
+			k.Opened(ctx, c)
+		}
+	}
+	return k.c, nil
+}
+
+// Apply applies a batch; every operation fails with the open error when IPVS cannot be opened.
+func (k *IPVSKernel) Apply(ctx context.Context, ops []ipvs.Op) ([]error, error) {
+	c, err := k.client(ctx)
+	if err != nil {
+		res := make([]error, len(ops))
+		for i := range res {
+			res[i] = err
+		}
+		return res, err
+	}
+	return c.Apply(ctx, ops)
+}
+
+// Table reads the whole table.
+func (k *IPVSKernel) Table(ctx context.Context) ([]ipvs.TableEntry, error) {
+	c, err := k.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Table(ctx)
+}
 
 // Destinations dumps the destinations of one service.
 func (k *IPVSKernel) Destinations(ctx context.Context, s *lvs.Service) ([]ipvs.Destination, error) {
-	return k.Client.Destinations(ctx, s.Key())
+	c, err := k.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Destinations(ctx, s.Key())
+}
+
+// Info reads the IPVS version and connection table size.
+func (k *IPVSKernel) Info(ctx context.Context) (ipvs.Info, error) {
+	c, err := k.client(ctx)
+	if err != nil {
+		return ipvs.Info{}, err
+	}
+	return c.Info(ctx)
+}
+
+// Close closes the client, if it was opened.
+func (k *IPVSKernel) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.c == nil {
+		return nil
+	}
+	err := k.c.Close()
+	k.c = nil
+	return err
 }
 
 // SetSysctl writes value to <root>/<name> (root: /proc/sys, or where the host's is mounted) as

@@ -54,6 +54,13 @@ func (w *StatusWriter) now() time.Time {
 	return w.Now()
 }
 
+// SetKernel replaces what IPVSNode reports about the kernel (once IPVS could be opened).
+func (w *StatusWriter) SetKernel(k v1alpha1.KernelInfo) {
+	w.mu.Lock()
+	w.Kernel = k
+	w.mu.Unlock()
+}
+
 func (w *StatusWriter) setIPVS(err error) {
 	if w == nil {
 		return
@@ -78,9 +85,9 @@ func LeaseName(node string) string { return "kubelvs-agent-" + node }
 // Status builds the IPVSNode status from a report, carrying transition times over from prev.
 func (w *StatusWriter) Status(rep NodeReport, prev *v1alpha1.IPVSNodeStatus) v1alpha1.IPVSNodeStatus {
 	w.mu.Lock()
-	ipvsErr, known := w.ipvsErr, w.ipvsKnown
+	ipvsErr, known, kernel := w.ipvsErr, w.ipvsKnown, w.Kernel
 	w.mu.Unlock()
-	st := v1alpha1.IPVSNodeStatus{Agent: ptr.To(w.Agent), Kernel: ptr.To(w.Kernel), Counts: ptr.To(rep.Counts),
+	st := v1alpha1.IPVSNodeStatus{Agent: ptr.To(w.Agent), Kernel: ptr.To(kernel), Counts: ptr.To(rep.Counts),
 		VirtualServices: rep.VirtualServices}
 	if prev != nil {
 		st.Conditions = append(st.Conditions, prev.Conditions...)
