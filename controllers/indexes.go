@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,6 +23,10 @@ const (
 	// IndexConflictKey indexes VirtualServices by the address:port/protocol and firewall-mark
 	// keys they claim (cluster-wide).
 	IndexConflictKey = "kubelvs.io/conflict-key"
+	// IndexSliceService indexes EndpointSlices by the Service they belong to (their
+	// kubernetes.io/service-name label): a label selector would make the cache scan every
+	// slice of the namespace for each Service.
+	IndexSliceService = "kubelvs.io/slice-service"
 	// IndexNodeSelector indexes VirtualServices by whether they have a nodeSelector
 	// (nodeSelectorSet or nodeSelectorUnset): a Node label change can only change the
 	// selection of those that have one.
@@ -45,6 +50,14 @@ func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
 		if err := idx.IndexField(ctx, &v1alpha1.VirtualService{}, name, fn); err != nil {
 			return fmt.Errorf("indexing VirtualServices by %s: %w", name, err)
 		}
+	}
+	if err := idx.IndexField(ctx, &discoveryv1.EndpointSlice{}, IndexSliceService, func(o client.Object) []string {
+		if svc := o.GetLabels()[discoveryv1.LabelServiceName]; svc != "" {
+			return []string{svc}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing EndpointSlices by %s: %w", IndexSliceService, err)
 	}
 	return nil
 }

@@ -56,11 +56,9 @@ func kindOf(o runtime.Object) string {
 	panic(fmt.Sprintf("memCache: unexpected type %T", o))
 }
 
-// IndexField records the VirtualService indexes SetupIndexes registers.
-func (c *memCache) IndexField(_ context.Context, obj client.Object, field string, fn client.IndexerFunc) error {
-	if kindOf(obj) == "VirtualService" {
-		c.indexes[field] = fn
-	}
+// IndexField records the indexes SetupIndexes registers (their field names differ by kind).
+func (c *memCache) IndexField(_ context.Context, _ client.Object, field string, fn client.IndexerFunc) error {
+	c.indexes[field] = fn
 	return nil
 }
 

@@ -250,7 +250,7 @@ func (r *VirtualServiceReconciler) gatherService(ctx context.Context, c *desired
 	c.Services = append(c.Services, &s)
 	var slices discoveryv1.EndpointSliceList
 	if err := r.Client.List(ctx, &slices, client.InNamespace(key.Namespace),
-		client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
+		client.MatchingFields{IndexSliceService: key.Name}); err != nil {
 		return fmt.Errorf("listing EndpointSlices of Service %s: %w", key, err)
 	}
 	for i := range slices.Items {

@@ -134,7 +134,7 @@ func addService(ctx context.Context, r client.Reader, cl *desired.Cluster, k typ
 	cl.Services = append(cl.Services, &svc)
 	var slices discoveryv1.EndpointSliceList
 	if err := r.List(ctx, &slices, client.InNamespace(k.Namespace),
-		client.MatchingLabels{discoveryv1.LabelServiceName: k.Name}); err != nil {
+		client.MatchingFields{controllers.IndexSliceService: k.Name}); err != nil {
 		return fmt.Errorf("agent: list EndpointSlices of Service %s: %w", k, err)
 	}
 	for i := range slices.Items {

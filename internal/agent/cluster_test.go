@@ -24,7 +24,7 @@ import (
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +46,9 @@ func eventually(t *testing.T, what string, check func() error) {
 
 // startAgent runs the agent's manager (the binary's cache and client options) with a fake
 // kernel against the real API server.
-func startAgent(t *testing.T, node string, fk *fakeKernel) {
+func startAgent(t *testing.T, node string, fk *fakeKernel) { startAgentB(t, node, fk) }
+
+func startAgentB(t testing.TB, node string, fk *fakeKernel) {
 	t.Helper()
 	opts := ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0", Cache: CacheOptions(node), Client: ClientOptions()}
@@ -151,15 +153,15 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 	slice.Endpoints[1].Conditions = discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)}
 	must(t, c.Update(ctx, slice))
 	eventually(t, "the terminating endpoint at weight 0", func() error {
-		if w, _ := fk.counts(); w != 1 || fk.byKind[ipvs.UpdateDestination] != 1 {
-			return fmt.Errorf("%d writes %v", w, fk.byKind)
+		if w, _ := fk.counts(); w != 1 || fk.kind(ipvs.UpdateDestination) != 1 {
+			return fmt.Errorf("%d writes %v", w, fk.kinds())
 		}
 		return nil
 	})
 	// The drain poll dumps that one service; with no connections left the destination goes.
 	eventually(t, "the drained destination removed", func() error {
-		if w, _ := fk.counts(); w != 2 || fk.byKind[ipvs.DeleteDestination] != 1 {
-			return fmt.Errorf("%d writes %v", w, fk.byKind)
+		if w, _ := fk.counts(); w != 2 || fk.kind(ipvs.DeleteDestination) != 1 {
+			return fmt.Errorf("%d writes %v", w, fk.kinds())
 		}
 		return nil
 	})
@@ -176,8 +178,8 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 	}}
 	must(t, c.Create(ctx, vs2))
 	eventually(t, "the selected VirtualService programmed", func() error {
-		if fk.byKind[ipvs.AddService] != 1 || fk.byKind[ipvs.AddDestination] != 1 {
-			return fmt.Errorf("writes %v", fk.byKind)
+		if fk.kind(ipvs.AddService) != 1 || fk.kind(ipvs.AddDestination) != 1 {
+			return fmt.Errorf("writes %v", fk.kinds())
 		}
 		return nil
 	})

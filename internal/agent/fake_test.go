@@ -199,3 +199,21 @@ func (f *fakeKernel) dump() []string {
 	slices.Sort(out)
 	return out
 }
+
+// kind returns how many operations of kind k the fake applied since the last reset.
+func (f *fakeKernel) kind(k ipvs.OpKind) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.byKind[k]
+}
+
+// kinds returns a copy of the per-kind counts.
+func (f *fakeKernel) kinds() map[ipvs.OpKind]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[ipvs.OpKind]int, len(f.byKind))
+	for k, v := range f.byKind {
+		out[k] = v
+	}
+	return out
+}

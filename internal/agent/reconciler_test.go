@@ -85,8 +85,8 @@ func TestReconcilerAtScale(t *testing.T) {
 	if got := testutil.ToFloat64(r.cfg.Metrics.CheckpointWrites) - writes; got != 0 {
 		t.Errorf("a weight change wrote the checkpoint %v times; it records no weights", got)
 	}
-	if w, _ := fk.counts(); w != 1 || fk.byKind[ipvs.UpdateDestination] != 1 {
-		t.Errorf("one endpoint change took %d writes (%v), want 1 destination update", w, fk.byKind)
+	if w, _ := fk.counts(); w != 1 || fk.kind(ipvs.UpdateDestination) != 1 {
+		t.Errorf("one endpoint change took %d writes (%v), want 1 destination update", w, fk.kinds())
 	}
 	if got := requests(r, requestWrite); got != 110001 {
 		t.Errorf("kubelvs_agent_netlink_requests_total{kind=write} = %d, want 110,001", got)
@@ -146,8 +146,8 @@ func TestReconcilerDrainSurvivesRestart(t *testing.T) {
 	if err := r2.PollDrains(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if w, _ := fk.counts(); w != 1 || fk.byKind[ipvs.DeleteDestination] != 1 {
-		t.Errorf("at the deadline: %d writes (%v), want one destination delete", w, fk.byKind)
+	if w, _ := fk.counts(); w != 1 || fk.kind(ipvs.DeleteDestination) != 1 {
+		t.Errorf("at the deadline: %d writes (%v), want one destination delete", w, fk.kinds())
 	}
 }
 

@@ -102,6 +102,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	if err := r.register(ctx); err != nil {
 		return err
 	}
+	go r.cfg.Status.Run(ctx)
 	if !r.cfg.Cache.WaitForCacheSync(ctx) {
 		return errors.New("agent: caches did not sync")
 	}
@@ -126,7 +127,7 @@ func (r *Runner) adopt(ctx context.Context) error {
 		}
 		r.cfg.Log.Error(err, "cannot read the IPVS table; retrying")
 		r.cfg.Status.setIPVS(err)
-		r.cfg.Status.write(ctx, r.cfg.Reconciler.Report())
+		r.cfg.Status.Publish(r.cfg.Reconciler.Report())
 		select {
 		case <-ctx.Done():
 			return nil
@@ -146,7 +147,7 @@ func (r *Runner) loop(ctx context.Context) error {
 		if drain == nil && len(r.cfg.Reconciler.Model().Draining()) > 0 {
 			drain = time.After(r.cfg.DrainPoll)
 		}
-		r.cfg.Status.write(ctx, r.cfg.Reconciler.Report())
+		r.cfg.Status.Publish(r.cfg.Reconciler.Report())
 		select {
 		case <-ctx.Done():
 			return nil

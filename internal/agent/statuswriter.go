@@ -38,7 +38,13 @@ type StatusWriter struct {
 	Log            logr.Logger
 	Now            func() time.Time
 
+	// MinInterval is the least time between two status writes (default 1 s): a burst of
+	// changes costs one write, and the writes never hold up programming.
+	MinInterval time.Duration
+
 	mu        sync.Mutex
+	pending   *NodeReport // the newest report not yet written
+	wake      chan struct{}
 	nodeUID   string
 	ipvsErr   error
 	ipvsKnown bool
@@ -130,6 +136,65 @@ func (w *StatusWriter) Status(rep NodeReport, prev *v1alpha1.IPVSNodeStatus) v1a
 		set(v1alpha1.NodeConditionReady, true, v1alpha1.ReasonProgrammed, "the node's IPVS table matches its VirtualServices")
 	}
 	return st
+}
+
+// Publish hands the writer the newest report; it returns at once (Run writes it).
+func (w *StatusWriter) Publish(rep NodeReport) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.pending = &rep
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
+	wake := w.wake
+	w.mu.Unlock()
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes published reports and renews the Lease until ctx ends, on its own goroutine:
+// the API server's latency (or absence) never delays the kernel's programming.
+func (w *StatusWriter) Run(ctx context.Context) {
+	if w == nil || w.Client == nil {
+		return
+	}
+	w.mu.Lock()
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
+	wake := w.wake
+	w.mu.Unlock()
+	minInterval := w.MinInterval
+	if minInterval <= 0 {
+		minInterval = time.Second
+	}
+	lease := time.NewTicker(max(w.LeaseDuration/4, time.Second))
+	defer lease.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lease.C:
+			w.renewLease(ctx)
+		case <-wake:
+			w.mu.Lock()
+			rep := w.pending
+			w.pending = nil
+			w.mu.Unlock()
+			if rep != nil {
+				w.write(ctx, *rep)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(minInterval):
+			}
+		}
+	}
 }
 
 // write writes the IPVSNode's status when it differs from what was last written, and renews
