@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +48,8 @@ func sh(name string, args ...string) error {
 	return nil
 }
 
+var netnsFiles []*os.File
+
 // netns adds a network namespace with lo up and returns an IPVS client in it.
 func netns(name string) (*ipvs.Client, error) {
 	if err := sh("/sbin/ip", "netns", "add", name); err != nil {
@@ -59,7 +62,9 @@ func netns(name string) (*ipvs.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The client keeps using the fd's namespace; f stays open for the process's life.
+	// The client opens its dump socket later, in the fd's namespace: keep f open (and out of the
+	// garbage collector's reach) for the process's life.
+	netnsFiles = append(netnsFiles, f)
 	return ipvs.New(context.Background(), &ipvs.Config{NetNS: int(f.Fd())})
 }
 
@@ -164,6 +169,7 @@ const (
 	mRequests = "kubelvs_agent_netlink_requests_total"
 	mAudit    = "kubelvs_agent_audit_duration_seconds"
 	mLatency  = "kubelvs_agent_network_programming_duration_seconds"
+	mSync     = "kubelvs_agent_sync_duration_seconds"
 )
 
 // informerSync times a cache of what the agent watches from start to synced.
@@ -235,6 +241,7 @@ type results struct {
 	resyncs                     []time.Duration
 	resyncCounts                kubeproxy.Counts
 	histP50, histP99, histN     float64
+	syncP50, syncP99, syncN     float64
 	converge, informers, apply  time.Duration
 	tableRead                   time.Duration
 	restartReady                time.Duration
@@ -251,10 +258,16 @@ type results struct {
 	auditPeriod                 time.Duration
 }
 
-func run(o *options) error {
+func run(o *options) (err error) {
 	if o.kubelvs == "" {
 		return errors.New("-kubelvs is required")
 	}
+	a := &agentProc{o: o}
+	defer func() {
+		if err != nil {
+			_ = writeLogTail(a.n)
+		}
+	}()
 	ctx := context.Background()
 	k8s, err := newClient(o)
 	if err != nil {
@@ -274,7 +287,6 @@ func run(o *options) error {
 	if err != nil {
 		return err
 	}
-	a := &agentProc{o: o}
 	if err := a.start(time.Hour); err != nil {
 		return err
 	}
@@ -327,7 +339,12 @@ func run(o *options) error {
 	for k := range o.resyncs {
 		i := changeTarget(k, len(want))
 		s := &want[i]
-		s.Dests[0].Addr = swap(vsIndex(s.Addr), s.Dests[0].Addr)
+		for j := range s.Dests {
+			if vi := vsIndex(s.Addr); s.Dests[j].Addr == epAddr(vi, 0) || s.Dests[j].Addr == epAddr(vi, altSlot) {
+				s.Dests[j].Addr = swap(vi, s.Dests[j].Addr)
+				break
+			}
+		}
 		start := time.Now()
 		n, err := kubeproxy.Resync(h, want)
 		if err != nil {
@@ -340,53 +357,16 @@ func run(o *options) error {
 	}
 	h.Close()
 
-	// 1a. One EndpointSlice change at a time.
-	var lastRSS int64
+	// 1a. EndpointSlice changes: one at a time (each after the previous one is in the kernel),
+	// or with -change-interval, one every interval whatever the agent has done (open loop).
+	if r.changes, err = runChanges(ctx, o, k8s, kernel, keys); err != nil {
+		return err
+	}
 	changed := map[int]bool{}
 	for k := range o.changes {
-		i := changeTarget(k, o.vs)
-		var es discoveryv1.EndpointSlice
-		if err := k8s.Get(ctx, types.NamespacedName{Namespace: benchNS, Name: sliceName(i)}, &es); err != nil {
-			return err
-		}
-		cur, err := netip.ParseAddr(es.Endpoints[0].Addresses[0])
-		if err != nil {
-			return err
-		}
-		next := swap(i, cur)
-		es.Endpoints[0].Addresses[0] = next.String()
-		key, ok := keys[vsAddr(i)]
-		if !ok {
-			return fmt.Errorf("no service %v in the table", vsAddr(i))
-		}
-		t0 := time.Now()
-		if es.Annotations == nil {
-			es.Annotations = map[string]string{}
-		}
-		es.Annotations["endpoints.kubernetes.io/last-change-trigger-time"] = t0.UTC().Format(time.RFC3339Nano)
-		if err := k8s.Update(ctx, &es); err != nil {
-			return fmt.Errorf("update %s: %w", es.Name, err)
-		}
-		for {
-			ds, err := kernel.Destinations(ctx, key)
-			if err != nil {
-				return err
-			}
-			if hasDest(ds, next) {
-				break
-			}
-			if time.Since(t0) > 2*time.Minute {
-				return fmt.Errorf("change %d of %s not in the kernel after 2 min", k, es.Name)
-			}
-			time.Sleep(time.Millisecond)
-		}
-		r.changes = append(r.changes, time.Since(t0))
-		changed[i] = true
-		if (k+1)%50 == 0 {
-			logf("changes: %d/%d, p50 %v p99 %v so far", k+1, o.changes, percentile(r.changes, 50), percentile(r.changes, 99))
-		}
-		time.Sleep(20 * time.Millisecond)
+		changed[changeTarget(k, o.vs)] = true
 	}
+	var lastRSS int64
 	// Wait for the removed endpoints' drains to end (the restart must find nothing to do).
 	deadline := time.Now().Add(2 * time.Minute)
 	for i := range changed {
@@ -406,16 +386,21 @@ func run(o *options) error {
 	}
 	r.rssConverged = lastRSS
 	// The agent's own histogram (one scrape, after the changes).
-	ss, _, err := scrape(mLatency)
+	ss, _, err := scrape(mLatency, mSync)
 	if err != nil {
 		return fmt.Errorf("scrape: %w", err)
 	}
 	r.histP50, r.histN = histQuantile(ss, mLatency, 0.5)
 	r.histP99, _ = histQuantile(ss, mLatency, 0.99)
+	r.syncP50, r.syncN = histQuantile(ss, mSync, 0.5)
+	r.syncP99, _ = histQuantile(ss, mSync, 0.99)
 	a.stop()
 
 	// 3. Restart with the table programmed.
 	r.auditPeriod = o.idle + 2*time.Minute
+	if o.auditPeriod > 0 {
+		r.auditPeriod = o.auditPeriod
+	}
 	if err := a.start(r.auditPeriod); err != nil {
 		return err
 	}
@@ -514,4 +499,141 @@ func writeLogTail(n int) error {
 		}
 	}
 	return nil
+}
+
+// pending is one change not yet seen in the kernel.
+type pending struct {
+	k    int
+	key  lvs.ServiceKey
+	next netip.Addr
+	t0   time.Time
+}
+
+// runChanges makes o.changes EndpointSlice changes and returns each one's time from just before
+// its API update to its new destination being in the kernel (polled every 2 ms).
+func runChanges(ctx context.Context, o *options, k8s client.Client, kernel *ipvs.Client, keys map[netip.Addr]lvs.ServiceKey) ([]time.Duration, error) {
+	lat := make([]time.Duration, o.changes)
+	issue := func(k int) (*pending, error) {
+		i := changeTarget(k, o.vs)
+		var es discoveryv1.EndpointSlice
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: benchNS, Name: sliceName(i)}, &es); err != nil {
+			return nil, err
+		}
+		cur, err := netip.ParseAddr(es.Endpoints[0].Addresses[0])
+		if err != nil {
+			return nil, err
+		}
+		p := &pending{k: k, key: keys[vsAddr(i)], next: swap(i, cur)}
+		if _, ok := keys[vsAddr(i)]; !ok {
+			return nil, fmt.Errorf("no service %v in the table", vsAddr(i))
+		}
+		es.Endpoints[0].Addresses[0] = p.next.String()
+		if es.Annotations == nil {
+			es.Annotations = map[string]string{}
+		}
+		p.t0 = time.Now()
+		es.Annotations["endpoints.kubernetes.io/last-change-trigger-time"] = p.t0.UTC().Format(time.RFC3339Nano)
+		if err := k8s.Update(ctx, &es); err != nil {
+			return nil, fmt.Errorf("update %s: %w", es.Name, err)
+		}
+		return p, nil
+	}
+	// check reports whether p's change is in the kernel, recording its latency.
+	check := func(p *pending) (bool, error) {
+		ds, err := kernel.Destinations(ctx, p.key)
+		if err != nil {
+			return false, err
+		}
+		if hasDest(ds, p.next) {
+			lat[p.k] = time.Since(p.t0)
+			return true, nil
+		}
+		if time.Since(p.t0) > 10*time.Minute {
+			return false, fmt.Errorf("change %d not in the kernel after 10 min", p.k)
+		}
+		return false, nil
+	}
+	progress := func(done int) {
+		if done%20 == 0 {
+			got := slices.DeleteFunc(slices.Clone(lat), func(d time.Duration) bool { return d == 0 })
+			logf("changes: %d/%d in the kernel, p50 %v p99 %v so far", done, o.changes, percentile(got, 50), percentile(got, 99))
+		}
+	}
+	if o.changeInterval <= 0 {
+		for k := range o.changes {
+			p, err := issue(k)
+			if err != nil {
+				return nil, err
+			}
+			for {
+				ok, err := check(p)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			progress(k + 1)
+			time.Sleep(20 * time.Millisecond)
+		}
+		return lat, nil
+	}
+	// Open loop: a goroutine issues a change every interval; this one polls the outstanding ones.
+	issued := make(chan *pending, o.changes)
+	errc := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(o.changeInterval)
+		defer tick.Stop()
+		for k := range o.changes {
+			p, err := issue(k)
+			if err != nil {
+				errc <- err
+				close(issued)
+				return
+			}
+			issued <- p
+			<-tick.C
+		}
+		close(issued)
+	}()
+	var out []*pending
+	done, open := 0, true
+	for open || len(out) > 0 {
+	drain:
+		for {
+			select {
+			case p, ok := <-issued:
+				if !ok {
+					open = false
+					break drain
+				}
+				out = append(out, p)
+			default:
+				break drain
+			}
+		}
+		keep := out[:0]
+		for _, p := range out {
+			ok, err := check(p)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				done++
+				progress(done)
+			} else {
+				keep = append(keep, p)
+			}
+		}
+		out = keep
+		time.Sleep(2 * time.Millisecond)
+	}
+	select {
+	case err := <-errc:
+		return nil, err
+	default:
+	}
+	return lat, nil
 }

@@ -34,7 +34,7 @@ import (
 
 type options struct {
 	vs, dests, changes, resyncs, workers int
-	idle                                 time.Duration
+	idle, auditPeriod, changeInterval    time.Duration
 	kubeconfig, server, kubelvs          string
 }
 
@@ -52,6 +52,8 @@ func main() {
 	fs.IntVar(&o.resyncs, "resyncs", 3, "kube-proxy-style full resyncs timed (phase 1)")
 	fs.IntVar(&o.workers, "workers", 32, "concurrent creates (populate)")
 	fs.DurationVar(&o.idle, "idle", 60*time.Second, "idle window (phase 5); the restarted agent's audit period is this + 2 min")
+	fs.DurationVar(&o.auditPeriod, "audit-period", 0, "the restarted agent's audit period (default -idle + 2 min; at least the window plus two scrapes)")
+	fs.DurationVar(&o.changeInterval, "change-interval", 0, "0: each change after the previous one is in the kernel; > 0: one change every interval (open loop)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the API server")
 	fs.StringVar(&o.server, "server", "", "populate: override the kubeconfig's server URL (the host's view)")
 	fs.StringVar(&o.kubelvs, "kubelvs", "", "run: the kubelvs binary")

@@ -29,6 +29,8 @@ func report(o *options, r *results) string {
 			"p99 < 50 ms; ≥ 100× faster", verdict(p99 < 50*time.Millisecond && p99 > 0 && rp99 >= 100*p99)},
 		{fmt.Sprintf("  the agent's %s (%.0f observations, bucket bounds)", mLatency, r.histN),
 			"p50 " + bound(r.histP50) + ", p99 " + bound(r.histP99), "", "", "", ""},
+		{fmt.Sprintf("  the agent's %s (%.0f syncs, bucket bounds)", mSync, r.syncN),
+			"p50 " + bound(r.syncP50) + ", p99 " + bound(r.syncP99), "", "", "", ""},
 		{"convergence from an empty kernel (start to ready, table complete)", secs(r.converge),
 			fmt.Sprintf("pkg/ipvs.Apply %s + informers' initial sync %s = %s", secs(r.apply), secs(r.informers), secs(ref)),
 			ratio(r.converge, ref), "≤ 1.5×", verdict(r.converge <= ref*3/2)},
@@ -49,6 +51,11 @@ func report(o *options, r *results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nagent-bench: %d VirtualServices × %d endpoints (%d services, %d destinations); one full resync made %d service gets, %d dumps, %d writes\n\n",
 		o.vs, o.dests, o.vs, o.vs*o.dests, r.resyncCounts.Gets, r.resyncCounts.Dumps, r.resyncCounts.Writes)
+	mode := "each after the previous one was in the kernel"
+	if o.changeInterval > 0 {
+		mode = "one every " + o.changeInterval.String() + " (open loop)"
+	}
+	fmt.Fprintf(&b, "changes: %s, timed from just before the API update to the destination read back from the agent's netns\n\n", mode)
 	b.WriteString(markdown([]string{"measure", "kubelvs agent", "reference", "ratio", "target", "result"}, rows))
 	return b.String()
 }
