@@ -21,6 +21,8 @@ VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs ./test/e2e
 VM_TEST_FLAGS ?=
 # `make bench-ipvs` table size (BENCH_FLAGS=-services 1000 for a quick run).
 BENCH_FLAGS ?=
+# `make bench-agent` flags (BENCH_AGENT_FLAGS='-vs 1000' for a quick run).
+BENCH_AGENT_FLAGS ?=
 
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
@@ -105,6 +107,10 @@ test-bench: ## Vet and unit-test the benchmark module hack/bench (its own go.mod
 .PHONY: bench-ipvs
 bench-ipvs: ## Benchmark IPVS programming/reading (pkg/ipvs, moby, cloudflare, ipvsadm, raw floor) in the VM.
 	hack/bench/run.sh $(BENCH_FLAGS)
+
+.PHONY: bench-agent
+bench-agent: envtest-assets ## Benchmark the node agent in the VM (N VirtualServices x 10 endpoints, API server on the host) against kube-proxy-style resyncs and pkg/ipvs.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) hack/bench/run-agent.sh $(BENCH_AGENT_FLAGS)
 
 .PHONY: bench
 bench: ## Run the Go benchmarks with -benchmem.

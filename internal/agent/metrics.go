@@ -24,6 +24,7 @@ type Metrics struct {
 	DrainingDestinations prometheus.Gauge
 	CheckpointWrites     prometheus.Counter
 	SyncDuration         prometheus.Histogram
+	AuditDuration        prometheus.Histogram
 	ProgrammingLatency   prometheus.Histogram
 }
 
@@ -59,6 +60,11 @@ func NewMetrics() *Metrics {
 			Help:    "Time to plan and apply one batch of VirtualService changes.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
+		AuditDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kubelvs_agent_audit_duration_seconds",
+			Help:    "Time of one audit: reading the whole IPVS table, planning and applying the repairs.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
+		}),
 		ProgrammingLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kubelvs_agent_network_programming_duration_seconds",
 			Help: "Time from an EndpointSlice's endpoints.kubernetes.io/last-change-trigger-time to its change " +
@@ -71,7 +77,7 @@ func NewMetrics() *Metrics {
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.NetlinkRequests, m.Operations, m.AuditRepairs, m.Conflicts,
-		m.DrainingDestinations, m.CheckpointWrites, m.SyncDuration, m.ProgrammingLatency} {
+		m.DrainingDestinations, m.CheckpointWrites, m.SyncDuration, m.AuditDuration, m.ProgrammingLatency} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -272,6 +272,8 @@ func (r *Reconciler) Refused() []types.NamespacedName {
 // Audit reads the kernel's table and repairs every difference in the services the agent owns.
 // It returns the number of repairs by kind.
 func (r *Reconciler) Audit(ctx context.Context) (map[string]int, error) {
+	start := time.Now()
+	defer func() { r.cfg.Metrics.AuditDuration.Observe(time.Since(start).Seconds()) }()
 	table, err := r.table(ctx)
 	if err != nil {
 		return nil, err

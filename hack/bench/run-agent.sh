@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# hack/bench/run-agent.sh [agent-bench flags]: the node agent benchmark (`make bench-agent`).
+# Starts the envtest API server on the host (hack/vm/apiserver, KUBEBUILDER_ASSETS as for the
+# envtest suites), creates the benchmark's objects from the host (agent-bench populate), then runs
+# agent-bench run inside hack/vm (qemu user-mode network: the guest reaches the API server at
+# 10.0.2.2) with the kubelvs binary, and prints its table. Flags go to both: -vs N (default
+# 10000), -dests, -changes, -resyncs, -idle, -workers (see hack/bench/agent/main.go).
+# VM_MEM (default 6G) and VM_TIMEOUT (default 5400 s) size the VM.
+set -euo pipefail
+# The braces make bash parse the whole script before running it: editing it mid-run is then harmless.
+{
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+GO=${GO:-go}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kubelvs-bench-agent.XXXXXX")
+apipid=
+cleanup() {
+  if [ -n "$apipid" ]; then kill "$apipid" 2>/dev/null; wait "$apipid" 2>/dev/null; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+(cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$tmp/kubelvs" ./cmd/kubelvs && "$GO" build -o "$tmp/apiserver" ./hack/vm/apiserver)
+(cd "$HERE" && CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/agent-bench" ./agent)
+
+echo "bench-agent: starting the envtest API server on the host"
+"$tmp/apiserver" -guest-kubeconfig "$tmp/kubeconfig" -port-file "$tmp/port" &
+apipid=$!
+for _ in $(seq 1 360); do
+  [ -s "$tmp/port" ] && break
+  kill -0 "$apipid" 2>/dev/null || { echo "bench-agent: the envtest API server did not start" >&2; exit 1; }
+  sleep 0.5
+done
+[ -s "$tmp/port" ] || { echo "bench-agent: the envtest API server did not serve within 180 s" >&2; exit 1; }
+port=$(cat "$tmp/port")
+echo "bench-agent: API server on 127.0.0.1:$port (the guest's 10.0.2.2)"
+"$tmp/agent-bench" populate -kubeconfig "$tmp/kubeconfig" -server "https://127.0.0.1:$port" "$@"
+
+echo "bench-agent: host load average $(cut -d' ' -f1-3 /proc/loadavg)"
+VM_NET=user VM_MEM=${VM_MEM:-6G} VM_TIMEOUT=${VM_TIMEOUT:-5400} "$ROOT/hack/vm/run.sh" \
+  -f "$tmp/agent-bench:/vm/agent-bench" -f "$tmp/kubeconfig:/vm/kubeconfig" -f "$tmp/kubelvs:/vm/kubelvs" -- \
+  agent-bench run -kubeconfig /vm/kubeconfig -kubelvs /vm/kubelvs "$@" | grep --line-buffered -v '^@@vmcpu '
+rc=${PIPESTATUS[0]}
+echo "bench-agent: host load average $(cut -d' ' -f1-3 /proc/loadavg)"
+exit "$rc"
+}
