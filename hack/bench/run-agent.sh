@@ -22,20 +22,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-(cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$tmp/kubelvs" ./cmd/kubelvs && "$GO" build -o "$tmp/apiserver" ./hack/vm/apiserver)
 (cd "$HERE" && CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp/agent-bench" ./agent)
-
-echo "bench-agent: starting the envtest API server on the host"
-"$tmp/apiserver" -guest-kubeconfig "$tmp/kubeconfig" -port-file "$tmp/port" &
-apipid=$!
-for _ in $(seq 1 360); do
-  [ -s "$tmp/port" ] && break
-  kill -0 "$apipid" 2>/dev/null || { echo "bench-agent: the envtest API server did not start" >&2; exit 1; }
-  sleep 0.5
-done
-[ -s "$tmp/port" ] || { echo "bench-agent: the envtest API server did not serve within 180 s" >&2; exit 1; }
-port=$(cat "$tmp/port")
-echo "bench-agent: API server on 127.0.0.1:$port (the guest's 10.0.2.2)"
+# shellcheck source=../vm/apiserver.sh
+. "$ROOT/hack/vm/apiserver.sh"
+start_apiserver "$tmp" || exit 1
+port=$apiport
 "$tmp/agent-bench" populate -kubeconfig "$tmp/kubeconfig" -server "https://127.0.0.1:$port" "$@"
 
 echo "bench-agent: host load average $(cut -d' ' -f1-3 /proc/loadavg)"
