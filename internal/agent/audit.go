@@ -22,7 +22,6 @@ const (
 // owned services the kernel lacks are marked absent; every other service is foreign.
 func (m *Model) Adopt(table []ipvs.TableEntry, cp *Checkpoint) {
 	*m = *NewModel()
-	m.changed = true
 	for i := range cp.Services {
 		cs := &cp.Services[i]
 		k := cs.Key.Canonical()
@@ -51,6 +50,10 @@ func (m *Model) Adopt(table []ipvs.TableEntry, cp *Checkpoint) {
 			}
 			o.Dests[d.Key()] = od
 		}
+	}
+	for k := range m.services {
+		m.touch(k)
+		m.reindex(k)
 	}
 }
 

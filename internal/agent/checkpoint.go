@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,16 +67,35 @@ func (cp *Checkpoint) drains(k lvs.ServiceKey) map[lvs.DestinationKey]drainRecor
 func (m *Model) Checkpoint(node string) *Checkpoint {
 	cp := &Checkpoint{Node: node}
 	for _, k := range m.Keys() {
-		o := m.services[k]
-		cs := CheckpointService{Key: k, Owner: o.Owner, Generation: o.Generation, Removing: o.Removing, DrainTimeout: o.DrainTimeout}
+		cp.Services = append(cp.Services, m.record(k))
+	}
+	return cp
+}
+
+// CheckpointChanges returns the records of the services whose record changed since
+// CheckpointSaved, and the keys of those the agent no longer owns.
+func (m *Model) CheckpointChanges() (set []CheckpointService, gone []lvs.ServiceKey) {
+	for k := range m.dirty {
+		if m.services[k] == nil {
+			gone = append(gone, k)
+		} else {
+			set = append(set, m.record(k))
+		}
+	}
+	return set, gone
+}
+
+func (m *Model) record(k lvs.ServiceKey) CheckpointService {
+	o := m.services[k]
+	cs := CheckpointService{Key: k, Owner: o.Owner, Generation: o.Generation, Removing: o.Removing, DrainTimeout: o.DrainTimeout}
+	if m.draining[k] > 0 {
 		for _, dk := range sortedDestKeys(o.Dests) {
 			if d := o.Dests[dk]; d.Draining() {
 				cs.Drains = append(cs.Drains, CheckpointDrain{Destination: dk, Since: d.DrainSince, Timeout: d.DrainTimeout})
 			}
 		}
-		cp.Services = append(cp.Services, cs)
 	}
-	return cp
+	return cs
 }
 
 // The file format: JSON with explicit, stable field names.
@@ -107,26 +128,30 @@ type fileDrain struct {
 // MarshalCheckpoint encodes cp in the file format.
 func MarshalCheckpoint(cp *Checkpoint) ([]byte, error) {
 	f := fileCheckpoint{Version: CheckpointVersion, Node: cp.Node, Services: []fileService{}}
-	for _, s := range cp.Services {
-		fs := fileService{
-			Family: s.Key.Family.String(), Protocol: s.Key.Protocol.String(), Port: s.Key.Port,
-			FirewallMark: s.Key.FirewallMark, Owner: s.Owner.String(), Generation: s.Generation,
-			Removing: s.Removing, DrainTimeout: s.DrainTimeout.String(),
-		}
-		if s.Key.Address.IsValid() {
-			fs.Address = s.Key.Address.String()
-		}
-		for _, d := range s.Drains {
-			fs.Drains = append(fs.Drains, fileDrain{Address: d.Destination.Address.String(), Port: d.Destination.Port,
-				Since: d.Since.UTC(), Timeout: d.Timeout.String()})
-		}
-		f.Services = append(f.Services, fs)
+	for i := range cp.Services {
+		f.Services = append(f.Services, toFile(&cp.Services[i]))
 	}
 	b, err := json.MarshalIndent(&f, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("agent: encode checkpoint: %w", err)
 	}
 	return append(b, '\n'), nil
+}
+
+func toFile(s *CheckpointService) fileService {
+	fs := fileService{
+		Family: s.Key.Family.String(), Protocol: s.Key.Protocol.String(), Port: s.Key.Port,
+		FirewallMark: s.Key.FirewallMark, Owner: s.Owner.String(), Generation: s.Generation,
+		Removing: s.Removing, DrainTimeout: s.DrainTimeout.String(),
+	}
+	if s.Key.Address.IsValid() {
+		fs.Address = s.Key.Address.String()
+	}
+	for _, d := range s.Drains {
+		fs.Drains = append(fs.Drains, fileDrain{Address: d.Destination.Address.String(), Port: d.Destination.Port,
+			Since: d.Since.UTC(), Timeout: d.Timeout.String()})
+	}
+	return fs
 }
 
 // UnmarshalCheckpoint decodes the file format; every error matches ErrCheckpoint.
@@ -207,6 +232,9 @@ func (fs *fileService) parse() (CheckpointService, error) {
 type CheckpointFile struct {
 	Path string
 	last []byte
+	// records holds each service's encoded record as last written by SaveChanges, so that a
+	// write encodes only the services that changed.
+	records map[lvs.ServiceKey][]byte
 }
 
 // Load reads the checkpoint; a missing file is an empty checkpoint. An unusable file (error
@@ -229,23 +257,58 @@ func (f *CheckpointFile) Load(now time.Time) (*Checkpoint, error) {
 		}
 		return &Checkpoint{}, fmt.Errorf("agent: checkpoint %s moved to %s: %w", f.Path, aside, err)
 	}
-	f.last = b
+	f.last, f.records = b, nil
 	return cp, nil
 }
 
-// Save writes cp unless the file already holds it; it reports whether it wrote.
+// Save writes cp whole unless the file already holds it; it reports whether it wrote.
 func (f *CheckpointFile) Save(cp *Checkpoint) (bool, error) {
-	b, err := MarshalCheckpoint(cp)
-	if err != nil {
-		return false, err
+	f.records = nil
+	return f.SaveChanges(cp.Node, cp.Services, nil)
+}
+
+// SaveChanges writes the checkpoint of node after changing the records of set and dropping
+// those of gone, from what the last SaveChanges wrote (nothing after Load: the first call
+// must set every record). Only the changed records are encoded; the file is written whole,
+// one service per line, in the order MarshalCheckpoint uses. It reports whether it wrote.
+func (f *CheckpointFile) SaveChanges(node string, set []CheckpointService, gone []lvs.ServiceKey) (bool, error) {
+	records := maps.Clone(f.records)
+	if records == nil {
+		records = map[lvs.ServiceKey][]byte{}
 	}
+	for _, k := range gone {
+		delete(records, k)
+	}
+	for i := range set {
+		fs := toFile(&set[i])
+		b, err := json.Marshal(&fs)
+		if err != nil {
+			return false, fmt.Errorf("agent: encode checkpoint service %s: %w", set[i].Key, err)
+		}
+		records[set[i].Key.Canonical()] = b
+	}
+	keys := slices.Collect(maps.Keys(records))
+	slices.SortFunc(keys, compareKeys)
+	n, _ := json.Marshal(node)
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, `{"version":%d,"node":%s,"services":[`, CheckpointVersion, n)
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString("\n  ")
+		buf.Write(records[k])
+	}
+	buf.WriteString("\n]}\n")
+	b := buf.Bytes()
 	if bytes.Equal(b, f.last) {
+		f.records = records
 		return false, nil
 	}
 	if err := writeAtomic(f.Path, b); err != nil {
 		return false, fmt.Errorf("agent: write checkpoint %s: %w", f.Path, err)
 	}
-	f.last = b
+	f.last, f.records = b, records
 	return true, nil
 }
 

@@ -55,7 +55,7 @@ func startAgentB(t testing.TB, node string, fk *fakeKernel) {
 	mgr, err := ctrl.NewManager(env.Config, opts)
 	must(t, err)
 	must(t, controllers.SetupIndexes(t.Context(), mgr.GetFieldIndexer()))
-	rec := NewReconciler(Config{Node: node, Kernel: fk,
+	rec := NewReconciler(Config{Node: node, Kernel: fk, CheckpointInterval: time.Second,
 		Checkpoint: &CheckpointFile{Path: t.TempDir() + "/agent-checkpoint.json"}})
 	status := &StatusWriter{Client: mgr.GetClient(), Node: node, Agent: v1alpha1.AgentInfo{Version: "test"},
 		LeaseNamespace: "default", LeaseDuration: 40 * time.Second}

@@ -56,8 +56,8 @@ func (m *Model) PlanDrain(k lvs.ServiceKey, kernel []ipvs.Destination, now time.
 // drains.
 func (m *Model) NextDeadline() (time.Time, bool) {
 	var next time.Time
-	for _, o := range m.services {
-		for _, d := range o.Dests {
+	for k := range m.draining {
+		for _, d := range m.services[k].Dests {
 			if d.Draining() && (next.IsZero() || d.Deadline().Before(next)) {
 				next = d.Deadline()
 			}

@@ -21,17 +21,53 @@ type Model struct {
 	foreign map[lvs.ServiceKey]bool
 	// byOwner indexes services by owner: a sync of one VirtualService must not scan them all.
 	byOwner map[types.NamespacedName]map[lvs.ServiceKey]struct{}
-	// changed: something the checkpoint records changed since CheckpointSaved (ownership,
-	// generations, drains), so that a weight change costs no checkpoint write.
-	changed bool
+	// dirty are the services whose checkpoint record (ownership, generation, drains) changed
+	// since CheckpointSaved: a weight change costs no checkpoint write, and a write encodes
+	// only what changed.
+	dirty map[lvs.ServiceKey]struct{}
+	// added: a service was added since CheckpointSaved (its ownership must be recorded at
+	// once; other changes may wait).
+	added bool
+	// draining holds the services the drain poll dumps (present and being removed, or with
+	// draining destinations) with their number of draining destinations; kept up to date on
+	// every change so that neither the loop nor a poll scans every service.
+	draining map[lvs.ServiceKey]int
 }
 
 // CheckpointChanged reports whether what the checkpoint records changed since the last call
 // of CheckpointSaved.
-func (m *Model) CheckpointChanged() bool { return m.changed }
+func (m *Model) CheckpointChanged() bool { return len(m.dirty) > 0 }
+
+// CheckpointUrgent reports whether a service was added since the last CheckpointSaved: its
+// ownership must be written before anything else happens, or a crash would leave a service
+// the agent made looking foreign.
+func (m *Model) CheckpointUrgent() bool { return m.added }
 
 // CheckpointSaved records that the checkpoint was written.
-func (m *Model) CheckpointSaved() { m.changed = false }
+func (m *Model) CheckpointSaved() { clear(m.dirty); m.added = false }
+
+// touch records that service k's checkpoint record changed.
+func (m *Model) touch(k lvs.ServiceKey) { m.dirty[k] = struct{}{} }
+
+// reindex brings the drain index up to date for service k.
+func (m *Model) reindex(k lvs.ServiceKey) {
+	o := m.services[k]
+	if o == nil {
+		delete(m.draining, k)
+		return
+	}
+	n := 0
+	for _, d := range o.Dests {
+		if d.Draining() {
+			n++
+		}
+	}
+	if n > 0 || (o.Removing && o.Present) {
+		m.draining[k] = n
+	} else {
+		delete(m.draining, k)
+	}
+}
 
 // Owned is one IPVS service the agent owns.
 type Owned struct {
@@ -66,7 +102,8 @@ func (d *OwnedDest) Deadline() time.Time { return d.DrainSince.Add(d.DrainTimeou
 // NewModel returns an empty model.
 func NewModel() *Model {
 	return &Model{services: map[lvs.ServiceKey]*Owned{}, foreign: map[lvs.ServiceKey]bool{},
-		byOwner: map[types.NamespacedName]map[lvs.ServiceKey]struct{}{}}
+		byOwner: map[types.NamespacedName]map[lvs.ServiceKey]struct{}{},
+		dirty:   map[lvs.ServiceKey]struct{}{}, draining: map[lvs.ServiceKey]int{}}
 }
 
 // Owned returns the owned service with key k, or nil.
@@ -118,16 +155,18 @@ func (m *Model) remove(k lvs.ServiceKey) {
 	if o := m.services[k]; o != nil {
 		m.unindex(k, o.Owner)
 		delete(m.services, k)
-		m.changed = true
+		delete(m.draining, k)
+		m.touch(k)
 	}
 }
 
-// dropDest drops a destination of o.
-func (m *Model) dropDest(o *Owned, dk lvs.DestinationKey) {
+// dropDest drops a destination of o (key k).
+func (m *Model) dropDest(k lvs.ServiceKey, o *Owned, dk lvs.DestinationKey) {
 	if d := o.Dests[dk]; d != nil && d.Draining() {
-		m.changed = true
+		m.touch(k)
 	}
 	delete(o.Dests, dk)
+	m.reindex(k)
 }
 
 // Owners returns every VirtualService that owns a service, sorted.
@@ -140,21 +179,21 @@ func (m *Model) Owners() []types.NamespacedName {
 // Draining returns the keys of owned services with at least one draining destination, or that
 // are being removed, sorted: the services the drain poll dumps.
 func (m *Model) Draining() []lvs.ServiceKey {
-	var keys []lvs.ServiceKey
-	for k, o := range m.services {
-		if o.Removing && o.Present {
-			keys = append(keys, k)
-			continue
-		}
-		for _, d := range o.Dests {
-			if d.Draining() {
-				keys = append(keys, k)
-				break
-			}
-		}
-	}
+	keys := slices.Collect(maps.Keys(m.draining))
 	slices.SortFunc(keys, compareKeys)
 	return keys
+}
+
+// HasDraining reports whether anything drains (Draining is not empty).
+func (m *Model) HasDraining() bool { return len(m.draining) > 0 }
+
+// DrainingDestinations returns the number of draining destinations.
+func (m *Model) DrainingDestinations() int {
+	n := 0
+	for _, c := range m.draining {
+		n += c
+	}
+	return n
 }
 
 // Counts returns the number of owned services present in the kernel and of their destinations.
@@ -172,6 +211,7 @@ func (m *Model) Counts() (services, dests int) {
 // operation, what it says of the model).
 func (m *Model) Commit(s *Step) {
 	k := s.Op.Service.Key()
+	defer m.reindex(k)
 	o := m.services[k]
 	switch s.Op.Kind {
 	case 0:
@@ -183,7 +223,8 @@ func (m *Model) Commit(s *Step) {
 		if o == nil {
 			o = &Owned{Dests: map[lvs.DestinationKey]*OwnedDest{}}
 			m.services[k] = o
-			m.changed = true
+			m.touch(k)
+			m.added = true
 		}
 		o.Service, o.Present = *s.Op.Service, true
 		delete(m.foreign, k)
@@ -197,17 +238,17 @@ func (m *Model) Commit(s *Step) {
 		dk := s.Op.Destination.Key()
 		if old := o.Dests[dk]; (old != nil && (!old.DrainSince.Equal(s.DrainSince) || old.DrainTimeout != s.DrainTimeout)) ||
 			(old == nil && !s.DrainSince.IsZero()) {
-			m.changed = true
+			m.touch(k)
 		}
 		o.Dests[dk] = &OwnedDest{Destination: *s.Op.Destination, DrainSince: s.DrainSince, DrainTimeout: s.DrainTimeout}
 	case ipvs.DeleteDestination:
 		if o != nil {
-			m.dropDest(o, s.Op.Destination.Key())
+			m.dropDest(k, o, s.Op.Destination.Key())
 		}
 	}
 	if o != nil {
 		if o.Owner != s.Owner || o.Generation != s.Generation || o.Removing != s.Removing || o.DrainTimeout != s.ServiceDrainTimeout {
-			m.changed = true
+			m.touch(k)
 		}
 		m.setOwner(k, o, s.Owner)
 		o.Generation, o.Removing, o.DrainTimeout = s.Generation, s.Removing, s.ServiceDrainTimeout
@@ -225,7 +266,7 @@ func (m *Model) forget(k lvs.ServiceKey, d *lvs.Destination) {
 		return
 	}
 	if o := m.services[k]; o != nil {
-		m.dropDest(o, d.Key())
+		m.dropDest(k, o, d.Key())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -28,6 +29,11 @@ type Config struct {
 	Checkpoint *CheckpointFile
 	// Allow refuses keys the agent must not manage (--managed-cidrs); nil allows all.
 	Allow func(lvs.ServiceKey) error
+	// CheckpointInterval is the least time between two checkpoint writes that only record
+	// drains, generations or removals (zero: every change is written at once). Ownership of
+	// an added service is always written at once; a crash loses at most this much drain
+	// bookkeeping, which only makes the drains it covers start again (longer, never shorter).
+	CheckpointInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now     func() time.Time
 	Log     logr.Logger
@@ -44,8 +50,11 @@ type Reconciler struct {
 	states map[types.NamespacedName]*vsState
 	// checkpointErr is the last checkpoint problem (load or save), reported in status.
 	checkpointErr error
-	// owners is published after each batch for the metrics collector.
+	// owners is kept after each batch for the metrics collector (guarded by mu).
 	owners map[lvs.ServiceKey]types.NamespacedName
+	// lastSave is when the checkpoint was last written, retryAt when a failed write may be
+	// tried again (reconciler goroutine only).
+	lastSave, retryAt time.Time
 }
 
 // OwnersSnapshot returns which VirtualService owns each service, as of the last batch; it may
@@ -53,17 +62,29 @@ type Reconciler struct {
 func (r *Reconciler) OwnersSnapshot() map[lvs.ServiceKey]types.NamespacedName {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.owners
+	return maps.Clone(r.owners)
 }
 
-func (r *Reconciler) publish() {
-	owners := make(map[lvs.ServiceKey]types.NamespacedName, len(r.model.services))
-	for k, o := range r.model.services {
-		owners[k] = o.Owner
-	}
+// publish brings the owners the collector sees up to date for the services of steps (all of
+// them when steps is nil).
+func (r *Reconciler) publish(steps []Step) {
 	r.mu.Lock()
-	r.owners = owners
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if steps == nil {
+		r.owners = make(map[lvs.ServiceKey]types.NamespacedName, len(r.model.services))
+		for k, o := range r.model.services {
+			r.owners[k] = o.Owner
+		}
+		return
+	}
+	for i := range steps {
+		k := steps[i].Op.Service.Key()
+		if o := r.model.services[k]; o != nil {
+			r.owners[k] = o.Owner
+		} else {
+			delete(r.owners, k)
+		}
+	}
 }
 
 // vsState is how far the node got with one VirtualService.
@@ -111,9 +132,9 @@ func (r *Reconciler) Start(ctx context.Context) error {
 		return err
 	}
 	r.model.Adopt(table, cp)
-	r.publish()
+	r.publish(nil)
 	r.cfg.Log.Info("adopted the kernel's IPVS table", "services", len(table), "owned", len(r.model.services), "foreign", len(r.model.foreign))
-	return r.saveCheckpoint()
+	return r.save(true)
 }
 
 func (r *Reconciler) table(ctx context.Context) ([]ipvs.TableEntry, error) {
@@ -223,7 +244,7 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 			r.cfg.Metrics.AuditRepairs.WithLabelValues(s.Repair).Inc()
 		}
 	}
-	r.publish()
+	r.publish(steps)
 	return failures, batchErr
 }
 
@@ -318,29 +339,46 @@ func (r *Reconciler) PollDrains(ctx context.Context) error {
 	}
 	_, err := r.apply(ctx, steps)
 	errs = append(errs, err, r.saveCheckpoint())
-	r.cfg.Metrics.DrainingDestinations.Set(float64(r.model.drainingDests()))
+	r.cfg.Metrics.DrainingDestinations.Set(float64(r.model.DrainingDestinations()))
 	return errors.Join(errs...)
 }
 
-func (m *Model) drainingDests() int {
-	n := 0
-	for _, o := range m.services {
-		for _, d := range o.Dests {
-			if d.Draining() {
-				n++
-			}
-		}
+// saveCheckpoint writes what changed in the checkpoint: at once when a service was added,
+// otherwise at most once per CheckpointInterval (CheckpointDue tells the loop when).
+func (r *Reconciler) saveCheckpoint() error { return r.save(false) }
+
+// CheckpointDue returns when a checkpoint write that waits for CheckpointInterval is due;
+// false when none waits.
+func (r *Reconciler) CheckpointDue() (time.Time, bool) {
+	if r.cfg.Checkpoint == nil || !r.model.CheckpointChanged() {
+		return time.Time{}, false
 	}
-	return n
+	due := r.lastSave.Add(r.cfg.CheckpointInterval)
+	if r.retryAt.After(due) {
+		due = r.retryAt
+	}
+	return due, true
 }
 
-func (r *Reconciler) saveCheckpoint() error {
+// FlushCheckpoint writes what changed in the checkpoint now (when CheckpointDue comes, and
+// at shutdown).
+func (r *Reconciler) FlushCheckpoint() error { return r.save(true) }
+
+func (r *Reconciler) save(force bool) error {
 	if r.cfg.Checkpoint == nil || !r.model.CheckpointChanged() {
 		return nil
 	}
-	wrote, err := r.cfg.Checkpoint.Save(r.model.Checkpoint(r.cfg.Node))
+	now := r.cfg.Now()
+	if !force && !r.model.CheckpointUrgent() && now.Sub(r.lastSave) < r.cfg.CheckpointInterval {
+		return nil
+	}
+	set, gone := r.model.CheckpointChanges()
+	wrote, err := r.cfg.Checkpoint.SaveChanges(r.cfg.Node, set, gone)
 	if err == nil {
 		r.model.CheckpointSaved()
+		r.lastSave = now
+	} else {
+		r.retryAt = now.Add(time.Second)
 	}
 	if wrote {
 		r.cfg.Metrics.CheckpointWrites.Inc()

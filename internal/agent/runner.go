@@ -139,36 +139,84 @@ func (r *Runner) adopt(ctx context.Context) error {
 func (r *Runner) loop(ctx context.Context) error {
 	audit := time.NewTimer(jitter(r.cfg.AuditPeriod))
 	defer audit.Stop()
+	rec := r.cfg.Reconciler
+	defer func() {
+		if err := rec.FlushCheckpoint(); err != nil {
+			r.cfg.Log.Error(err, "checkpoint at shutdown")
+		}
+	}()
 	var drain <-chan time.Time
+	var report reportClock
 	for {
 		if failed := r.process(ctx); len(failed) > 0 {
 			time.AfterFunc(r.cfg.RetryPeriod, func() { r.mark(failed, time.Time{}) })
 		}
-		if drain == nil && len(r.cfg.Reconciler.Model().Draining()) > 0 {
+		if drain == nil && rec.Model().HasDraining() {
 			drain = time.After(r.cfg.DrainPoll)
 		}
-		r.cfg.Status.Publish(r.cfg.Reconciler.Report())
+		checkpoint := r.checkpointTimer()
+		// The report covers every VirtualService: building it after each batch would make a
+		// change cost time in proportion to the node's table.
+		if report.due(time.Now()) {
+			r.cfg.Status.Publish(rec.Report())
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.wake:
+		case <-report.timer:
+		case <-checkpoint:
+			if err := rec.FlushCheckpoint(); err != nil {
+				r.cfg.Log.Error(err, "checkpoint")
+			}
 		case <-drain:
 			drain = nil
-			if err := r.cfg.Reconciler.PollDrains(ctx); err != nil {
+			if err := rec.PollDrains(ctx); err != nil {
 				r.cfg.Log.Error(err, "drain poll")
 			}
 		case <-audit.C:
-			if _, err := r.cfg.Reconciler.Audit(ctx); err != nil {
+			if _, err := rec.Audit(ctx); err != nil {
 				r.cfg.Log.Error(err, "audit")
 				r.cfg.Status.setIPVS(err)
 			} else {
 				r.cfg.Status.setIPVS(nil)
 				// A service someone else had on a wanted key may be gone now.
-				r.mark(r.cfg.Reconciler.Refused(), time.Time{})
+				r.mark(rec.Refused(), time.Time{})
 			}
 			audit.Reset(jitter(r.cfg.AuditPeriod))
 		}
 	}
+}
+
+// checkpointTimer fires when a checkpoint write that waits is due (nil when none waits).
+func (r *Runner) checkpointTimer() <-chan time.Time {
+	at, ok := r.cfg.Reconciler.CheckpointDue()
+	if !ok {
+		return nil
+	}
+	return time.After(time.Until(at))
+}
+
+// reportInterval is the least time between two status reports of the loop.
+const reportInterval = time.Second
+
+// reportClock spaces the loop's status reports: at most one per reportInterval, the last
+// change never left unreported (timer fires when one waits).
+type reportClock struct {
+	last  time.Time
+	timer <-chan time.Time
+}
+
+// due reports whether a report is to be built now; otherwise it arms the timer.
+func (c *reportClock) due(now time.Time) bool {
+	if wait := c.last.Add(reportInterval).Sub(now); wait > 0 {
+		if c.timer == nil {
+			c.timer = time.After(wait)
+		}
+		return false
+	}
+	c.last, c.timer = now, nil
+	return true
 }
 
 // process syncs the dirty VirtualServices; it returns those to retry.
