@@ -42,6 +42,7 @@ type agentOptions struct {
 	auditPeriod     time.Duration
 	drainPoll       time.Duration
 	retryPeriod     time.Duration
+	checkpointEvery time.Duration
 	managedCIDRs    []string
 	metricsAddr     string
 	secureMetrics   bool
@@ -76,6 +77,7 @@ node's IPVSNode.`,
 	f.DurationVar(&o.auditPeriod, "audit-period", 60*time.Second, "mean time between full reads of the IPVS table that repair drift (jittered ±10%)")
 	f.DurationVar(&o.drainPoll, "drain-poll-period", 2*time.Second, "how often services with draining destinations are polled (one destination dump each)")
 	f.DurationVar(&o.retryPeriod, "retry-period", 5*time.Second, "how long a VirtualService whose IPVS operations failed waits before a retry")
+	f.DurationVar(&o.checkpointEvery, "checkpoint-interval", time.Second, "least time between two checkpoint writes that only record drains, generations or removals (ownership of a new service is written at once; 0: every change at once)")
 	f.StringSliceVar(&o.managedCIDRs, "managed-cidrs", nil, "only program services whose addresses are in these prefixes (default: no restriction)")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":9753", "address of the metrics endpoint; 0 disables it")
 	f.BoolVar(&o.secureMetrics, "metrics-secure", true, "serve metrics over HTTPS with authentication and authorization")
@@ -109,6 +111,9 @@ func (o *agentOptions) validate() error {
 		if d.v < d.min {
 			errs = append(errs, fmt.Errorf("%s must be at least %s, got %s", d.name, d.min, d.v))
 		}
+	}
+	if o.checkpointEvery < 0 || o.checkpointEvery > time.Minute {
+		errs = append(errs, fmt.Errorf("--checkpoint-interval must be between 0 and 1m, got %s", o.checkpointEvery))
 	}
 	if o.stateDir == "" {
 		errs = append(errs, errors.New("--state-dir must not be empty"))
@@ -158,7 +163,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	rec := agent.NewReconciler(agent.Config{
-		Node: o.node, Kernel: kernel, Allow: allow, Log: log, Metrics: m,
+		Node: o.node, Kernel: kernel, Allow: allow, Log: log, Metrics: m, CheckpointInterval: o.checkpointEvery,
 		Checkpoint: &agent.CheckpointFile{Path: filepath.Join(o.stateDir, "agent-checkpoint.json")},
 	})
 	status.Client = mgr.GetClient()
