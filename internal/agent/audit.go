@@ -32,6 +32,7 @@ func (m *Model) Adopt(table []ipvs.TableEntry, cp *Checkpoint) {
 		m.services[k] = o
 		m.setOwner(k, o, cs.Owner)
 	}
+	allDrains := cp.drains()
 	for i := range table {
 		e := &table[i]
 		k := e.Key()
@@ -41,7 +42,7 @@ func (m *Model) Adopt(table []ipvs.TableEntry, cp *Checkpoint) {
 			continue
 		}
 		o.Service, o.Present = e.Service.Service, true
-		drains := cp.drains(k)
+		drains := allDrains[k]
 		for j := range e.Destinations {
 			d := &e.Destinations[j]
 			od := &OwnedDest{Destination: d.Destination}

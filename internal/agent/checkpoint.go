@@ -50,17 +50,20 @@ type CheckpointDrain struct {
 	Timeout     time.Duration
 }
 
-func (cp *Checkpoint) drains(k lvs.ServiceKey) map[lvs.DestinationKey]drainRecord {
+// drains returns the drain records of each service, by canonical key.
+func (cp *Checkpoint) drains() map[lvs.ServiceKey]map[lvs.DestinationKey]drainRecord {
+	out := make(map[lvs.ServiceKey]map[lvs.DestinationKey]drainRecord, len(cp.Services))
 	for i := range cp.Services {
-		if cp.Services[i].Key.Canonical() == k {
-			out := make(map[lvs.DestinationKey]drainRecord, len(cp.Services[i].Drains))
-			for _, d := range cp.Services[i].Drains {
-				out[d.Destination] = drainRecord{Since: d.Since, Timeout: d.Timeout}
-			}
-			return out
+		if len(cp.Services[i].Drains) == 0 {
+			continue
 		}
+		m := make(map[lvs.DestinationKey]drainRecord, len(cp.Services[i].Drains))
+		for _, d := range cp.Services[i].Drains {
+			m[d.Destination] = drainRecord{Since: d.Since, Timeout: d.Timeout}
+		}
+		out[cp.Services[i].Key.Canonical()] = m
 	}
-	return nil
+	return out
 }
 
 // Checkpoint returns what the model must remember, in a stable order.

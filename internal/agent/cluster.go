@@ -58,6 +58,45 @@ func Wants(ctx context.Context, r client.Reader, node desired.Node, keys []types
 	return out, nil
 }
 
+// WantsAll computes what each VirtualService in keys wants on node from one evaluation of
+// every object r holds: Wants's result for all of them at once, for when every VirtualService
+// is to be synced (start-up, a label change of the node).
+func WantsAll(ctx context.Context, r client.Reader, node desired.Node, keys []types.NamespacedName) ([]Want, error) {
+	cl := &desired.Cluster{}
+	var vss v1alpha1.VirtualServiceList
+	var svcs corev1.ServiceList
+	var slices discoveryv1.EndpointSliceList
+	var pools v1alpha1.BackendPoolList
+	for _, l := range []client.ObjectList{&vss, &svcs, &slices, &pools} {
+		if err := r.List(ctx, l); err != nil {
+			return nil, fmt.Errorf("agent: list %T: %w", l, err)
+		}
+	}
+	gens := make(map[types.NamespacedName]int64, len(vss.Items))
+	for i := range vss.Items {
+		cl.VirtualServices = append(cl.VirtualServices, &vss.Items[i])
+		gens[types.NamespacedName{Namespace: vss.Items[i].Namespace, Name: vss.Items[i].Name}] = vss.Items[i].Generation
+	}
+	for i := range svcs.Items {
+		cl.Services = append(cl.Services, &svcs.Items[i])
+	}
+	for i := range slices.Items {
+		cl.EndpointSlices = append(cl.EndpointSlices, &slices.Items[i])
+	}
+	for i := range pools.Items {
+		cl.BackendPools = append(cl.BackendPools, &pools.Items[i])
+	}
+	byOwner := map[types.NamespacedName][]desired.Service{}
+	for _, s := range desired.ForNode(cl, node).Services {
+		byOwner[s.Owner] = append(byOwner[s.Owner], s)
+	}
+	out := make([]Want, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, Want{Key: k, Generation: gens[k], Services: byOwner[k]})
+	}
+	return out, nil
+}
+
 // conflictComponent returns the VirtualService key (if it exists) and every VirtualService
 // connected to it through shared address:port/protocol or firewall-mark keys: who wins a key
 // depends on all of them (a VirtualService that lost one key claims none, which can free

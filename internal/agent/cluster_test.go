@@ -50,27 +50,37 @@ func startAgent(t *testing.T, node string, fk *fakeKernel) { startAgentB(t, node
 
 func startAgentB(t testing.TB, node string, fk *fakeKernel) {
 	t.Helper()
+	t.Cleanup(startAgentDir(t, node, fk, t.TempDir(), nil))
+}
+
+// startAgentDir starts an agent with its checkpoint in dir, calling ready (when not nil) once
+// it is ready; the returned function stops it.
+func startAgentDir(t testing.TB, node string, fk *fakeKernel, dir string, ready func()) (stop func()) {
+	t.Helper()
 	opts := ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0", Cache: CacheOptions(node), Client: ClientOptions()}
 	mgr, err := ctrl.NewManager(env.Config, opts)
 	must(t, err)
 	must(t, controllers.SetupIndexes(t.Context(), mgr.GetFieldIndexer()))
 	rec := NewReconciler(Config{Node: node, Kernel: fk, CheckpointInterval: time.Second,
-		Checkpoint: &CheckpointFile{Path: t.TempDir() + "/agent-checkpoint.json"}})
+		Checkpoint: &CheckpointFile{Path: dir + "/agent-checkpoint.json"}})
 	status := &StatusWriter{Client: mgr.GetClient(), Node: node, Agent: v1alpha1.AgentInfo{Version: "test"},
 		LeaseNamespace: "default", LeaseDuration: 40 * time.Second}
 	runner := NewRunner(RunnerConfig{Node: node, Reconciler: rec, Cache: mgr.GetCache(), Status: status,
 		AuditPeriod: time.Hour, DrainPoll: 100 * time.Millisecond, RetryPeriod: time.Second})
+	if ready != nil {
+		runner.OnReady(ready)
+	}
 	must(t, mgr.Add(runner))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
+	return func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("agent manager: %v", err)
 		}
-	})
+	}
 }
 
 func endpoint(addr string, ready bool) discoveryv1.Endpoint {

@@ -3,7 +3,9 @@ package agent
 import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -12,11 +14,20 @@ import (
 
 // CacheOptions are the agent's informer caches: every object trimmed (TrimObject), and only
 // its own Node.
+//
+// The objects the desired state is computed from are read without a deep copy: the agent
+// only reads them (pkg/desired is pure), and copying every object a sync reads made the
+// first sync of a node with thousands of VirtualServices spend most of its time copying.
 func CacheOptions(node string) cache.Options {
+	shared := cache.ByObject{UnsafeDisableDeepCopy: ptr.To(true)}
 	return cache.Options{
 		DefaultTransform: TrimObject,
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", node)},
+			&corev1.Node{}:               {Field: fields.OneTermEqualSelector("metadata.name", node)},
+			&v1alpha1.VirtualService{}:   shared,
+			&corev1.Service{}:            shared,
+			&discoveryv1.EndpointSlice{}: shared,
+			&v1alpha1.BackendPool{}:      shared,
 		},
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -49,6 +50,10 @@ type Runner struct {
 	all     bool                               // every VirtualService is dirty (node labels changed)
 	wake    chan struct{}
 	onReady []func()
+	// started: the first sync began. Events before it are dropped: that sync lists every
+	// VirtualService from the synced caches, and mapping the caches' initial adds one by one
+	// through the indexes cost a restart time in proportion to the cluster.
+	started atomic.Bool
 }
 
 // OnReady registers f to run once the kernel's table is adopted and the first sync is done.
@@ -103,14 +108,21 @@ func (r *Runner) Start(ctx context.Context) error {
 		return err
 	}
 	go r.cfg.Status.Run(ctx)
+	start := time.Now()
+	// The kernel's table is read while the caches fill: the two do not depend on each other.
+	adopted := make(chan error, 1)
+	go func() { adopted <- r.adopt(ctx) }()
 	if !r.cfg.Cache.WaitForCacheSync(ctx) {
 		return errors.New("agent: caches did not sync")
 	}
-	if err := r.adopt(ctx); err != nil {
+	synced := time.Since(start)
+	if err := <-adopted; err != nil {
 		return err
 	}
+	r.started.Store(true)
 	r.markAll()
 	r.process(ctx)
+	r.cfg.Log.Info("ready: table adopted and first sync done", "cachesSynced", synced, "ready", time.Since(start))
 	for _, f := range r.onReady {
 		f()
 	}
@@ -249,7 +261,7 @@ func (r *Runner) process(ctx context.Context) []types.NamespacedName {
 	for k := range dirty {
 		keys = append(keys, k)
 	}
-	wants, err := Wants(ctx, r.cfg.Cache, node, keys)
+	wants, err := r.wants(ctx, node, keys, all)
 	if err != nil {
 		r.cfg.Log.Error(err, "computing what VirtualServices want")
 		return keys
@@ -265,6 +277,15 @@ func (r *Runner) process(ctx context.Context) []types.NamespacedName {
 		}
 	}
 	return failed
+}
+
+// wants computes what keys want: when every VirtualService is dirty, from one evaluation of
+// the whole node (cheaper than one per VirtualService, and the same result).
+func (r *Runner) wants(ctx context.Context, node desired.Node, keys []types.NamespacedName, all bool) ([]Want, error) {
+	if all {
+		return WantsAll(ctx, r.cfg.Cache, node, keys)
+	}
+	return Wants(ctx, r.cfg.Cache, node, keys)
 }
 
 // everything adds every VirtualService and every owner of a service in the model to dirty.
@@ -314,7 +335,11 @@ func (r *Runner) register(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		fn := h.fn
+		fn := func(ctx context.Context, old, cur client.Object) {
+			if r.started.Load() {
+				h.fn(ctx, old, cur)
+			}
+		}
 		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 			AddFunc:    func(o any) { fn(ctx, nil, asObject(o)) },
 			UpdateFunc: func(o, n any) { fn(ctx, asObject(o), asObject(n)) },

@@ -29,13 +29,7 @@ import (
 // two kernel operations (the new destination's add and the old one's drain to weight 0).
 // Run it with -cpuprofile to see where a change's time goes.
 func BenchmarkEndpointChange(b *testing.B) {
-	n := 1000
-	if v := os.Getenv("KUBELVS_BENCH_VS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatalf("KUBELVS_BENCH_VS: %v", err)
-		}
-	}
+	n := benchSize(b)
 	ctx := context.Background()
 	c := env.Client
 	node := "bench-node-" + strconv.Itoa(n)
@@ -72,6 +66,50 @@ func BenchmarkEndpointChange(b *testing.B) {
 	b.ReportMetric(float64(sinceAck.Microseconds())/1000/float64(b.N), "ms-after-ack/op")
 	writes, _ := fk.counts()
 	b.ReportMetric(float64(writes)/float64(b.N), "writes/op")
+}
+
+// BenchmarkRestart measures an agent's start, with KUBELVS_BENCH_VS VirtualServices (default
+// 1,000) of 10 endpoints in the API server and their table already in the kernel, until it is
+// ready (caches synced, table adopted, first sync done); it must write nothing.
+func BenchmarkRestart(b *testing.B) {
+	n := benchSize(b)
+	ctx := context.Background()
+	node := "restart-node-" + strconv.Itoa(n)
+	must(b, client.IgnoreAlreadyExists(env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}})))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "restart-"}}
+	must(b, env.Client.Create(ctx, ns))
+	createScale(b, ns.Name, n)
+	fk := newFakeKernel()
+	dir := b.TempDir()
+	first := make(chan struct{})
+	stop := startAgentDir(b, node, fk, dir, func() { close(first) })
+	<-first
+	fk.waitWrites(b, n*11, 5*time.Minute)
+	stop()
+	fk.resetCounts()
+	b.ResetTimer()
+	for b.Loop() {
+		ready := make(chan struct{})
+		stop := startAgentDir(b, node, fk, dir, func() { close(ready) })
+		<-ready
+		b.StopTimer()
+		stop()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	writes, _ := fk.counts()
+	b.ReportMetric(float64(writes)/float64(b.N), "writes/op")
+}
+
+func benchSize(b *testing.B) int {
+	if v := os.Getenv("KUBELVS_BENCH_VS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatalf("KUBELVS_BENCH_VS: %v", err)
+		}
+		return n
+	}
+	return 1000
 }
 
 func scaleVIP(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}) }
