@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"maps"
 	"time"
 
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
@@ -62,24 +63,37 @@ func (m *Model) Adopt(table []ipvs.TableEntry, cp *Checkpoint) {
 // the owned services of the model (each step names its repair), and records the foreign
 // services the table shows. Services and destinations that are draining and that the kernel
 // lost are forgotten, not re-created.
-func (m *Model) PlanAudit(table []ipvs.TableEntry) []Step {
+func (m *Model) PlanAudit(table []ipvs.TableEntry) []Step { return m.PlanAuditSince(table, m.seq) }
+
+// PlanAuditSince is PlanAudit for a table whose read began when the model's Seq was since:
+// services the model changed after that (an add, a delete, a refused add) are left as they
+// are, since the table may predate the change; the next audit covers them.
+func (m *Model) PlanAuditSince(table []ipvs.TableEntry, since uint64) []Step {
+	later := func(k lvs.ServiceKey) bool { return m.modified[k] > since }
 	kernel := make(map[lvs.ServiceKey]*ipvs.TableEntry, len(table))
-	m.foreign = map[lvs.ServiceKey]bool{}
+	foreign := map[lvs.ServiceKey]bool{}
+	for k := range m.foreign {
+		if later(k) {
+			foreign[k] = true
+		}
+	}
 	for i := range table {
 		k := table[i].Key()
 		kernel[k] = &table[i]
-		if m.services[k] == nil {
-			m.foreign[k] = true
+		if m.services[k] == nil && !later(k) {
+			foreign[k] = true
 		}
 	}
+	m.foreign = foreign
 	var steps []Step
 	for _, k := range m.Keys() {
 		o := m.services[k]
-		if !o.Present {
-			continue // the next sync adds it (or forgets it)
+		if !o.Present || later(k) {
+			continue // absent: the next sync adds it (or forgets it)
 		}
 		steps = auditService(steps, o, kernel[k])
 	}
+	maps.DeleteFunc(m.modified, func(_ lvs.ServiceKey, seq uint64) bool { return seq <= since })
 	return steps
 }
 

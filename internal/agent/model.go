@@ -32,6 +32,20 @@ type Model struct {
 	// draining destinations) with their number of draining destinations; kept up to date on
 	// every change so that neither the loop nor a poll scans every service.
 	draining map[lvs.ServiceKey]int
+	// seq counts the model's changes; modified holds the seq of each service's last change
+	// (kept until an audit no longer needs it), so that an audit planned from a table read
+	// while changes were applied leaves alone what changed after the read began.
+	seq      uint64
+	modified map[lvs.ServiceKey]uint64
+}
+
+// Seq returns the number of changes made to the model so far.
+func (m *Model) Seq() uint64 { return m.seq }
+
+// modify records a change of service k.
+func (m *Model) modify(k lvs.ServiceKey) {
+	m.seq++
+	m.modified[k] = m.seq
 }
 
 // CheckpointChanged reports whether what the checkpoint records changed since the last call
@@ -103,7 +117,8 @@ func (d *OwnedDest) Deadline() time.Time { return d.DrainSince.Add(d.DrainTimeou
 func NewModel() *Model {
 	return &Model{services: map[lvs.ServiceKey]*Owned{}, foreign: map[lvs.ServiceKey]bool{},
 		byOwner: map[types.NamespacedName]map[lvs.ServiceKey]struct{}{},
-		dirty:   map[lvs.ServiceKey]struct{}{}, draining: map[lvs.ServiceKey]int{}}
+		dirty:   map[lvs.ServiceKey]struct{}{}, draining: map[lvs.ServiceKey]int{},
+		modified: map[lvs.ServiceKey]uint64{}}
 }
 
 // Owned returns the owned service with key k, or nil.
@@ -212,6 +227,7 @@ func (m *Model) Counts() (services, dests int) {
 func (m *Model) Commit(s *Step) {
 	k := s.Op.Service.Key()
 	defer m.reindex(k)
+	m.modify(k)
 	o := m.services[k]
 	switch s.Op.Kind {
 	case 0:
@@ -256,7 +272,11 @@ func (m *Model) Commit(s *Step) {
 }
 
 // Refused records that a service could not be added because another owner has it.
-func (m *Model) Refused(k lvs.ServiceKey) { m.foreign[k.Canonical()] = true }
+func (m *Model) Refused(k lvs.ServiceKey) {
+	k = k.Canonical()
+	m.foreign[k] = true
+	m.modify(k)
+}
 
 // forget drops what the model knows of a destination (or, with d nil, a whole service) the
 // kernel no longer has.

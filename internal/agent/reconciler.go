@@ -293,13 +293,26 @@ func (r *Reconciler) Refused() []types.NamespacedName {
 // Audit reads the kernel's table and repairs every difference in the services the agent owns.
 // It returns the number of repairs by kind.
 func (r *Reconciler) Audit(ctx context.Context) (map[string]int, error) {
-	start := time.Now()
-	defer func() { r.cfg.Metrics.AuditDuration.Observe(time.Since(start).Seconds()) }()
-	table, err := r.table(ctx)
+	since, start := r.model.Seq(), time.Now()
+	table, err := r.ReadTable(ctx)
 	if err != nil {
 		return nil, err
 	}
-	steps := r.model.PlanAudit(table)
+	return r.Repair(ctx, table, since, start)
+}
+
+// ReadTable reads the kernel's whole table for an audit. Unlike the rest of the reconciler
+// it may run on another goroutine while the reconciler goes on: the loop reads the table
+// without stopping syncs and drains, and passes it to Repair with the model's Seq from before
+// the read.
+func (r *Reconciler) ReadTable(ctx context.Context) ([]ipvs.TableEntry, error) { return r.table(ctx) }
+
+// Repair repairs every difference between table (read from when the model's Seq was since,
+// starting at start) and the services the agent owns that did not change since, and returns
+// the number of repairs by kind.
+func (r *Reconciler) Repair(ctx context.Context, table []ipvs.TableEntry, since uint64, start time.Time) (map[string]int, error) {
+	defer func() { r.cfg.Metrics.AuditDuration.Observe(time.Since(start).Seconds()) }()
+	steps := r.model.PlanAuditSince(table, since)
 	repairs := map[string]int{}
 	for i := range steps {
 		if steps[i].Repair != "" {

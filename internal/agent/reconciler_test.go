@@ -299,3 +299,51 @@ func TestReconcilerRaceWithForeignAdd(t *testing.T) {
 		t.Errorf("conflicts %v", rep.Conflicts)
 	}
 }
+
+// An audit whose table read began before changes the loop made meanwhile (the read runs on
+// its own goroutine) repairs nothing those changes touched: a service added after the read is
+// not re-added, one deleted after it is not taken for a foreign service, and an edit made by
+// hand to a service that did not change is still repaired.
+func TestReconcilerAuditOfAnOlderRead(t *testing.T) {
+	fk, dir, c := newFakeKernel(), t.TempDir(), &clock{now: t0}
+	r := newTestReconciler(t, fk, dir, c)
+	kOld, kNew, kDel := key(lvs.TCP, "192.0.2.10", 80), key(lvs.TCP, "192.0.2.11", 80), key(lvs.TCP, "192.0.2.12", 80)
+	other := types.NamespacedName{Namespace: "default", Name: "other"}
+	gone := types.NamespacedName{Namespace: "default", Name: "gone"}
+	mustSync(t, r,
+		Want{Key: web, Generation: 1, Services: []desired.Service{wsvc(kOld, "wrr", dst("10.1.0.1", 8080, 1))}},
+		Want{Key: gone, Generation: 1, Services: []desired.Service{wsvc(kDel, "wrr")}})
+	since := r.Model().Seq()
+	table, err := r.ReadTable(t.Context()) // the read, before the changes below
+	must(t, err)
+	// Meanwhile: a new VirtualService is programmed, another is deleted (no destinations: its
+	// service goes at once), and someone edits the weight of an untouched service by hand.
+	mustSync(t, r, Want{Key: other, Generation: 1, Services: []desired.Service{wsvc(kNew, "wrr", dst("10.1.0.3", 8080, 1))}},
+		Want{Key: gone})
+	if r.Model().Owned(kDel) != nil {
+		t.Fatalf("the deleted VirtualService's service is still owned")
+	}
+	fk.hand(ipvs.Op{Kind: ipvs.UpdateDestination, Service: &lvs.Service{ServiceKey: kOld, Scheduler: "wrr"},
+		Destination: &lvs.Destination{Address: netip.MustParseAddr("10.1.0.1"), Port: 8080, Weight: 7, Forwarding: lvs.Masquerade}})
+	for i := range table {
+		if table[i].Key() == kOld {
+			table[i].Destinations = []ipvs.Destination{{Destination: lvs.Destination{Family: lvs.IPv4,
+				Address: netip.MustParseAddr("10.1.0.1"), Port: 8080, Weight: 7, Forwarding: lvs.Masquerade}}}
+		}
+	}
+	fk.resetCounts()
+	repairs, err := r.Repair(t.Context(), table, since, time.Now())
+	must(t, err)
+	if diff := cmp.Diff(map[string]int{RepairDestinationChanged: 1}, repairs); diff != "" {
+		t.Errorf("repairs (-want +got):\n%s", diff)
+	}
+	if w, _ := fk.counts(); w != 1 {
+		t.Errorf("%d writes, want the one repair", w)
+	}
+	if r.Model().Foreign(kDel) {
+		t.Errorf("the service deleted after the read is taken for a foreign one")
+	}
+	if rep := r.Report(); len(rep.Conflicts) != 0 {
+		t.Errorf("conflicts %v", rep.Conflicts)
+	}
+}

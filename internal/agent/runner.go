@@ -20,6 +20,7 @@ import (
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 	"github.com/kubelvs/kubelvs/controllers"
 	"github.com/kubelvs/kubelvs/pkg/desired"
+	"github.com/kubelvs/kubelvs/pkg/ipvs"
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
@@ -159,6 +160,7 @@ func (r *Runner) loop(ctx context.Context) error {
 	}()
 	var drain <-chan time.Time
 	var report reportClock
+	audited := make(chan auditRead, 1)
 	for {
 		if failed := r.process(ctx); len(failed) > 0 {
 			time.AfterFunc(r.cfg.RetryPeriod, func() { r.mark(failed, time.Time{}) })
@@ -187,17 +189,42 @@ func (r *Runner) loop(ctx context.Context) error {
 				r.cfg.Log.Error(err, "drain poll")
 			}
 		case <-audit.C:
-			if _, err := rec.Audit(ctx); err != nil {
-				r.cfg.Log.Error(err, "audit")
-				r.cfg.Status.setIPVS(err)
-			} else {
-				r.cfg.Status.setIPVS(nil)
-				// A service someone else had on a wanted key may be gone now.
-				r.mark(rec.Refused(), time.Time{})
-			}
+			// The table is read on a goroutine of its own: at thousands of services the read
+			// takes long, and changes must not wait for it.
+			since, start := rec.Model().Seq(), time.Now()
+			go func() {
+				table, err := rec.ReadTable(ctx)
+				audited <- auditRead{table, err, since, start}
+			}()
+		case a := <-audited:
+			r.finishAudit(ctx, a)
 			audit.Reset(jitter(r.cfg.AuditPeriod))
 		}
 	}
+}
+
+// auditRead is a table read for an audit, begun when the model's Seq was since.
+type auditRead struct {
+	table []ipvs.TableEntry
+	err   error
+	since uint64
+	start time.Time
+}
+
+func (r *Runner) finishAudit(ctx context.Context, a auditRead) {
+	rec := r.cfg.Reconciler
+	err := a.err
+	if err == nil {
+		_, err = rec.Repair(ctx, a.table, a.since, a.start)
+	}
+	if err != nil {
+		r.cfg.Log.Error(err, "audit")
+		r.cfg.Status.setIPVS(err)
+		return
+	}
+	r.cfg.Status.setIPVS(nil)
+	// A service someone else had on a wanted key may be gone now.
+	r.mark(rec.Refused(), time.Time{})
 }
 
 // checkpointTimer fires when a checkpoint write that waits is due (nil when none waits).
