@@ -485,7 +485,7 @@ func hasDest(ds []ipvs.Destination, a netip.Addr) bool {
 	return false
 }
 
-// writeLogTail prints the agents' error lines, if any.
+// writeLogTail prints the agents' error lines, if any, and their start-up phases.
 func writeLogTail(n int) error {
 	for i := 1; i <= n; i++ {
 		b, err := os.ReadFile(filepath.Join("/tmp", fmt.Sprintf("agent-%d.log", i)))
@@ -493,7 +493,7 @@ func writeLogTail(n int) error {
 			return err
 		}
 		for _, l := range strings.Split(string(b), "\n") {
-			if strings.Contains(l, "ERROR") {
+			if strings.Contains(l, "ERROR") || strings.Contains(l, "ready: table adopted") || strings.Contains(l, "adopted the kernel") {
 				logf("agent %d log: %s", i, l)
 			}
 		}
