@@ -137,12 +137,13 @@ type IPVSNodeStatus struct {
 	Counts *IPVSCounts `json:"counts,omitempty"`
 
 	// VirtualServices has one entry per VirtualService selected for the node (or draining
-	// from it).
+	// from it), sorted by namespace and name. Only the agent writes it, whole (an atomic
+	// list: server-side apply then records one field, not one per entry, which would double
+	// the object's size), and a Programmed entry has no reason or message, so that a node
+	// with 10,000 VirtualServices stays well inside etcd's object size limit (1.5 MiB).
 	// +optional
-	// +listType=map
-	// +listMapKey=namespace
-	// +listMapKey=name
-	// +kubebuilder:validation:MaxItems=4096
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16384
 	VirtualServices []NodeVirtualService `json:"virtualServices,omitempty"`
 }
 

@@ -2,9 +2,13 @@ package v1alpha1_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 )
@@ -40,8 +44,6 @@ func TestIPVSNodeStatusValidation(t *testing.T) {
 	}{
 		{"unknown state", []v1alpha1.NodeVirtualService{entry("Done")},
 			`IPVSNode.kubelvs.io "validation-node" is invalid: status.virtualServices[0].state: Unsupported value: "Done": supported values: "Programmed", "Pending", "Failed", "Draining"`},
-		{"one VirtualService twice", []v1alpha1.NodeVirtualService{entry(v1alpha1.StatePending), entry(v1alpha1.StateFailed)},
-			`IPVSNode.kubelvs.io "validation-node" is invalid: status.virtualServices[1]: Duplicate value: {"name":"web","namespace":"default"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := n.DeepCopy()
@@ -52,4 +54,25 @@ func TestIPVSNodeStatusValidation(t *testing.T) {
 			}
 		})
 	}
+	// A node with 10,000 VirtualServices: the status the agent writes fits in one object (the
+	// entries are an atomic list, Programmed ones without reason or message; written with
+	// server-side apply as the agent does, so managedFields are as in production).
+	big := n.DeepCopy()
+	big.Status.VirtualServices = nil
+	for i := range 10000 {
+		e := entry(v1alpha1.StateProgrammed)
+		e.Namespace, e.Name = "namespace-of-the-app", fmt.Sprintf("virtualservice-%05d", i)
+		big.Status.VirtualServices = append(big.Status.VirtualServices, e)
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u["apiVersion"], u["kind"], u["metadata"] = "kubelvs.io/v1alpha1", "IPVSNode", map[string]any{"name": big.Name}
+	delete(u, "spec")
+	ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
+	if err := env.Client.Status().Apply(ctx, ac, client.FieldOwner("kubelvs-agent"), client.ForceOwnership); err != nil {
+		t.Fatalf("the status of a node with 10,000 VirtualServices was rejected: %v", err)
+	}
+
 }

@@ -138,7 +138,7 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 			return fmt.Errorf("owner references %v, want the Node", in.OwnerReferences)
 		}
 		want := []v1alpha1.NodeVirtualService{{Namespace: ns.Name, Name: "web", ObservedGeneration: 1, State: v1alpha1.StateProgrammed,
-			Reason: v1alpha1.ReasonProgrammed, Message: "1 IPVS services programmed", RealServers: &v1alpha1.RealServerCounts{Active: 2}}}
+			RealServers: &v1alpha1.RealServerCounts{Active: 2}}}
 		if diff := cmp.Diff(want, in.Status.VirtualServices); diff != "" {
 			return fmt.Errorf("entries (-want +got):\n%s", diff)
 		}

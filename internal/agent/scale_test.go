@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -66,6 +67,28 @@ func BenchmarkEndpointChange(b *testing.B) {
 	b.ReportMetric(float64(sinceAck.Microseconds())/1000/float64(b.N), "ms-after-ack/op")
 	writes, _ := fk.counts()
 	b.ReportMetric(float64(writes)/float64(b.N), "writes/op")
+	reportIPVSNode(b, node, n)
+}
+
+// reportIPVSNode reports the size of the node's IPVSNode, and fails when its status does not
+// list every VirtualService (its writes failed).
+func reportIPVSNode(b *testing.B, node string, n int) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var in v1alpha1.IPVSNode
+		err := env.Client.Get(context.Background(), types.NamespacedName{Name: node}, &in)
+		if err == nil && len(in.Status.VirtualServices) >= n {
+			raw, err := json.Marshal(&in)
+			must(b, err)
+			b.ReportMetric(float64(len(raw))/1024, "IPVSNode-KiB")
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the IPVSNode lists %d of %d VirtualServices (%v): its status writes fail", len(in.Status.VirtualServices), n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // BenchmarkRestart measures an agent's start, with KUBELVS_BENCH_VS VirtualServices (default

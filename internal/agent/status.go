@@ -98,7 +98,7 @@ func (r *Reconciler) entry(k types.NamespacedName, st *vsState, rep *NodeReport)
 	case st.services == 0:
 		e.State, e.Reason, e.Message = v1alpha1.StateDraining, "Draining", "no longer selected for this node; its real servers drain before removal"
 	case st.programmed:
-		e.State, e.Reason, e.Message = v1alpha1.StateProgrammed, v1alpha1.ReasonProgrammed, fmt.Sprintf("%d IPVS services programmed", st.services)
+		e.State = v1alpha1.StateProgrammed // no reason or message: see IPVSNodeStatus.VirtualServices
 	default:
 		e.State, e.Reason, e.Message = v1alpha1.StatePending, v1alpha1.ReasonPending, "not programmed yet"
 	}
