@@ -95,10 +95,11 @@ func TestArgoCDHealthOfVirtualServices(t *testing.T) {
 		t.Errorf("newer generation: %+v, %v", h, err)
 	}
 
-	// Degraded: loses 192.0.2.100:80/TCP to the older "healthy".
-	must(t, k8s.Create(ctx, virtualService("argo", "conflict", "192.0.2.100", map[string]string{"argo": "healthy"})))
-	wantHealth(t, "VirtualService", key("conflict"), "Degraded", "", c.logs)
-	h, err := argoHealth("VirtualService", key("conflict"))
+	// Degraded: loses 192.0.2.100:80/TCP to the older "healthy" (created in the same second,
+	// the tie goes to the first name: "later" sorts after "healthy").
+	must(t, k8s.Create(ctx, virtualService("argo", "later", "192.0.2.100", map[string]string{"argo": "healthy"})))
+	wantHealth(t, "VirtualService", key("later"), "Degraded", "", c.logs)
+	h, err := argoHealth("VirtualService", key("later"))
 	must(t, err)
 	if !strings.Contains(h.Message, "healthy") {
 		t.Errorf("the conflict's message does not name the winner: %q", h.Message)
