@@ -65,7 +65,7 @@ func Evaluate(script string, obj map[string]any) (Health, error) {
 	return h, nil
 }
 
-func toLua(L *lua.LState, v any) lua.LValue {
+func toLua(ls *lua.LState, v any) lua.LValue {
 	switch v := v.(type) {
 	case nil:
 		return lua.LNil
@@ -82,15 +82,15 @@ func toLua(L *lua.LState, v any) lua.LValue {
 	case float64:
 		return lua.LNumber(v)
 	case map[string]any:
-		t := L.NewTable()
+		t := ls.NewTable()
 		for k, e := range v {
-			t.RawSetString(k, toLua(L, e))
+			t.RawSetString(k, toLua(ls, e))
 		}
 		return t
 	case []any:
-		t := L.NewTable()
+		t := ls.NewTable()
 		for _, e := range v {
-			t.Append(toLua(L, e))
+			t.Append(toLua(ls, e))
 		}
 		return t
 	default:

@@ -70,8 +70,8 @@ func waitReady(t *testing.T, c *component) {
 	t.Helper()
 	eventually(t, "/readyz", func() error {
 		select {
-		case err := <-c.exited:
-			t.Fatalf("kubelvs exited: %v\n%s", err, c.logs())
+		case <-c.exited:
+			t.Fatalf("kubelvs exited: %v\n%s", c.exitErr, c.logs())
 		default:
 		}
 		resp, err := http.Get("http://" + c.probes + "/readyz")

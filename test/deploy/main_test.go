@@ -167,10 +167,11 @@ func serviceAccountUser(sa string) string { return "system:serviceaccount:" + sy
 
 // proc is a running kubelvs binary with its output.
 type proc struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	out    bytes.Buffer
-	exited chan error
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	out     bytes.Buffer
+	exited  chan struct{} // closed when the process has exited, exitErr set
+	exitErr error
 }
 
 func (p *proc) Write(b []byte) (int, error) {
@@ -193,7 +194,7 @@ var (
 // start runs the kubelvs binary with args until stop (or the end of the package's tests).
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
+	p := &proc{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
 	var out io.Writer = p
 	if dir := os.Getenv("KUBELVS_TEST_LOGS"); dir != "" { // also keep the logs (debugging)
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.log", args[0], time.Now().UnixNano())))
@@ -207,7 +208,7 @@ func start(t *testing.T, args ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting kubelvs %v: %v", args, err)
 	}
-	go func() { p.exited <- p.cmd.Wait() }()
+	go func() { p.exitErr = p.cmd.Wait(); close(p.exited) }()
 	procsMu.Lock()
 	procs = append(procs, p)
 	procsMu.Unlock()
@@ -215,8 +216,10 @@ func start(t *testing.T, args ...string) *proc {
 }
 
 func (p *proc) stop() {
-	if p.cmd.ProcessState != nil {
+	select {
+	case <-p.exited:
 		return
+	default:
 	}
 	_ = p.cmd.Process.Signal(os.Interrupt)
 	select {
