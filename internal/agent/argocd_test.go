@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	scripts "github.com/kubelvs/kubelvs/config/gitops"
 	"github.com/kubelvs/kubelvs/internal/gitops"
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
 	"github.com/kubelvs/kubelvs/pkg/lvs"
@@ -49,7 +49,7 @@ func TestArgoCDHealthOfIPVSNode(t *testing.T) {
 	fk.hand(ipvs.Op{Kind: ipvs.AddService, Service: &lvs.Service{ServiceKey: key(lvs.TCP, "192.0.2.41", 80), Scheduler: "rr"}})
 	startAgent(t, node, fk)
 
-	script, err := gitops.ReadScript(filepath.Join("..", ".."), "kubelvs.io", "IPVSNode")
+	script, err := scripts.HealthScript("IPVSNode")
 	must(t, err)
 	health := func(status, msg string) {
 		t.Helper()

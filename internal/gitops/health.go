@@ -3,8 +3,6 @@ package gitops
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 
 	lua "github.com/yuin/gopher-lua"
@@ -20,21 +18,6 @@ var ErrBadResult = errors.New("gitops: health script result")
 type Health struct {
 	Status  string
 	Message string
-}
-
-// ScriptPath is where the health script of group/kind lives under the repository root root
-// (Argo CD's own layout for built-in checks: resource_customizations/<group>/<kind>/health.lua).
-func ScriptPath(root, group, kind string) string {
-	return filepath.Join(root, "config", "gitops", "resource_customizations", group, kind, "health.lua")
-}
-
-// ReadScript reads the health script of group/kind.
-func ReadScript(root, group, kind string) (string, error) {
-	b, err := os.ReadFile(ScriptPath(root, group, kind))
-	if err != nil {
-		return "", fmt.Errorf("gitops: read health script %s/%s: %w", group, kind, err)
-	}
-	return string(b), nil
 }
 
 // Evaluate runs script on obj (an object as decoded from JSON: maps, slices, strings, numbers,

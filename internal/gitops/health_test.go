@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	scripts "github.com/kubelvs/kubelvs/config/gitops"
 )
 
 func TestEvaluate(t *testing.T) {
@@ -57,13 +59,13 @@ func TestArgoCDConfigMap(t *testing.T) {
 		t.Fatalf("not the argocd-cm ConfigMap with two keys: %+v", cm)
 	}
 	for _, kind := range []string{"VirtualService", "IPVSNode"} {
-		want, err := ReadScript(root, "kubelvs.io", kind)
+		want, err := scripts.HealthScript(kind)
 		if err != nil {
 			t.Fatal(err)
 		}
 		key := "resource.customizations.health.kubelvs.io_" + kind
 		if got := cm.Data[key]; got != want {
-			t.Errorf("%s differs from %s:\n%s", key, ScriptPath(root, "kubelvs.io", kind), got)
+			t.Errorf("%s differs from resource_customizations/kubelvs.io/%s/health.lua:\n%s", key, kind, got)
 		}
 		if _, err := Evaluate(want, map[string]any{"metadata": map[string]any{}}); err != nil {
 			t.Errorf("%s on an object without status: %v", kind, err)

@@ -17,14 +17,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	scripts "github.com/kubelvs/kubelvs/config/gitops"
 	"github.com/kubelvs/kubelvs/internal/gitops"
-	"github.com/kubelvs/kubelvs/internal/testenv"
 )
 
 // argoHealth runs config/gitops' health script of kind on the object as the API server
 // returns it (Argo CD reads the live object the same way).
 func argoHealth(kind string, key types.NamespacedName) (gitops.Health, error) {
-	script, err := gitops.ReadScript(testenv.RepoRoot(), v1alpha1.GroupVersion.Group, kind)
+	script, err := scripts.HealthScript(kind)
 	if err != nil {
 		return gitops.Health{}, err
 	}
@@ -89,7 +89,7 @@ func TestArgoCDHealthOfVirtualServices(t *testing.T) {
 	u, err := toUnstructured(&vs)
 	must(t, err)
 	u.SetGeneration(vs.Generation + 1)
-	script, err := gitops.ReadScript(testenv.RepoRoot(), "kubelvs.io", "VirtualService")
+	script, err := scripts.HealthScript("VirtualService")
 	must(t, err)
 	if h, err := gitops.Evaluate(script, u.Object); err != nil || h.Status != "Progressing" || !strings.Contains(h.Message, "generation 2") {
 		t.Errorf("newer generation: %+v, %v", h, err)
