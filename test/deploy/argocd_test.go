@@ -115,7 +115,8 @@ func TestArgoCDHealthOfVirtualServices(t *testing.T) {
 // TestArgoCDHealthOfIPVSNodes runs the IPVSNode health script on IPVSNodes the real agent
 // binary wrote on this host, which has no IPVS (Degraded), and one it created but could not
 // write status to (Progressing). Healthy and conflicted IPVSNodes need a kernel with IPVS or
-// the agent's fake kernel: internal/agent's envtest suite runs the script on those.
+// the agent's fake kernel: test/e2e (in the VM) and internal/agent's envtest suite run the
+// script on those.
 func TestArgoCDHealthOfIPVSNodes(t *testing.T) {
 	a := startAgent(t, "node-a")
 	wantHealth(t, "IPVSNode", types.NamespacedName{Name: "node-a"}, "Degraded", "IPVS is not available", a.logs)
