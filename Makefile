@@ -24,6 +24,10 @@ BENCH_FLAGS ?=
 # `make bench-agent` flags (BENCH_AGENT_FLAGS='-vs 1000' for a quick run).
 BENCH_AGENT_FLAGS ?=
 
+# `make image`: the image's name in the tarball, and where the tarball goes.
+IMG ?= ghcr.io/kubelvs/kubelvs:dev
+IMAGE_TAR ?= bin/kubelvs-image.tar
+
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 
@@ -79,10 +83,14 @@ generated-check: $(CONTROLLER_GEN) ## Fail when `make manifests generate` would 
 build: ## Build the kubelvs binary into bin/.
 	CGO_ENABLED=0 $(GO) build -o bin/kubelvs ./cmd/kubelvs
 
+.PHONY: image
+image: build ## Build the container image (IMG) from bin/kubelvs as a docker-save tarball (IMAGE_TAR) without a container engine (hack/image).
+	cd hack/image && $(GO) run . -binary $(CURDIR)/bin/kubelvs -out $(CURDIR)/$(IMAGE_TAR) -tag $(IMG)
+
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint generated-check test-go test-bench test-vm ## Run every test the project has (the CI entry point).
+test: fmt-check vet lint generated-check test-go test-bench test-image test-vm ## Run every test the project has (the CI entry point).
 
 .PHONY: test-go
 test-go: envtest-assets ## Unit, fuzz-seed, real-kernel and real-API-server (envtest) tests on this host.
@@ -103,6 +111,10 @@ test-vm: envtest-assets ## Run the ipvsvm-tagged tests of VM_TEST_PKGS in a real
 .PHONY: test-bench
 test-bench: ## Vet and unit-test the benchmark module hack/bench (its own go.mod), so it keeps building.
 	cd hack/bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+.PHONY: test-image
+test-image: ## Vet and test the image builder hack/image (its own go.mod): builds the image of the real binary and reads it back.
+	cd hack/image && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 .PHONY: bench-ipvs
 bench-ipvs: ## Benchmark IPVS programming/reading (pkg/ipvs, moby, cloudflare, ipvsadm, raw floor) in the VM.

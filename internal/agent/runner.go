@@ -140,6 +140,9 @@ func (r *Runner) adopt(ctx context.Context) error {
 		}
 		r.cfg.Log.Error(err, "cannot read the IPVS table; retrying")
 		r.cfg.Status.setIPVS(err)
+		// The IPVSNode is owned by the Node: learn its UID here too, or a node without IPVS
+		// never gets the IPVSNode that says so.
+		r.node(ctx)
 		r.cfg.Status.Publish(r.cfg.Reconciler.Report())
 		select {
 		case <-ctx.Done():
