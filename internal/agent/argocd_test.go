@@ -28,7 +28,8 @@ func TestArgoCDHealthOfIPVSNode(t *testing.T) {
 	ctx := t.Context()
 	c := env.Client
 	node := "argo-node"
-	must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}))
+	// Its VirtualServices select only this node: the other tests' agents share the API server.
+	must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, Labels: map[string]string{"test": node}}}))
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "argo-"}}
 	must(t, c.Create(ctx, ns))
 	must(t, c.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "web"}, Spec: corev1.ServiceSpec{
@@ -42,7 +43,8 @@ func TestArgoCDHealthOfIPVSNode(t *testing.T) {
 	vs := func(name, addr string) *v1alpha1.VirtualService {
 		return &v1alpha1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name}, Spec: v1alpha1.VirtualServiceSpec{
 			Addresses: []string{addr}, Ports: []v1alpha1.VirtualServicePort{{Name: "http", Port: 80, Protocol: v1alpha1.ProtocolTCP}},
-			BackendRefs: []v1alpha1.BackendRef{{Name: "web"}}}}
+			BackendRefs:  []v1alpha1.BackendRef{{Name: "web"}},
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"test": node}}}}
 	}
 	must(t, c.Create(ctx, vs("web", "192.0.2.40")))
 	fk := newFakeKernel()
