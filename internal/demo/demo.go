@@ -310,38 +310,52 @@ func run(name string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// Watch prints a node's IPVS table (`kubelvs ipvs list`) each time it changes, until ctx ends:
-// the user's own VirtualServices show up as they are programmed.
+// Watch prints a node's IPVS table (`kubelvs ipvs list`) each time its configuration changes
+// (services, destinations, weights; not the connection counts), until ctx ends: the user's own
+// VirtualServices show up as they are programmed.
 func (d *Demo) Watch(ctx context.Context) error {
 	last := map[string]string{}
-	for _, n := range d.nodes {
-		out, err := run(d.opts.Kubelvs, "ipvs", "--netns", n.netnsPath(), "list")
-		if err != nil {
-			return err
-		}
-		last[n.name] = out
-	}
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(2 * time.Second):
-		}
 		if err := d.checkProcs(); err != nil {
 			return err
 		}
 		for _, n := range d.nodes {
-			out, err := run(d.opts.Kubelvs, "ipvs", "--netns", n.netnsPath(), "list")
+			conf, err := d.tableConfig(ctx, n.name)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
-			if out != last[n.name] {
+			if _, seen := last[n.name]; seen && conf != last[n.name] {
+				out, err := run(d.opts.Kubelvs, "ipvs", "--netns", n.netnsPath(), "list")
+				if err != nil {
+					return err
+				}
 				d.printf("\n%s  %s's IPVS table changed:\n%s", time.Now().Format("15:04:05"), n.name, out)
-				last[n.name] = out
 			}
+			last[n.name] = conf
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// tableConfig renders the configuration of a node's IPVS table (no counters), to compare.
+func (d *Demo) tableConfig(ctx context.Context, node string) (string, error) {
+	t, err := d.ipvs[node].Table(ctx)
+	if err != nil {
+		return "", fmt.Errorf("demo: read %s's IPVS table: %w", node, err)
+	}
+	var b strings.Builder
+	for _, e := range t {
+		fmt.Fprintf(&b, "%+v\n", e.Service.Service)
+		for _, x := range e.Destinations {
+			fmt.Fprintf(&b, "  %+v\n", x.Destination)
+		}
+	}
+	return b.String(), nil
 }
