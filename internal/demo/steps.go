@@ -147,7 +147,8 @@ func (d *Demo) stepGet(ctx context.Context) error {
 	d.begin("What kubectl shows",
 		"The controller resolves each VirtualService's backends, the agents program their node and\n"+
 			"report it in their IPVSNode; the controller sums that up in status.nodes (\"programmed/selected\").\n"+
-			"api selects lb=true nodes: only n1. Columns are the CRDs' printer columns.")
+			"api selects lb=true nodes: only n1. The tables are the ones the API server renders for\n"+
+			"kubectl (the CRDs' printer columns), fetched and printed by the demo in kubectl's layout.")
 	d.res.Nodes = map[string]string{}
 	names := make([]string, 0, len(sampleNodes))
 	for n := range sampleNodes {
