@@ -30,8 +30,20 @@ fi
 export KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$ASSETS}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kubelvs-demo.XXXXXX")
-apipid=
+apipid= vmpid=
+# descendants PID prints the pids of PID's children, grandchildren, ... (deepest first).
+descendants() {
+  local c
+  for c in $(pgrep -P "$1"); do descendants "$c"; echo "$c"; done
+}
 cleanup() {
+  # The VM: `timeout` in hack/vm/run.sh puts qemu in a process group of its own, which a
+  # Ctrl-C on the terminal does not reach: signal the whole tree (timeout passes it to qemu).
+  if [ -n "$vmpid" ]; then
+    # shellcheck disable=SC2046 # word splitting wanted: a list of pids
+    kill -TERM $(descendants "$vmpid") "$vmpid" 2>/dev/null
+    wait "$vmpid" 2>/dev/null
+  fi
   if [ -n "$apipid" ]; then kill "$apipid" 2>/dev/null; wait "$apipid" 2>/dev/null; fi
   rm -rf "$tmp"
 }
@@ -43,7 +55,7 @@ has_ipvs() { [ -e /proc/net/ip_vs ] || { modprobe ip_vs 2>/dev/null && [ -e /pro
 
 if has_ipvs; then
   echo "demo: this kernel has IPVS: running here, in network namespaces"
-  "$ROOT/hack/ensure-packages.sh" ip:iproute2 >&2
+  "$ROOT/hack/ensure-packages.sh" ip:iproute2 pgrep:procps >&2
   (cd "$ROOT" && "$GO" build -o "$tmp/kubelvs" ./cmd/kubelvs && "$GO" build -o "$tmp/demo" ./hack/demo)
   "$tmp/demo" -kubelvs "$tmp/kubelvs" -samples "$ROOT/config/samples" -kubectl "$KUBEBUILDER_ASSETS/kubectl" "$@"
   exit
@@ -58,13 +70,19 @@ start_apiserver "$tmp" || exit 1
 sed 's#https://10\.0\.2\.2:#https://127.0.0.1:#' "$tmp/kubeconfig" >"$tmp/kubeconfig.host"
 timeout=1800
 [ -n "$once" ] || timeout=$((7 * 24 * 3600))
-set +e
+# In the background and waited for: a trapped signal interrupts `wait` at once (a foreground
+# command would delay the trap until it ended).
 VM_NET=user VM_TIMEOUT=${VM_TIMEOUT:-$timeout} "$ROOT/hack/vm/run.sh" \
   -f "$tmp/demo:/vm/demo" -f "$tmp/kubelvs:/vm/kubelvs" -f "$tmp/kubeconfig:/vm/kubeconfig" \
   -f "$ROOT/config/samples:/vm/samples" -- \
   demo -kubeconfig /vm/kubeconfig -kubelvs /vm/kubelvs -samples /vm/samples \
-  -user-kubeconfig "$tmp/kubeconfig.host" -kubectl "$KUBEBUILDER_ASSETS/kubectl" "$@" |
-  grep --line-buffered -v '^@@vmcpu '
-rc=${PIPESTATUS[0]}
+  -user-kubeconfig "$tmp/kubeconfig.host" -kubectl "$KUBEBUILDER_ASSETS/kubectl" "$@" \
+  > >(grep --line-buffered -v '^@@vmcpu ') &
+vmpid=$!
+set +e
+wait "$vmpid"
+rc=$?
+set -e
+vmpid=
 exit "$rc"
 }

@@ -54,7 +54,7 @@ func fetchTable(ctx context.Context, cfg *rest.Config, path string) (*metav1.Tab
 }
 
 // writeTables prints tables as `kubectl get a,b -A` does: one block per kind, a NAMESPACE
-// column when any row has one, the columns of priority 0, names prefixed by kind.
+// column, the columns of priority 0, names prefixed by kind.
 func writeTables(w io.Writer, tables []kindTable) error {
 	for i, kt := range tables {
 		if i > 0 {
@@ -74,31 +74,22 @@ func writeTables(w io.Writer, tables []kindTable) error {
 	return nil
 }
 
-// tableLines returns the header and the rows of one kind's table, cell by cell.
+// tableLines returns the header and the rows of one kind's table, cell by cell, with the
+// NAMESPACE column of -A (empty for a cluster-scoped kind, as kubectl leaves it).
 func tableLines(kt kindTable) [][]string {
-	namespaced := false
-	nss := make([]string, len(kt.Table.Rows))
-	for r, row := range kt.Table.Rows {
-		var m metav1.PartialObjectMetadata
-		if len(row.Object.Raw) > 0 && json.Unmarshal(row.Object.Raw, &m) == nil && m.Namespace != "" {
-			nss[r], namespaced = m.Namespace, true
-		}
-	}
-	var head []string
-	if namespaced {
-		head = append(head, "NAMESPACE")
-	}
+	head := []string{"NAMESPACE"}
 	for _, c := range kt.Table.ColumnDefinitions {
 		if c.Priority == 0 {
 			head = append(head, strings.ToUpper(c.Name))
 		}
 	}
 	lines := [][]string{head}
-	for r, row := range kt.Table.Rows {
-		var cells []string
-		if namespaced {
-			cells = append(cells, nss[r])
+	for _, row := range kt.Table.Rows {
+		var m metav1.PartialObjectMetadata
+		if len(row.Object.Raw) > 0 {
+			_ = json.Unmarshal(row.Object.Raw, &m) // no metadata: no namespace
 		}
+		cells := []string{m.Namespace}
 		for c, def := range kt.Table.ColumnDefinitions {
 			if def.Priority != 0 || c >= len(row.Cells) {
 				continue

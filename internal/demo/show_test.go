@@ -31,8 +31,8 @@ func TestWriteTables(t *testing.T) {
 		"default     virtualservice.kubelvs.io/web   192.0.2.10   True     2/2     5s",
 		"default     virtualservice.kubelvs.io/dns   <none>       <none>   1/2     7s",
 		"",
-		"NAME                     SERVICES",
-		"ipvsnode.kubelvs.io/n1   5",
+		"NAMESPACE   NAME                     SERVICES",
+		"            ipvsnode.kubelvs.io/n1   5",
 		"",
 	}, "\n")
 	if diff := cmp.Diff(want, b.String()); diff != "" {
