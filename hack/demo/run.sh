@@ -30,7 +30,7 @@ fi
 export KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$ASSETS}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kubelvs-demo.XXXXXX")
-apipid= vmpid=
+apipid='' vmpid=''
 # descendants PID prints the pids of PID's children, grandchildren, ... (deepest first).
 descendants() {
   local c
