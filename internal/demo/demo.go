@@ -92,8 +92,8 @@ type DrainResult struct {
 	Backend string
 	// Want and Got are the download's size and what arrived.
 	Want, Got int64
-	// Weight is the draining destination's weight while the download ran.
-	Weight uint32
+	// Weight and ActiveConns are the draining destination's while the download ran.
+	Weight, ActiveConns uint32
 	// NewToDraining counts the new requests during the drain that reached the draining backend.
 	NewToDraining, NewRequests int
 	// Removed: the destination left n1's table after the download; After is how long that took.

@@ -101,8 +101,8 @@ func checkResult(t *testing.T, res *Result) {
 	}
 	checkSpread(t, res.Spread)
 	dr := res.Drain
-	if dr.Want != 2<<20 || dr.Got != dr.Want || dr.Weight != 0 || dr.NewRequests != 20 || dr.NewToDraining != 0 || !dr.Removed {
-		t.Errorf("drain: %+v, want the whole 2 MiB at weight 0, none of 20 new requests to web-2, then removed", dr)
+	if dr.Want != 2<<20 || dr.Got != dr.Want || dr.Weight != 0 || dr.ActiveConns != 1 || dr.NewRequests != 20 || dr.NewToDraining != 0 || !dr.Removed {
+		t.Errorf("drain: %+v, want the whole 2 MiB at weight 0 with 1 active connection, none of 20 new requests to web-2, then removed", dr)
 	}
 	for _, name := range []string{"web-1", "web-canary-1"} {
 		addr := map[string]string{"web-1": "10.244.1.2:8080", "web-canary-1": "10.244.3.2:8080"}[name]

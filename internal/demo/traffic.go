@@ -219,7 +219,7 @@ func (d *Demo) stepDrain(ctx context.Context) error {
 	if err := d.waitWeight(ctx, b2.addr(), 0); err != nil {
 		return err
 	}
-	d.printf("  n1: 10.244.2.2:8080 weight 0, its connection still up\n")
+	d.printf("  n1: 10.244.2.2:8080 weight 0, %d active connection (the download)\n", d.res.Drain.ActiveConns)
 	if err := d.requestsWhileDraining(ctx, hc, dl); err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func (d *Demo) waitWeight(ctx context.Context, addr string, w uint32) error {
 		if !ok || x.Weight != w {
 			return fmt.Errorf("destination %s: %+v (present %v)", addr, x, ok)
 		}
-		d.res.Drain.Weight = x.Weight
+		d.res.Drain.Weight, d.res.Drain.ActiveConns = x.Weight, x.ActiveConns
 		return nil
 	})
 }
