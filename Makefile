@@ -17,7 +17,7 @@ ENVTEST_K8S_VERSION ?= v1.37.2
 ENVTEST_ASSETS ?= $(CACHE_DIR)/envtest/$(ENVTEST_K8S_VERSION)
 
 # Packages whose `ipvsvm`-tagged tests need a kernel with IPVS: `make test-vm` runs them in one VM boot.
-VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs ./test/e2e
+VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs ./test/e2e ./internal/demo
 VM_TEST_FLAGS ?=
 # `make bench-ipvs` table size (BENCH_FLAGS=-services 1000 for a quick run).
 BENCH_FLAGS ?=
@@ -27,6 +27,9 @@ BENCH_AGENT_FLAGS ?=
 # `make image`: the image's name in the tarball, and where the tarball goes.
 IMG ?= ghcr.io/kubelvs/kubelvs:dev
 IMAGE_TAR ?= bin/kubelvs-image.tar
+
+# `make demo DEMO_ARGS=--once` runs the demo's steps and exits instead of waiting for Ctrl-C.
+DEMO_ARGS ?=
 
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
@@ -76,6 +79,12 @@ generated-check: $(CONTROLLER_GEN) ## Fail when `make manifests generate` would 
 	if [ "$$(state | sha256sum)" != "$$before" ]; then \
 	  echo "generated files are stale: 'make manifests generate' changed:"; git status --porcelain -- api config; exit 1; fi; \
 	echo "generated files are up to date"
+
+##@ Demo
+
+.PHONY: demo
+demo: ## A two-node kubelvs cluster on this machine with real IPVS (the VM where the kernel has none); DEMO_ARGS=--once exits after the steps.
+	CACHE_DIR=$(CACHE_DIR) hack/demo/run.sh $(DEMO_ARGS)
 
 ##@ Build
 
