@@ -270,7 +270,9 @@ awk_unbuffered=()
 awk -W version 2>&1 | grep -q mawk && awk_unbuffered=(-W interactive)
 start=$(date +%s)
 set +e
-timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -machine pc -m "$VM_MEM" -smp "$VM_CPUS" \
+# --foreground: timeout otherwise puts qemu in a process group of its own, which a terminal's
+# Ctrl-C never reaches (the VM went on running, and whatever waited for it).
+timeout --foreground -k 10 "$VM_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -machine pc -m "$VM_MEM" -smp "$VM_CPUS" \
   -nodefaults -no-user-config -display none -no-reboot "${nic[@]}" \
   -chardev stdio,id=con,signal=off -serial chardev:con -pidfile "$tmp/qemu.pid" \
   -kernel "$KDIR/boot/vmlinuz" -initrd "$tmp/initrd.cpio" \
