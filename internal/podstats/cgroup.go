@@ -244,3 +244,22 @@ func (d *Discoverer) InPod(pid int, podName string) bool {
 	}
 	return false
 }
+
+// PodOf returns the pod cgroup name (as Pod.Name) process pid is in, among those known reports
+// true for, reading /proc/<pid>/cgroup once; "" when none (or the process is gone).
+func (d *Discoverer) PodOf(pid int, known func(name string) bool) string {
+	b, err := os.ReadFile(filepath.Join(d.procRoot(), strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		_, rest, _ := strings.Cut(strings.TrimSpace(line), ":")
+		_, path, _ := strings.Cut(rest, ":")
+		for el := range strings.SplitSeq(path, "/") {
+			if strings.Contains(el, "pod") && known(el) {
+				return el
+			}
+		}
+	}
+	return ""
+}
