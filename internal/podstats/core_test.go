@@ -311,3 +311,11 @@ func TestWeightBoundsAndHysteresis(t *testing.T) {
 		t.Errorf("a wobble inside the hysteresis changed the level %d times", changes)
 	}
 }
+
+func TestPlausible(t *testing.T) {
+	in := Totals{CPUDelay: time.Second, BlkIO: 3 * time.Hour, IRQ: 2 * time.Second, CPU: 5 * time.Hour}
+	got, n := in.Plausible(2 * time.Second)
+	if d := cmp.Diff(Totals{CPUDelay: time.Second, IRQ: 2 * time.Second, CPU: 5 * time.Hour}, got); d != "" || n != 1 {
+		t.Errorf("n=%d -want +got:\n%s", n, d)
+	}
+}

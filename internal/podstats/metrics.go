@@ -33,7 +33,7 @@ func NewMetrics() *Metrics {
 		Writes: prometheus.NewCounter(prometheus.CounterOpts{Name: "kubelvs_pod_status_writes_total",
 			Help: "Patches of pods' kubelvs.io/TaskDelays condition."}),
 		Exits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubelvs_pod_exit_records_total",
-			Help: "Exit records received, by whether they were counted in a pod (counted) or not (ignored)."}, []string{"result"}),
+			Help: "Exit records received, by whether they were counted in a pod (counted) or not (ignored); implausible counts counted single-threaded records with a delay longer than the task lived, dropped."}, []string{"result"}),
 	}
 }
 

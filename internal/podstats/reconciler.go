@@ -170,7 +170,14 @@ func (r *Reconciler) Exit(e *taskstats.Exit) {
 		r.cfg.Metrics.exit("ignored")
 		return
 	}
-	st.win.Exit(ProcSample{Proc: Proc{PID: pid, Start: start}, Totals: TotalsOf(rec)})
+	tot := TotalsOf(rec)
+	if e.Group == nil {
+		var bad int
+		if tot, bad = tot.Plausible(e.Task.Elapsed + time.Second); bad > 0 {
+			r.cfg.Metrics.exit("implausible")
+		}
+	}
+	st.win.Exit(ProcSample{Proc: Proc{PID: pid, Start: start}, Totals: tot})
 	delete(r.owner, pid)
 	r.cfg.Metrics.exit("counted")
 }
