@@ -10,12 +10,12 @@ import (
 // Metrics are the per-pod gauges of the last window and the reconciler's counters. A nil
 // *Metrics records nothing.
 type Metrics struct {
-	Delay   *prometheus.GaugeVec
-	CPU     *prometheus.GaugeVec
-	IO      *prometheus.GaugeVec
-	Procs   *prometheus.GaugeVec
-	Writes  prometheus.Counter
-	Exits   *prometheus.CounterVec
+	Delay  *prometheus.GaugeVec
+	CPU    *prometheus.GaugeVec
+	IO     *prometheus.GaugeVec
+	Procs  *prometheus.GaugeVec
+	Writes prometheus.Counter
+	Exits  *prometheus.CounterVec
 }
 
 // NewMetrics makes the collectors.

@@ -15,6 +15,7 @@ import (
 //	falling: level k is kept while d ≥ edge(k) - Hysteresis
 //	factor(k) = 1 - k·(1 - MinFactor)/Steps
 //	weight    = max(1, round(static · Scale · factor(k)))   (0 when not ready or static 0)
+//
 // Scale keeps the ratios between pods exact when static
 // weights are small (the default static weight is 1, which would have no room to fall).
 type WeightFunc struct {
