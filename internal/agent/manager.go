@@ -8,15 +8,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/internal/podstats"
 )
 
-// CacheOptions are the agent's informer caches: every object trimmed (TrimObject), and only
-// its own Node.
+// CacheOptions are the agent's informer caches: every object trimmed (TrimObject), only its
+// own Node, and only its node's pods, trimmed to what pod taskstats needs (podstats.TrimPod; the
+// pod informer starts only when --taskstats is on).
 func CacheOptions(node string) cache.Options {
 	return cache.Options{
 		DefaultTransform: TrimObject,
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", node)},
+			&corev1.Pod{}:  {Field: fields.OneTermEqualSelector("spec.nodeName", node), Transform: podstats.TrimPod},
 		},
 	}
 }
