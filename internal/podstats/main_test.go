@@ -5,6 +5,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/kubelvs/kubelvs/internal/testenv"
 	"github.com/kubelvs/kubelvs/pkg/taskstats"
 )
@@ -16,6 +19,7 @@ var env *testenv.Env
 // tests start (off by default since Linux 5.14), restoring it afterwards. Those tests need root
 // (taskstats, cgroups, the sysctl): without it the run fails, saying why.
 func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard())
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "podstats tests: the real-kernel tests need root (taskstats needs CAP_NET_ADMIN, the cgroup tests write the cgroup filesystem)")
 		os.Exit(1)
