@@ -28,7 +28,7 @@ import (
 // cgroup2Root returns a writable cgroup2 hierarchy: the host's (at /sys/fs/cgroup on a pure v2
 // host, /sys/fs/cgroup/unified on a hybrid one, found in mountinfo), or a fresh mount of one in a
 // temporary directory, unmounted at cleanup.
-func cgroup2Root(t *testing.T) string {
+func cgroup2Root(t testing.TB) string {
 	t.Helper()
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
