@@ -203,7 +203,10 @@ func procTotals(pid int) (ProcSample, bool) {
 	if len(f) < 40 {
 		return s, false
 	}
-	tick := func(k int) time.Duration { v, _ := strconv.ParseUint(f[k-3], 10, 64); return time.Duration(v) * 10 * time.Millisecond }
+	tick := func(k int) time.Duration {
+		v, _ := strconv.ParseUint(f[k-3], 10, 64)
+		return time.Duration(v) * 10 * time.Millisecond
+	}
 	s.CPU = tick(14) + tick(15)
 	s.Start = time.Unix(0, int64(tick(22)))
 	s.BlkIO = tick(42)
