@@ -279,6 +279,13 @@ func TestReconcilerRealKernel(t *testing.T) {
 		}
 	}
 
+	// What kubectl shows (the README's excerpt comes from here).
+	out, err := env.Kubectl("get", "pod", podA.Name, "-n", podA.Namespace, "-o", "yaml")
+	if err != nil || !strings.Contains(out, "type: "+string(ConditionType)) {
+		t.Errorf("kubectl get pod -o yaml: %v\n%s", err, out)
+	}
+	t.Logf("kubectl get pod %s -o yaml:\n%s", podA.Name, out)
+
 	// Rounds inside the window write nothing, however the numbers moved.
 	for range 5 {
 		if err := rec.Round(ctx); err != nil {
@@ -291,8 +298,12 @@ func TestReconcilerRealKernel(t *testing.T) {
 	if got := testutil.ToFloat64(m.Writes); got != 2 {
 		t.Errorf("writes metric %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(m.Delay.WithLabelValues("default", "busy", "cpu")); got < 0.1 {
-		t.Errorf("cpu delay gauge of pod A %v", got)
+	last, _, _ := rec.Rates(podA.UID)
+	if got := testutil.ToFloat64(m.Delay.WithLabelValues("default", "busy", "cpu")); got != last.CPU || got <= 0 {
+		t.Errorf("cpu delay gauge of pod A %v, last window's %v", got, last.CPU)
+	}
+	if got := testutil.ToFloat64(m.Procs.WithLabelValues("default", "busy")); got != float64(last.Procs) {
+		t.Errorf("processes gauge of pod A %v, want %d", got, last.Procs)
 	}
 	_ = stdinB.Close()
 }
