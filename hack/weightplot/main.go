@@ -1,5 +1,5 @@
-// Command weightplot draws the delay-aware weight function of internal/podstats
-// (podstats.DefaultWeightFunc) as an SVG: the weight factor against the pod's CPU delay, swept
+// Command weightplot draws the delay-aware weight function of pkg/desired
+// (desired.DefaultWeightFunc) as an SVG: the weight factor against the pod's CPU delay, swept
 // up and then down, so the hysteresis shows as the gap between the two curves.
 //
 //	go run ./hack/weightplot > docs/podstats-weight.svg
@@ -11,11 +11,11 @@ import (
 	"io"
 	"os"
 
-	"github.com/kubelvs/kubelvs/internal/podstats"
+	"github.com/kubelvs/kubelvs/pkg/desired"
 )
 
 func main() {
-	if _, err := os.Stdout.Write(Plot(podstats.DefaultWeightFunc)); err != nil {
+	if _, err := os.Stdout.Write(Plot(desired.DefaultWeightFunc)); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -33,7 +33,7 @@ func x(d float64) float64 { return left + d/maxDelay*(width-left-right) }
 func y(f float64) float64 { return top + (1-f)*(height-top-bottom) }
 
 // Plot renders f's weight factor (static weight 1) for a delay swept from 0 to 70 % and back.
-func Plot(f podstats.WeightFunc) []byte {
+func Plot(f desired.WeightFunc) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)

@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/kubelvs/kubelvs/internal/podstats"
+	"github.com/kubelvs/kubelvs/pkg/desired"
 )
 
 // TestCommittedPlot: docs/podstats-weight.svg is what this program draws from the weight function
@@ -15,7 +15,7 @@ func TestCommittedPlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, Plot(podstats.DefaultWeightFunc)) {
+	if !bytes.Equal(got, Plot(desired.DefaultWeightFunc)) {
 		t.Fatal("docs/podstats-weight.svg is stale: run go run ./hack/weightplot > docs/podstats-weight.svg")
 	}
 }

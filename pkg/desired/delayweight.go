@@ -1,4 +1,4 @@
-package podstats
+package desired
 
 import (
 	"math"
