@@ -12,14 +12,14 @@ import (
 )
 
 // CacheOptions are the agent's informer caches: every object trimmed (TrimObject), only its
-// own Node, and only its node's pods, trimmed to what pod taskstats needs (podstats.TrimPod; the
-// pod informer starts only when --taskstats is on).
+// own Node, and pods trimmed to what pod taskstats and delay-aware weights need
+// (podstats.TrimPod): every node's agent reads the weight levels of every backend pod.
 func CacheOptions(node string) cache.Options {
 	return cache.Options{
 		DefaultTransform: TrimObject,
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", node)},
-			&corev1.Pod{}:  {Field: fields.OneTermEqualSelector("spec.nodeName", node), Transform: podstats.TrimPod},
+			&corev1.Pod{}:  {Transform: podstats.TrimPod},
 		},
 	}
 }

@@ -218,3 +218,32 @@ func TestPlausible(t *testing.T) {
 		t.Errorf("n=%d -want +got:\n%s", n, d)
 	}
 }
+
+func TestLevelOf(t *testing.T) {
+	pod := func(msg string) *corev1.Pod {
+		return &corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReady, Message: "weight=10%"}, {Type: ConditionType, Message: msg}}}}
+	}
+	for _, tt := range []struct {
+		msg  string
+		want int
+	}{
+		{"cpu=3.0% io=0.0% mem=0.0% procs=1 window=30s weight=100%", 0},
+		{"cpu=27.0% io=0.0% mem=0.0% procs=1 window=30s weight=70%", 3},
+		{"cpu=80.0% io=0.0% mem=0.0% procs=1 window=30s exited=2 weight=10%", 9},
+		{"cpu=80.0% io=0.0% mem=0.0% procs=1 window=30s weight=55%", 0},
+		{"no weight", 0},
+	} {
+		if got := LevelOf(pod(tt.msg)); got != tt.want {
+			t.Errorf("LevelOf(%q) = %d, want %d", tt.msg, got, tt.want)
+		}
+	}
+	if got := LevelOf(&corev1.Pod{}); got != 0 {
+		t.Errorf("no condition: %d", got)
+	}
+	for k := range 10 {
+		if got := LevelOf(pod("cpu=1.0%" + weightSuffix(k))); got != k {
+			t.Errorf("round trip of level %d: %d", k, got)
+		}
+	}
+}

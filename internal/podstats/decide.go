@@ -26,7 +26,8 @@ type Written struct {
 
 // ShouldWrite decides whether cur is written at now, given what was last written (nil: nothing
 // yet, or the pod's status has no such condition): on a change of status or reason, or when a
-// delay fraction moved by more than the margin, and never twice within a window.
+// delay fraction moved by more than the margin or of the weight level, and never twice within a
+// window.
 func (p WritePolicy) ShouldWrite(last *Written, cur Condition, now time.Time) bool {
 	if last == nil {
 		return true
@@ -34,7 +35,7 @@ func (p WritePolicy) ShouldWrite(last *Written, cur Condition, now time.Time) bo
 	if now.Sub(last.At) < p.Window*9/10 {
 		return false
 	}
-	if last.Status != cur.Status || last.Reason != cur.Reason {
+	if last.Status != cur.Status || last.Reason != cur.Reason || last.Level != cur.Level {
 		return true
 	}
 	m := p.Margin

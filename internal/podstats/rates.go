@@ -71,6 +71,10 @@ type Condition struct {
 	Message string
 	// CPU, IO and Memory are the fractions the message shows, kept for the write decision.
 	CPU, IO, Memory float64
+	// Level is the pod's delay-aware weight level (desired.WeightFunc), set by the reconciler,
+	// which keeps its hysteresis; the message ends with the weight factor it stands for
+	// (" weight=70%"), which every node's agent reads back with [LevelOf].
+	Level int
 }
 
 // Condition returns the pod condition for rates r: True while every delay fraction is under its

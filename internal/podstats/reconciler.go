@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubelvs/kubelvs/pkg/desired"
 	"github.com/kubelvs/kubelvs/pkg/taskstats"
 )
 
@@ -69,8 +72,9 @@ type podProc struct {
 type podState struct {
 	key  types.NamespacedName
 	win  *Window
-	at   time.Time // last sample
-	last *Written
+	at    time.Time // last sample
+	last  *Written
+	level int // delay-aware weight level, with its hysteresis
 }
 
 type podRatesView struct {
@@ -250,7 +254,7 @@ func (r *Reconciler) update(p *corev1.Pod, s *PodSample, now time.Time) func() e
 	}
 	st := r.pods[p.UID]
 	if st == nil {
-		st = &podState{key: key, win: NewWindow(), last: writtenOf(p)}
+		st = &podState{key: key, win: NewWindow(), last: writtenOf(p), level: LevelOf(p)}
 		r.pods[p.UID] = st
 	}
 	r.names[s.Pod.Name] = p.UID
@@ -272,6 +276,9 @@ func (r *Reconciler) update(p *corev1.Pod, s *PodSample, now time.Time) func() e
 	}
 	rates := RatesOf(d, elapsed, len(s.Procs), exited, r.cfg.DelayAccounting)
 	cond := r.cfg.Thresholds.Condition(rates)
+	st.level = desired.DefaultWeightFunc.Level(rates.CPU, st.level)
+	cond.Level = st.level
+	cond.Message += weightSuffix(st.level)
 	r.rates[p.UID] = podRatesView{Key: key, Rates: rates, Cond: cond}
 	r.cfg.Metrics.set(key, rates)
 	if !r.policy.ShouldWrite(st.last, cond, now) {
@@ -310,10 +317,34 @@ func writtenOf(p *corev1.Pod) *Written {
 	w := &Written{Condition: Condition{Status: c.Status, Reason: c.Reason, Message: c.Message}, At: c.LastProbeTime.Time}
 	var cpu, io, mem float64
 	if n, _ := fmt.Sscanf(c.Message, "cpu=%f%% io=%f%% mem=%f%%", &cpu, &io, &mem); n >= 1 {
-		w.CPU, w.IO, w.Memory = cpu/100, io/100, mem/100
+		w.CPU, w.IO, w.Memory, w.Level = cpu/100, io/100, mem/100, LevelOf(p)
 		return w
 	}
 	return nil
+}
+
+// weightSuffix is the end of the message: the weight factor of level k.
+func weightSuffix(k int) string {
+	return fmt.Sprintf(" weight=%d%%", int(math.Round(desired.DefaultWeightFunc.Factor(k)*100)))
+}
+
+// LevelOf reads a pod's delay-aware weight level from the message of its kubelvs.io/TaskDelays
+// condition (the " weight=NN%" its node's agent writes); 0 (full weight) when there is none.
+func LevelOf(p *corev1.Pod) int {
+	c := condition(p)
+	if c == nil {
+		return 0
+	}
+	i := strings.LastIndex(c.Message, " weight=")
+	if i < 0 {
+		return 0
+	}
+	for k := desired.DefaultWeightFunc.Steps; k > 0; k-- {
+		if strings.HasPrefix(c.Message[i:], weightSuffix(k)) {
+			return k
+		}
+	}
+	return 0
 }
 
 // write patches the pod's status with a strategic merge patch holding only this condition: pod
