@@ -70,8 +70,8 @@ type podProc struct {
 }
 
 type podState struct {
-	key  types.NamespacedName
-	win  *Window
+	key   types.NamespacedName
+	win   *Window
 	at    time.Time // last sample
 	last  *Written
 	level int // delay-aware weight level, with its hysteresis
