@@ -247,3 +247,34 @@ func TestLevelOf(t *testing.T) {
 		}
 	}
 }
+
+func TestShouldWriteLevelChange(t *testing.T) {
+	p := WritePolicy{Window: 30 * time.Second, Margin: DefaultMargin}
+	last := &Written{Condition: Condition{Status: corev1.ConditionFalse, Reason: ReasonCPUDelayHigh, CPU: 0.30, Level: 5}, At: t0}
+	cur := Condition{Status: corev1.ConditionFalse, Reason: ReasonCPUDelayHigh, CPU: 0.30, Level: 4}
+	if !p.ShouldWrite(last, cur, t0.Add(30*time.Second)) {
+		t.Error("a weight level change is not written")
+	}
+	if p.ShouldWrite(last, cur, t0.Add(5*time.Second)) {
+		t.Error("a weight level change written twice in a window")
+	}
+}
+
+func TestWindowDropsImpossibleDelays(t *testing.T) {
+	w := NewWindow()
+	early := t0.Add(-time.Hour)
+	w.Sample(t0, []ProcSample{ps(10, early, 500, 900, 5)})
+	bogus := ps(10, early, 500, 1900, 9)
+	bogus.BlkIO = 3 * time.Hour // the time since boot, in one 30 s window
+	w.Sample(t0.Add(30*time.Second), []ProcSample{bogus})
+	got, _ := w.Close()
+	if got.BlkIO != 0 || got.CPU != time.Second || w.Implausible() != 1 {
+		t.Errorf("window %+v, %d implausible: want the block I/O delay dropped, the CPU time kept", got, w.Implausible())
+	}
+	fine := ps(10, early, 500, 2900, 10)
+	fine.BlkIO = bogus.BlkIO + 20*time.Minute // 40 threads waiting for 30 s: possible
+	w.Sample(t0.Add(60*time.Second), []ProcSample{fine})
+	if got, _ := w.Close(); got.BlkIO != 20*time.Minute {
+		t.Errorf("a possible delay was dropped: %+v", got)
+	}
+}

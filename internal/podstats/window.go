@@ -29,6 +29,8 @@ type Window struct {
 	total  Totals                // everything ever counted
 	primed bool                  // a sample has been taken: a new process's counters are all new
 	at     time.Time             // when the last sample was taken
+
+	implausible int
 }
 
 // startSlack covers the rounding of a task's start time to whole seconds.
@@ -71,14 +73,29 @@ func (w *Window) Sample(at time.Time, live []ProcSample) {
 		p, ok := w.prev[s.PID]
 		switch {
 		case ok && same(p, s):
-			w.count(s.Since(p.Totals))
+			w.count(w.plausible(s.Since(p.Totals), at.Sub(w.at)))
 		case w.primed && w.startedSince(s.Start):
-			w.count(s.Totals)
+			w.count(w.plausible(s.Totals, at.Sub(s.Start)+startSlack))
 		}
 		next[s.PID] = s
 	}
 	w.prev, w.primed, w.at = next, true, at
 }
+
+// MaxWaitingThreads bounds how many threads of one process can have waited at once: a delay
+// growth larger than this many times the time it grew in is impossible in practice, and is
+// dropped (see [Totals.Plausible]: this project's 6.18 host reports delays equal to the time
+// since boot now and then).
+const MaxWaitingThreads = 64
+
+func (w *Window) plausible(d Totals, over time.Duration) Totals {
+	d, n := d.Plausible(over * MaxWaitingThreads)
+	w.implausible += n
+	return d
+}
+
+// Implausible is how many delay values were dropped as impossible so far.
+func (w *Window) Implausible() int { return w.implausible }
 
 // startedSince reports whether a process that started at start (whole seconds) may have started
 // after the previous sample.
