@@ -7,6 +7,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubelvs/kubelvs/pkg/taskstats"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -276,5 +279,24 @@ func TestWindowDropsImpossibleDelays(t *testing.T) {
 	w.Sample(t0.Add(60*time.Second), []ProcSample{fine})
 	if got, _ := w.Close(); got.BlkIO != 20*time.Minute {
 		t.Errorf("a possible delay was dropped: %+v", got)
+	}
+}
+
+func TestNodeCondition(t *testing.T) {
+	for _, tt := range []struct {
+		env    taskstats.Environment
+		status metav1.ConditionStatus
+		reason string
+	}{
+		{taskstats.Environment{Permitted: true, HostPIDs: true, DelayAccounting: true, DelayAccountingKnown: true}, metav1.ConditionTrue, "DelayAccountingOn"},
+		{taskstats.Environment{Permitted: true, HostPIDs: true, DelayAccountingKnown: false}, metav1.ConditionTrue, "DelayAccountingOn"},
+		{taskstats.Environment{Permitted: true, HostPIDs: true, DelayAccountingKnown: true}, metav1.ConditionFalse, "DelayAccountingOff"},
+		{taskstats.Environment{Permitted: true, DelayAccounting: true, DelayAccountingKnown: true}, metav1.ConditionFalse, "NoHostPID"},
+		{taskstats.Environment{PermissionError: taskstats.ErrPermission}, metav1.ConditionFalse, "TaskstatsUnavailable"},
+	} {
+		c := NodeCondition(&tt.env)
+		if c.Status != tt.status || c.Reason != tt.reason || c.Type != NodeConditionType || c.Message == "" {
+			t.Errorf("%+v: %+v, want %s/%s", tt.env, c, tt.status, tt.reason)
+		}
 	}
 }
