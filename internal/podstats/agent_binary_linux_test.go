@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -27,7 +26,11 @@ func TestAgentBinary(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "kubelvs")
-	build := exec.CommandContext(ctx, filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./cmd/kubelvs")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("building the agent needs the go command in PATH: %v", err)
+	}
+	build := exec.CommandContext(ctx, gobin, "build", "-o", bin, "./cmd/kubelvs")
 	build.Dir = testenv.RepoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/kubelvs: %v\n%s", err, out)
