@@ -1,7 +1,6 @@
 package podstats
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -200,6 +199,15 @@ func appendProcs(pids []int, path string) ([]int, error) {
 		}
 		return pids, err
 	}
+	pids, err = parseProcs(pids, b)
+	if err != nil {
+		return pids, fmt.Errorf("%s: %w", path, err)
+	}
+	return pids, nil
+}
+
+// parseProcs appends the PIDs of a cgroup.procs file's content, one per line.
+func parseProcs(pids []int, b []byte) ([]int, error) {
 	for len(b) > 0 {
 		var line []byte
 		line, b, _ = bytes.Cut(b, []byte{'\n'})
@@ -208,27 +216,18 @@ func appendProcs(pids []int, path string) ([]int, error) {
 		}
 		n, err := strconv.Atoi(string(bytes.TrimSpace(line)))
 		if err != nil || n <= 0 {
-			return pids, fmt.Errorf("%s: bad PID %q", path, line)
+			return pids, fmt.Errorf("bad PID %q", line)
 		}
 		pids = append(pids, n)
 	}
 	return pids, nil
 }
 
-// InPod reports whether process pid is in the pod whose cgroup is named podName (Pod.Name):
-// whether a path in /proc/<pid>/cgroup has it as an element. Matching an element, not the whole
-// path, works whatever the reader's cgroup namespace (paths outside it start with "/.."). A
-// process that is gone is not in the pod.
-func (d *Discoverer) InPod(pid int, podName string) bool {
-	f, err := os.Open(filepath.Join(d.procRoot(), strconv.Itoa(pid), "cgroup"))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// hierarchy-ID:controller-list:path
-		_, rest, ok := strings.Cut(sc.Text(), ":")
+// cgroupElements calls f with every path element of a /proc/<pid>/cgroup file's content
+// ("hierarchy-ID:controller-list:path" lines) until f returns true, and reports whether it did.
+func cgroupElements(b []byte, f func(el string) bool) bool {
+	for line := range strings.Lines(string(b)) {
+		_, rest, ok := strings.Cut(strings.TrimRight(line, "\n"), ":")
 		if !ok {
 			continue
 		}
@@ -237,12 +236,24 @@ func (d *Discoverer) InPod(pid int, podName string) bool {
 			continue
 		}
 		for el := range strings.SplitSeq(path, "/") {
-			if el == podName {
+			if el != "" && f(el) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// InPod reports whether process pid is in the pod whose cgroup is named podName (Pod.Name):
+// whether a path in /proc/<pid>/cgroup has it as an element. Matching an element, not the whole
+// path, works whatever the reader's cgroup namespace (paths outside it start with "/.."). A
+// process that is gone is not in the pod.
+func (d *Discoverer) InPod(pid int, podName string) bool {
+	b, err := os.ReadFile(filepath.Join(d.procRoot(), strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return false
+	}
+	return cgroupElements(b, func(el string) bool { return el == podName })
 }
 
 // PodOf returns the pod cgroup name (as Pod.Name) process pid is in, among those known reports
@@ -252,14 +263,13 @@ func (d *Discoverer) PodOf(pid int, known func(name string) bool) string {
 	if err != nil {
 		return ""
 	}
-	for line := range strings.Lines(string(b)) {
-		_, rest, _ := strings.Cut(strings.TrimSpace(line), ":")
-		_, path, _ := strings.Cut(rest, ":")
-		for el := range strings.SplitSeq(path, "/") {
-			if strings.Contains(el, "pod") && known(el) {
-				return el
-			}
+	var found string
+	cgroupElements(b, func(el string) bool {
+		if strings.Contains(el, "pod") && known(el) {
+			found = el
+			return true
 		}
-	}
-	return ""
+		return false
+	})
+	return found
 }
