@@ -92,11 +92,13 @@ func startIn(t *testing.T, cgroup, script string) (*exec.Cmd, io.WriteCloser, *b
 		t.Fatal(err)
 	}
 	cmd.Stderr = os.Stderr
+	// Its children are killed with it, and it dies with the test binary.
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
 		_ = cmd.Wait()
 	})
 	return cmd, stdin, bufio.NewReader(stdout)
