@@ -135,6 +135,15 @@ func BenchmarkSampleRound(b *testing.B) {
 	s := &Sampler{Discoverer: d, Taskstats: ts}
 	ctx := context.Background()
 	want := len(f.uids) * *benchProcs
+	var pids []int
+	for _, uid := range f.uids {
+		p, err := d.Discover(uid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pids = append(pids, p.PIDs...)
+	}
+	recs, errs := make([]taskstats.Stats, len(pids)), make([]error, len(pids))
 	for _, c := range []struct {
 		name  string
 		round func() int
@@ -151,6 +160,29 @@ func BenchmarkSampleRound(b *testing.B) {
 			return n
 		}},
 		{"procfs", func() int { return procfsRound(b, d, f.uids) }},
+		// The records alone, for PIDs already known: what the two sources cost without the
+		// discovery and re-check both share.
+		{"taskstats-records", func() int {
+			if err := ts.ProcessesInto(ctx, pids, recs, errs); err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			for _, e := range errs {
+				if e == nil {
+					n++
+				}
+			}
+			return n
+		}},
+		{"procfs-records", func() int {
+			n := 0
+			for _, pid := range pids {
+				if _, ok := procTotals(pid); ok {
+					n++
+				}
+			}
+			return n
+		}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			runtime.LockOSThread()

@@ -106,8 +106,7 @@ func NewReconciler(cfg Config) *Reconciler {
 func (r *Reconciler) NeedLeaderElection() bool { return false }
 
 // Start runs the exit loop and a round every window until ctx ends (a controller-runtime
-// Runnable; the cache must be synced first, which the manager does before runnables that need
-// no leader election are started... so Start waits for the first round's reads to succeed).
+// Runnable: the cache's List blocks until the informers it needs have synced).
 func (r *Reconciler) Start(ctx context.Context) error {
 	if r.cfg.Exits != nil {
 		go r.ExitLoop(ctx)
