@@ -296,6 +296,15 @@ type VirtualServiceSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	Ports []VirtualServicePort `json:"ports,omitempty"`
 
+	// Weighting is how real servers' weights are set: Static (when unset) uses the backendRefs'
+	// and BackendPool servers' weights; DelayAware scales the weight of each Service endpoint's
+	// pod down as the pod's CPU delay rises (read from its kubelvs.io/TaskDelays condition, which
+	// the pod's node agent writes), by a bounded function with hysteresis, never to 0 while the
+	// pod is ready (see the README). Weights of a DelayAware VirtualService are 100 times the
+	// static ones, so that the ratios stay exact.
+	// +optional
+	Weighting Weighting `json:"weighting,omitempty"`
+
 	// BackendRefs are the Services and BackendPools (in this namespace) whose endpoints become
 	// real servers.
 	// +required
@@ -369,8 +378,20 @@ type NodeCounts struct {
 	Summary string `json:"summary"`
 }
 
+// Weighting is how real servers' weights are set.
+// +kubebuilder:validation:Enum=Static;DelayAware
+type Weighting string
+
+// Weightings.
+const (
+	WeightingStatic     Weighting = "Static"
+	WeightingDelayAware Weighting = "DelayAware"
+)
+
 // EffectiveSettings are the settings in force once defaults are applied.
 type EffectiveSettings struct {
+	// +optional
+	Weighting           Weighting           `json:"weighting,omitempty"`
 	Scheduler           Scheduler           `json:"scheduler"`
 	Forwarding          ForwardingMethod    `json:"forwarding"`
 	TrafficPolicy       TrafficPolicy       `json:"trafficPolicy"`

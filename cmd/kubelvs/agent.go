@@ -53,6 +53,7 @@ type agentOptions struct {
 	expireQuiescent bool
 	sysctlRoot      string
 	podName         string
+	podstats        podStatsOptions
 	zapOpts         zap.Options
 }
 
@@ -88,6 +89,7 @@ node's IPVSNode.`,
 	f.BoolVar(&o.expireQuiescent, "expire-quiescent-template", true, "set net.ipv4.vs.expire_quiescent_template=1: persistence templates of weight-0 destinations expire")
 	f.StringVar(&o.sysctlRoot, "sysctl-root", "/proc/sys", "where the host's /proc/sys (or its net/ipv4/vs part) is mounted")
 	f.StringVar(&o.podName, "pod-name", os.Getenv("POD_NAME"), "the agent's pod name, shown in IPVSNode (default $POD_NAME)")
+	addPodStatsFlags(f, &o.podstats)
 	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zapOpts.BindFlags(gofs)
 	f.AddGoFlagSet(gofs)
@@ -119,6 +121,9 @@ func (o *agentOptions) validate() error {
 		errs = append(errs, errors.New("--state-dir must not be empty"))
 	}
 	if _, err := agent.ManagedCIDRs(o.managedCIDRs); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.podstats.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.netns != "" {
@@ -172,6 +177,9 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		AuditPeriod: o.auditPeriod, DrainPoll: o.drainPoll, RetryPeriod: o.retryPeriod, Log: log,
 	})
 	if err := mgr.Add(runner); err != nil {
+		return err
+	}
+	if err := setupPodStats(ctx, &o.podstats, o.node, mgr, status, log); err != nil {
 		return err
 	}
 	if err := metrics.Registry.Register(agent.NewStatsCollector(kernel, runner)); err != nil {

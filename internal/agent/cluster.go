@@ -159,6 +159,9 @@ func clusterOf(ctx context.Context, r client.Reader, vss []*v1alpha1.VirtualServ
 			}
 		}
 	}
+	if err := addDelayLevels(ctx, r, cl); err != nil {
+		return nil, err
+	}
 	return cl, nil
 }
 

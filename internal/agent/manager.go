@@ -10,10 +10,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/internal/podstats"
 )
 
-// CacheOptions are the agent's informer caches: every object trimmed (TrimObject), and only
-// its own Node.
+// CacheOptions are the agent's informer caches: every object trimmed (TrimObject), only its
+// own Node, and pods trimmed to what pod taskstats and delay-aware weights need
+// (podstats.TrimPod): every node's agent reads the weight levels of every backend pod.
 //
 // The objects the desired state is computed from are read without a deep copy: the agent
 // only reads them (pkg/desired is pure), and copying every object a sync reads made the
@@ -28,6 +30,7 @@ func CacheOptions(node string) cache.Options {
 			&corev1.Service{}:            shared,
 			&discoveryv1.EndpointSlice{}: shared,
 			&v1alpha1.BackendPool{}:      shared,
+			&corev1.Pod{}:                {Transform: podstats.TrimPod},
 		},
 	}
 }

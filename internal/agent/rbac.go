@@ -2,7 +2,12 @@ package agent
 
 // The agent's permissions (controller-gen writes config/agent/role.yaml from these markers):
 // it reads what it programs from, writes only IPVSNodes and their status and its Lease, and
-// checks the credentials of metrics scrapers.
+// checks the credentials of metrics scrapers. Pod taskstats reads its node's pods and patches
+// their status (config/agent/pod-status-policy.yaml narrows that to its own node's pods and the
+// kubelvs.io/TaskDelays condition).
+//
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
 //
 // +kubebuilder:rbac:groups=kubelvs.io,resources=virtualservices;backendpools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kubelvs.io,resources=ipvsnodes,verbs=get;create;patch

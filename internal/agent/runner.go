@@ -359,6 +359,7 @@ func (r *Runner) register(ctx context.Context) error {
 		{&discoveryv1.EndpointSlice{}, r.onEndpointSlice},
 		{&v1alpha1.BackendPool{}, r.onPool},
 		{&corev1.Node{}, r.onNode},
+		{&corev1.Pod{}, r.onPod}, // delay-aware weights (delayaware.go)
 	}
 	for _, h := range handlers {
 		inf, err := r.cfg.Cache.GetInformer(ctx, h.obj)

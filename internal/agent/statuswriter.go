@@ -38,6 +38,9 @@ type StatusWriter struct {
 	Log            logr.Logger
 	Now            func() time.Time
 
+	// ExtraConditions, when set, adds conditions of other parts of the agent (pod taskstats).
+	ExtraConditions func() []metav1.Condition
+
 	// MinInterval is the least time between two status writes (default 1 s): a burst of
 	// changes costs one write, and the writes never hold up programming.
 	MinInterval time.Duration
@@ -118,6 +121,11 @@ func (w *StatusWriter) Status(rep NodeReport, prev *v1alpha1.IPVSNodeStatus) v1a
 		set(v1alpha1.NodeConditionConflictFree, false, ReasonConflict, truncate("services kubelvs did not create have keys VirtualServices want: "+strings.Join(rep.Conflicts, "; "), 1024))
 	} else {
 		set(v1alpha1.NodeConditionConflictFree, true, "NoConflicts", "no service kubelvs did not create has a key a VirtualService wants")
+	}
+	if w.ExtraConditions != nil {
+		for _, c := range w.ExtraConditions() {
+			set(c.Type, c.Status == metav1.ConditionTrue, c.Reason, c.Message)
+		}
 	}
 	failed := 0
 	for _, e := range rep.VirtualServices {

@@ -52,6 +52,10 @@ type Cluster struct {
 	Services        []*corev1.Service
 	EndpointSlices  []*discoveryv1.EndpointSlice
 	BackendPools    []*v1alpha1.BackendPool
+	// DelayLevels are the delay-aware weight levels of backend pods (see [WeightFunc]), as the
+	// pods' node agents publish them in the kubelvs.io/TaskDelays condition; a pod without one
+	// is at level 0. Only VirtualServices with weighting DelayAware use them.
+	DelayLevels map[types.NamespacedName]int
 }
 
 // Node is what the computation needs to know about a node.
@@ -88,6 +92,7 @@ type Evaluation struct {
 type Model struct {
 	vss      []*vsInfo // sorted by age (oldest first), then namespace/name
 	byKey    map[types.NamespacedName]*vsInfo
+	levels   map[types.NamespacedName]int // Cluster.DelayLevels
 	services map[types.NamespacedName]*corev1.Service
 	slices   map[types.NamespacedName][]*discoveryv1.EndpointSlice // by namespace/service name
 	pools    map[types.NamespacedName]*v1alpha1.BackendPool
@@ -123,12 +128,14 @@ type candidate struct {
 	node        string
 	upper       uint32
 	lower       uint32
+	pod         types.NamespacedName // the endpoint's targetRef, when a Pod
 }
 
 // NewModel indexes and evaluates c. The objects in c must not change while the Model is in
 // use.
 func NewModel(c *Cluster) *Model {
 	m := &Model{
+		levels:   c.DelayLevels,
 		byKey:    make(map[types.NamespacedName]*vsInfo, len(c.VirtualServices)),
 		services: make(map[types.NamespacedName]*corev1.Service, len(c.Services)),
 		slices:   make(map[types.NamespacedName][]*discoveryv1.EndpointSlice, len(c.EndpointSlices)),
@@ -367,6 +374,9 @@ func (m *Model) resolve(vi *vsInfo) {
 				m.resolveService(pb, key, ref, refWeight, &problems)
 			}
 		}
+		if vi.vs.Spec.Weighting == v1alpha1.WeightingDelayAware {
+			m.delayAware(pb.cands)
+		}
 	}
 	if len(problems.messages) == 0 {
 		vi.eval.ResolvedRefs = Verdict{OK: true, Reason: v1alpha1.ReasonResolvedRefs, Message: "all backendRefs resolved"}
@@ -374,6 +384,16 @@ func (m *Model) resolve(vi *vsInfo) {
 		vi.eval.ResolvedRefs = Verdict{Reason: problems.reason, Message: strings.Join(problems.messages, "; ")}
 	}
 	vi.eval.Backends = vi.count()
+}
+
+// delayAware scales the candidates' weights by their pods' delay levels (DefaultWeightFunc).
+// Readiness is left to the candidates' own flags: a weight only falls to 0 when the static
+// weight is 0.
+func (m *Model) delayAware(cands []candidate) {
+	for i := range cands {
+		c := &cands[i]
+		c.weight = DefaultWeightFunc.Weight(c.weight, m.levels[c.pod], true)
+	}
 }
 
 func (m *Model) resolveService(pb *portBackends, key types.NamespacedName, ref v1alpha1.BackendRef, weight uint32, problems *refProblems) {
@@ -435,6 +455,9 @@ func (m *Model) appendEndpoints(cands []candidate, svc types.NamespacedName, sp 
 		}
 		for i := range es.Endpoints {
 			if c, ok := endpointCandidate(&es.Endpoints[i], port, weight); ok {
+				if c.pod.Name != "" && c.pod.Namespace == "" {
+					c.pod.Namespace = es.Namespace
+				}
 				cands = append(cands, c)
 			}
 		}
@@ -479,6 +502,9 @@ func endpointCandidate(ep *discoveryv1.Endpoint, port uint16, weight uint32) (ca
 		serving: serving, terminating: terminating}
 	if ep.NodeName != nil {
 		c.node = *ep.NodeName
+	}
+	if r := ep.TargetRef; r != nil && r.Kind == "Pod" {
+		c.pod = types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
 	}
 	return c, true
 }

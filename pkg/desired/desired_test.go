@@ -354,7 +354,7 @@ func TestEvaluate(t *testing.T) {
 		Backends               v1alpha1.BackendCounts
 		Effective              v1alpha1.EffectiveSettings
 	}
-	eff := v1alpha1.EffectiveSettings{Scheduler: "WeightedRoundRobin", Forwarding: "Masquerade", TrafficPolicy: "Cluster",
+	eff := v1alpha1.EffectiveSettings{Weighting: "Static", Scheduler: "WeightedRoundRobin", Forwarding: "Masquerade", TrafficPolicy: "Cluster",
 		SessionAffinity: "None", DrainTimeoutSeconds: 60}
 	accepted := Verdict{OK: true, Reason: "Accepted", Message: "valid and conflict-free"}
 	resolved := Verdict{OK: true, Reason: "ResolvedRefs", Message: "all backendRefs resolved"}
@@ -414,7 +414,7 @@ func TestEvaluate(t *testing.T) {
 			Services: []*corev1.Service{svc("web")},
 		},
 		want: map[string]verdicts{"web": {accepted, resolved, v1alpha1.BackendCounts{}, v1alpha1.EffectiveSettings{
-			Scheduler: "WeightedRoundRobin", Forwarding: "Masquerade", TrafficPolicy: "Local", SessionAffinity: "ClientIP",
+			Weighting: "Static", Scheduler: "WeightedRoundRobin", Forwarding: "Masquerade", TrafficPolicy: "Local", SessionAffinity: "ClientIP",
 			DrainTimeoutSeconds: 0, PersistenceTimeoutSeconds: ptr.To[int32](10800)}}},
 	}}
 	for _, tt := range tests {

@@ -72,6 +72,7 @@ func effectiveSettings(spec *v1alpha1.VirtualServiceSpec) v1alpha1.EffectiveSett
 		TrafficPolicy:       cmp.Or(spec.TrafficPolicy, DefaultTrafficPolicy),
 		SessionAffinity:     v1alpha1.SessionAffinityNone,
 		DrainTimeoutSeconds: int32(DefaultDrainTimeout / time.Second),
+		Weighting:           cmp.Or(spec.Weighting, v1alpha1.WeightingStatic),
 	}
 	if spec.Forwarding != nil && spec.Forwarding.Method != "" {
 		eff.Forwarding = spec.Forwarding.Method

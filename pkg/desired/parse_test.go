@@ -37,7 +37,7 @@ func checkParse[T any](t *testing.T, want T, wantErr string, got T, err error) {
 }
 
 func TestEffectiveSettings(t *testing.T) {
-	def := v1alpha1.EffectiveSettings{Scheduler: "WeightedRoundRobin", Forwarding: "Masquerade", TrafficPolicy: "Cluster",
+	def := v1alpha1.EffectiveSettings{Weighting: "Static", Scheduler: "WeightedRoundRobin", Forwarding: "Masquerade", TrafficPolicy: "Cluster",
 		SessionAffinity: "None", DrainTimeoutSeconds: 60}
 	tests := []struct {
 		name string
@@ -50,11 +50,12 @@ func TestEffectiveSettings(t *testing.T) {
 			Forwarding:      &v1alpha1.Forwarding{Method: v1alpha1.ForwardingDirectRouting},
 			SessionAffinity: &v1alpha1.SessionAffinity{Type: v1alpha1.SessionAffinityClientIP, ClientIP: &v1alpha1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](5)}},
 			Drain:           &v1alpha1.Drain{TimeoutSeconds: ptr.To[int32](0)},
-		}, v1alpha1.EffectiveSettings{Scheduler: "Maglev", Forwarding: "DirectRouting", TrafficPolicy: "Local",
+			Weighting:       v1alpha1.WeightingDelayAware,
+		}, v1alpha1.EffectiveSettings{Weighting: "DelayAware", Scheduler: "Maglev", Forwarding: "DirectRouting", TrafficPolicy: "Local",
 			SessionAffinity: "ClientIP", DrainTimeoutSeconds: 0, PersistenceTimeoutSeconds: ptr.To[int32](5)}},
 		{"ClientIP without settings: the default persistence timeout", v1alpha1.VirtualServiceSpec{
 			SessionAffinity: &v1alpha1.SessionAffinity{Type: v1alpha1.SessionAffinityClientIP},
-		}, v1alpha1.EffectiveSettings{Scheduler: "WeightedRoundRobin", Forwarding: "Masquerade", TrafficPolicy: "Cluster",
+		}, v1alpha1.EffectiveSettings{Weighting: "Static", Scheduler: "WeightedRoundRobin", Forwarding: "Masquerade", TrafficPolicy: "Cluster",
 			SessionAffinity: "ClientIP", DrainTimeoutSeconds: 60, PersistenceTimeoutSeconds: ptr.To[int32](10800)}},
 		{"affinity None", v1alpha1.VirtualServiceSpec{SessionAffinity: &v1alpha1.SessionAffinity{Type: v1alpha1.SessionAffinityNone}}, def},
 		{"forwarding without a method", v1alpha1.VirtualServiceSpec{Forwarding: &v1alpha1.Forwarding{}}, def},

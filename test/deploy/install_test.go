@@ -131,7 +131,12 @@ func TestWorkloadSecurity(t *testing.T) {
 	}
 	check(fmt.Sprintf("agent: mounts %v of host paths %v", mounts, hostPaths),
 		mounts["state"] == "/var/lib/kubelvs" && hostPaths["state"] == "/var/lib/kubelvs" &&
-			mounts["host-sysctl-net"] == "/host/proc/sys/net" && hostPaths["host-sysctl-net"] == "/proc/sys/net" && len(mounts) == 2)
+			mounts["host-sysctl-net"] == "/host/proc/sys/net" && hostPaths["host-sysctl-net"] == "/proc/sys/net" &&
+			mounts["cgroup"] == "/host/sys/fs/cgroup" && hostPaths["cgroup"] == "/sys/fs/cgroup" && len(mounts) == 3)
+	check("agent: the cgroup tree read only", slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.Name == "cgroup" && m.ReadOnly
+	}))
+	check("agent: --cgroup-root matches the mount", slices.Contains(c.Args, "--cgroup-root=/host/sys/fs/cgroup"))
 	check("agent: --sysctl-root matches the mount", slices.Contains(c.Args, "--sysctl-root=/host/proc/sys"))
 
 	for _, name := range []string{"kubelvs-controller-metrics", "kubelvs-agent-metrics"} {

@@ -1,0 +1,341 @@
+package podstats
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/kubelvs/kubelvs/pkg/taskstats"
+)
+
+// cgroup2Root returns a writable cgroup2 hierarchy: the host's (at /sys/fs/cgroup on a pure v2
+// host, /sys/fs/cgroup/unified on a hybrid one, found in mountinfo), or a fresh mount of one in a
+// temporary directory, unmounted at cleanup.
+func cgroup2Root(t testing.TB) string {
+	t.Helper()
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ... mount-point ... - fstype source options
+		fields := strings.Fields(sc.Text())
+		for i, fl := range fields {
+			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
+				return fields[4]
+			}
+		}
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("cgroup2", dir, "cgroup2", 0, ""); err != nil {
+		t.Fatalf("no cgroup2 hierarchy mounted, and mounting one failed: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// kubeletCgroup makes, under a test root in the real cgroup2 filesystem, the cgroup of one
+// container of a Burstable pod as the kubelet's systemd driver and containerd lay it out, and
+// returns the test root (the Discoverer's cgroup root) and the container's cgroup.
+func kubeletCgroup(t *testing.T, root string, uid string) string {
+	t.Helper()
+	u := strings.ReplaceAll(uid, "-", "_")
+	dir := filepath.Join(root, "kubepods.slice", "kubepods-burstable.slice", "kubepods-burstable-pod"+u+".slice",
+		"cri-containerd-"+strings.Repeat("c", 64)+".scope")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("making a cgroup in the real cgroup2 filesystem: %v", err)
+	}
+	t.Cleanup(func() {
+		// Remove leaf first; a cgroup with processes cannot go (the workloads are killed first).
+		for d := dir; d != root; d = filepath.Dir(d) {
+			for range 50 {
+				if err := unix.Rmdir(d); err == nil || os.IsNotExist(err) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+	return dir
+}
+
+// startIn starts sh -c script with its own process placed into cgroup first (so that every
+// process it starts is born there). Its stdin stays open until the returned writer is closed.
+func startIn(t *testing.T, cgroup, script string) (*exec.Cmd, io.WriteCloser, *bufio.Reader) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "echo $$ > "+filepath.Join(cgroup, "cgroup.procs")+" && "+script)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	// Its children are killed with it, and it dies with the test binary.
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		_ = cmd.Wait()
+	})
+	return cmd, stdin, bufio.NewReader(stdout)
+}
+
+// waitInCgroup waits until n processes are listed in cgroup.
+func waitInCgroup(t *testing.T, cgroup string, n int) {
+	t.Helper()
+	for range 500 {
+		pids, err := appendProcs(nil, filepath.Join(cgroup, "cgroup.procs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pids) >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s never had %d processes", cgroup, n)
+}
+
+// makePod creates a running pod on node with the kubelet's conditions in its status.
+func makePod(t *testing.T, ctx context.Context, name, node string) *corev1.Pod {
+	t.Helper()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name,
+		Annotations: map[string]string{AnnotationTaskstats: "true"}},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+	now := metav1.Now()
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, QOSClass: p.Status.QOSClass, Conditions: []corev1.PodCondition{
+		{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+	}}
+	if err := env.Client.Status().Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestReconcilerRealKernel runs the pod reconciler against this machine's kernel and the envtest
+// API server: pod A has two busy loops sharing CPU 0 (taskset) and a loop of direct, synchronous
+// writes; pod B sleeps and, inside the window, runs a CPU-burning child that exits.
+func TestReconcilerRealKernel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	root := filepath.Join(cgroup2Root(t), fmt.Sprintf("kubelvs-podstats-test-%d", os.Getpid()))
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Rmdir(root) })
+
+	const node = "node-podstats"
+	podA, podB := makePod(t, ctx, "busy", node), makePod(t, ctx, "exits", node)
+	cgA, cgB := kubeletCgroup(t, root, string(podA.UID)), kubeletCgroup(t, root, string(podB.UID))
+	ioFile := filepath.Join("/var/tmp", fmt.Sprintf("kubelvs-podstats-%d", os.Getpid()))
+	t.Cleanup(func() { _ = os.Remove(ioFile) })
+	startIn(t, cgA, "exec taskset -c 0 sh -c 'while :; do :; done'")
+	startIn(t, cgA, "exec taskset -c 0 sh -c 'while :; do :; done'")
+	startIn(t, cgA, "exec sh -c 'while :; do dd if=/dev/zero of="+ioFile+" bs=64k count=64 oflag=direct,dsync 2>/dev/null; done'")
+	_, stdinB, outB := startIn(t, cgB, "read x; (i=0; while [ $i -lt 500000 ]; do i=$((i+1)); done); times; read y")
+	waitInCgroup(t, cgA, 3)
+	waitInCgroup(t, cgB, 1)
+
+	ts, err := taskstats.Dial(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close()
+	env0, err := ts.Probe(ctx)
+	if err != nil || !env0.DelayAccounting || !env0.Permitted {
+		t.Fatalf("taskstats environment %+v, %v: delay accounting on and requests permitted needed", env0, err)
+	}
+	lis, err := ts.Listen(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	var patches atomic.Int32
+	writer, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := interceptor.NewClient(writer, interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+			patches.Add(1)
+			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+		},
+	})
+	m := NewMetrics()
+	const window = 3 * time.Second
+	rec := NewReconciler(Config{Node: node, Reader: env.Client, Writer: counting, Exits: lis,
+		Sampler: &Sampler{Discoverer: &Discoverer{CgroupRoot: root}, Taskstats: ts},
+		Window:  window,
+		// The I/O workload is one task, so its block I/O delay stays under 1.0 (100 %): with the
+		// I/O threshold above that the reason is always the CPU's, however busy the disk.
+		Thresholds:      Thresholds{CPU: 0.10, IO: 2, Memory: 0.05},
+		DelayAccounting: true, Metrics: m, Log: testr.New(t)})
+	lctx, stopExits := context.WithCancel(ctx)
+	defer stopExits()
+	go rec.ExitLoop(lctx)
+
+	// Round 1 sets the reference; B's child starts after it and has exited before round 2.
+	if err := rec.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := patches.Load(); n != 0 {
+		t.Fatalf("first round wrote %d conditions: it has no window yet", n)
+	}
+	if _, err := io.WriteString(stdinB, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	childCPU := childTimes(t, outB) // printed once the child has exited
+	time.Sleep(window)
+	// The exit record travels through the listener's goroutine: wait until it was counted.
+	for i := 0; testutil.ToFloat64(m.Exits.WithLabelValues("counted")) < 1; i++ {
+		if i == 500 {
+			t.Fatal("the child's exit record was never counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := rec.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := patches.Load(); n != 2 {
+		t.Errorf("round 2 wrote %d conditions, want 2 (one per pod)", n)
+	}
+
+	ra, ca, ok := rec.Rates(podA.UID)
+	if !ok {
+		t.Fatal("no rates for pod A")
+	}
+	t.Logf("pod A: %+v %q", ra, ca.Message)
+	if ca.Status != corev1.ConditionFalse || ca.Reason != ReasonCPUDelayHigh {
+		t.Errorf("pod A condition %s/%s, want False/CPUDelayHigh: %s", ca.Status, ca.Reason, ca.Message)
+	}
+	// Two loops on one CPU: while one runs the other waits, so the pod's CPU delay is about one
+	// task-second per second; a busier host only adds to it.
+	if ra.CPU < 0.4 {
+		t.Errorf("pod A CPU delay %.3f of wall time, want at least 0.4 with two loops sharing a CPU", ra.CPU)
+	}
+	if ra.IO <= 0 || ra.WriteBps <= 0 {
+		t.Errorf("pod A block I/O delay %.4f, write %.0f B/s: the synchronous direct writes were not seen", ra.IO, ra.WriteBps)
+	}
+	if ra.Procs < 3 {
+		t.Errorf("pod A has %d processes, want at least 3", ra.Procs)
+	}
+
+	rb, cb, _ := rec.Rates(podB.UID)
+	t.Logf("pod B: %+v %q; child CPU %s", rb, cb.Message, childCPU)
+	counted := time.Duration(rb.CPUTime * float64(rb.Window))
+	if rb.Exited < 1 || counted < childCPU*8/10 {
+		t.Errorf("pod B counted %s of CPU and %d exits; its child that exited in the window used %s", counted, rb.Exited, childCPU)
+	}
+
+	// The condition is on the pods, next to the kubelet's, which are untouched.
+	for _, p := range []*corev1.Pod{podA, podB} {
+		var got corev1.Pod
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
+			t.Fatal(err)
+		}
+		c := condition(&got)
+		if c == nil {
+			t.Fatalf("pod %s has no %s condition: %+v", p.Name, ConditionType, got.Status.Conditions)
+		}
+		if len(got.Status.Conditions) != 4 {
+			t.Errorf("pod %s conditions %+v, want the kubelet's three and ours", p.Name, got.Status.Conditions)
+		}
+		for _, k := range p.Status.Conditions {
+			found := false
+			for _, g := range got.Status.Conditions {
+				found = found || g.Type == k.Type && g.Status == k.Status
+			}
+			if !found {
+				t.Errorf("pod %s lost the kubelet's condition %s", p.Name, k.Type)
+			}
+		}
+		if p == podA && (c.Message != ca.Message || c.Reason != ReasonCPUDelayHigh) {
+			t.Errorf("pod A condition on the server %+v, computed %+v", c, ca)
+		}
+	}
+
+	// What kubectl shows (the README's excerpt comes from here).
+	out, err := env.Kubectl("get", "pod", podA.Name, "-n", podA.Namespace, "-o", "yaml")
+	if err != nil || !strings.Contains(out, "type: "+string(ConditionType)) {
+		t.Errorf("kubectl get pod -o yaml: %v\n%s", err, out)
+	}
+	t.Logf("kubectl get pod %s -o yaml:\n%s", podA.Name, out)
+
+	// Rounds inside the window write nothing, however the numbers moved.
+	for range 5 {
+		if err := rec.Round(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := patches.Load(); n != 2 {
+		t.Errorf("%d writes after rounds inside one window, want still 2", n)
+	}
+	if got := testutil.ToFloat64(m.Writes); got != 2 {
+		t.Errorf("writes metric %v, want 2", got)
+	}
+	last, _, _ := rec.Rates(podA.UID)
+	if got := testutil.ToFloat64(m.Delay.WithLabelValues("default", "busy", "cpu")); got != last.CPU {
+		t.Errorf("cpu delay gauge of pod A %v, last window's %v", got, last.CPU)
+	}
+	if got := testutil.ToFloat64(m.Procs.WithLabelValues("default", "busy")); got != float64(last.Procs) {
+		t.Errorf("processes gauge of pod A %v, want %d", got, last.Procs)
+	}
+	_ = stdinB.Close()
+}
+
+// childTimes reads the output of sh's times builtin (the shell's own times, then its children's)
+// and returns the children's user plus system time.
+func childTimes(t *testing.T, r *bufio.Reader) time.Duration {
+	t.Helper()
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total time.Duration
+	for f := range strings.FieldsSeq(line) { // "0m1.230000s 0m0.010000s"
+		m, s, ok := strings.Cut(strings.TrimSuffix(f, "s"), "m")
+		mins, err1 := strconv.Atoi(m)
+		secs, err2 := strconv.ParseFloat(s, 64)
+		if !ok || err1 != nil || err2 != nil {
+			t.Fatalf("times output %q", line)
+		}
+		total += time.Duration(mins)*time.Minute + time.Duration(secs*float64(time.Second))
+	}
+	if total < 100*time.Millisecond {
+		t.Fatalf("the child used only %s of CPU: too little to tell", total)
+	}
+	return total
+}
