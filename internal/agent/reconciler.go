@@ -32,6 +32,8 @@ type Config struct {
 	Now     func() time.Time
 	Log     logr.Logger
 	Metrics *Metrics
+	// Dataplane is kept in step with the owned services; nil: none.
+	Dataplane Dataplane
 }
 
 // Reconciler keeps the kernel's table equal to what the VirtualServices want; see the package
@@ -46,6 +48,8 @@ type Reconciler struct {
 	checkpointErr error
 	// owners is published after each batch for the metrics collector.
 	owners map[lvs.ServiceKey]types.NamespacedName
+	// dataplaneDirty: the dataplane must be programmed (its last program failed, or the node changed).
+	dataplaneDirty bool
 }
 
 // OwnersSnapshot returns which VirtualService owns each service, as of the last batch; it may
@@ -113,6 +117,7 @@ func (r *Reconciler) Start(ctx context.Context) error {
 	r.model.Adopt(table, cp)
 	r.publish()
 	r.cfg.Log.Info("adopted the kernel's IPVS table", "services", len(table), "owned", len(r.model.services), "foreign", len(r.model.foreign))
+	r.dataplaneStart(ctx)
 	return r.saveCheckpoint()
 }
 
@@ -224,6 +229,7 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 		}
 	}
 	r.publish()
+	r.dataplaneSteps(ctx, steps, results)
 	return failures, batchErr
 }
 
@@ -292,6 +298,7 @@ func (r *Reconciler) Audit(ctx context.Context) (map[string]int, error) {
 	if len(repairs) > 0 {
 		r.cfg.Log.Info("audit repaired drift", "repairs", repairs)
 	}
+	r.dataplaneAudit(ctx)
 	if cerr := r.saveCheckpoint(); cerr != nil && err == nil {
 		err = cerr
 	}

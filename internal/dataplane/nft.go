@@ -183,13 +183,11 @@ func addrKey(a netip.Addr) []byte { return a.AsSlice() }
 func portKey(p Port) []byte {
 	k := addrKey(p.VIP)
 	k = append(k, byte(p.Protocol), 0, 0, 0)
-	return binary.BigEndian.AppendUint16(k, p.Port)
+	k = binary.BigEndian.AppendUint16(k, p.Port)
+	return append(k, 0, 0)
 }
 
-func masqKey(m Masq) []byte {
-	k := append(portKey(m.Port), 0, 0)
-	return append(k, addrKey(m.Backend)...)
-}
+func masqKey(m Masq) []byte { return append(portKey(m.Port), addrKey(m.Backend)...) }
 
 // parse functions invert the keys (for reading back what the table holds).
 func parseAddrKey(b []byte) (netip.Addr, error) {
