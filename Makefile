@@ -17,7 +17,7 @@ ENVTEST_K8S_VERSION ?= v1.37.2
 ENVTEST_ASSETS ?= $(CACHE_DIR)/envtest/$(ENVTEST_K8S_VERSION)
 
 # Packages whose `ipvsvm`-tagged tests need a kernel with IPVS: `make test-vm` runs them in one VM boot.
-VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs ./test/e2e
+VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs ./internal/dataplane ./test/e2e
 VM_TEST_FLAGS ?=
 # `make bench-ipvs` table size (BENCH_FLAGS=-services 1000 for a quick run).
 BENCH_FLAGS ?=

@@ -51,9 +51,9 @@ type Dataplane struct {
 	sets   map[string]*nftables.Set
 	synced bool // addrs and nftEl are known to match the kernel (else the next Program reads it)
 
-	mu     sync.Mutex
-	info   v1alpha1.DataplaneInfo
-	err    error
+	mu   sync.Mutex
+	info v1alpha1.DataplaneInfo
+	err  error
 }
 
 // New returns a Dataplane; nothing is changed on the node before Program.
@@ -236,6 +236,7 @@ func (d *Dataplane) programLink(full bool, touched *Elements) error {
 }
 
 func (d *Dataplane) programTable(full bool, touched *Elements) error {
+	created := false
 	if full {
 		el, sets, exists, err := readTable(d.nft)
 		switch {
@@ -250,12 +251,15 @@ func (d *Dataplane) programTable(full bool, touched *Elements) error {
 			if sets, err = addTable(d.nft); err != nil {
 				return err
 			}
-			el = NewElements()
+			el, created = NewElements(), true
 		}
 		d.sets = sets
 		d.nftEl = el
 	}
 	delta := Diff(d.nftEl, d.index.Want(), touched)
+	if delta.Empty() && !created {
+		return nil // nothing to send: an idle agent sends no netlink request
+	}
 	if err := queueDelta(d.nft, d.sets, &delta); err != nil {
 		return err
 	}
@@ -284,6 +288,7 @@ func (d *Dataplane) Info() (v1alpha1.DataplaneInfo, error) {
 // interface (with its addresses), each only when it is the agent's. It reports what it
 // removed.
 func Uninstall(cfg Config) ([]string, error) {
+	cfg.Filter = true // the table goes whatever the agent ran with
 	d := New(cfg)
 	if err := d.open(); err != nil {
 		return nil, err

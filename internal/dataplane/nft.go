@@ -79,7 +79,9 @@ func nfproto(family byte) []expr.Any {
 	}
 }
 
-func verdict(k expr.VerdictKind, chain string) *expr.Verdict { return &expr.Verdict{Kind: k, Chain: chain} }
+func verdict(k expr.VerdictKind, chain string) *expr.Verdict {
+	return &expr.Verdict{Kind: k, Chain: chain}
+}
 
 // daddr loads the destination address of the packet (offset 16 in IPv4, 24 in IPv6).
 func daddr(v6 bool, r uint32) *expr.Payload {
@@ -91,7 +93,9 @@ func daddr(v6 bool, r uint32) *expr.Payload {
 
 // tableRules returns the rules of each chain, keyed by chain name, given the table's sets.
 func tableRules(t *nftables.Table, chains []*nftables.Chain, sets map[string]*nftables.Set) [][]*nftables.Rule {
-	rule := func(c *nftables.Chain, e ...expr.Any) *nftables.Rule { return &nftables.Rule{Table: t, Chain: c, Exprs: e} }
+	rule := func(c *nftables.Chain, e ...expr.Any) *nftables.Rule {
+		return &nftables.Rule{Table: t, Chain: c, Exprs: e}
+	}
 	lookup := func(set string) *expr.Lookup {
 		return &expr.Lookup{SourceRegister: reg1, SetName: set, SetID: sets[set].ID}
 	}
