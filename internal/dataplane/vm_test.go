@@ -38,18 +38,6 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// fixtureServices is the table of testdata/nft-list-table.json: two IPv4 services on one VIP
-// (one masqueraded to a remote backend), an IPv4 UDP one and an IPv6 one with a masqueraded
-// backend.
-func fixtureServices(d *Dataplane) {
-	v4, v4b, v6 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("2001:db8::10")
-	d.Set(key(v4, lvs.TCP, 80), []lvs.Destination{dest(netip.MustParseAddr("10.244.2.7"), lvs.Masquerade), dest(netip.MustParseAddr("10.244.1.5"), lvs.Masquerade)})
-	d.Set(key(v4, lvs.TCP, 443), []lvs.Destination{dest(netip.MustParseAddr("10.244.2.8"), lvs.DirectRouting)})
-	d.Set(key(v4b, lvs.UDP, 53), nil)
-	d.Set(key(v6, lvs.TCP, 443), []lvs.Destination{dest(netip.MustParseAddr("2001:db8:2::7"), lvs.Masquerade)})
-}
-
-const fixture = "testdata/nft-list-table.json"
 
 // The table as the kernel holds it, listed by nft -j, is the committed fixture (which the
 // host's unit test checks the library's encoding against); addresses carry the marker.
@@ -57,7 +45,6 @@ func TestKernelTableAndAddresses(t *testing.T) {
 	fd := netns(t, "dpk")
 	d := New(Config{NetNS: fd, Interface: "kubelvs0", Filter: true, Masquerade: MasqueradeRemote})
 	defer d.Close()
-	d.SetLocalPrefixes([]netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")})
 	fixtureServices(d)
 	if err := d.Program(t.Context()); err != nil {
 		t.Fatal(err)

@@ -49,14 +49,15 @@ func (p Port) String() string {
 	return p.Protocol.String() + "/" + netip.AddrPortFrom(p.VIP, p.Port).String()
 }
 
-// Masq is one masqueraded destination of one service: connections to the service forwarded
-// to Backend are source-NATed to the node's address.
+// Masq is one masqueraded destination: connections to a VIP that IPVS forwards to Backend
+// are source-NATed to the node's address. The choice depends on the destination only (the
+// mode is the node's, and whether a destination is local is a property of its address), so
+// one element serves every service that has the destination.
 type Masq struct {
-	Port
 	Backend netip.Addr
 }
 
-func (m Masq) String() string { return m.Port.String() + "->" + m.Backend.String() }
+func (m Masq) String() string { return m.Backend.String() }
 
 // Service is what one IPVS service needs of the dataplane.
 type Service struct {
@@ -88,7 +89,7 @@ func ServiceOf(k lvs.ServiceKey, dests []lvs.Destination, mode Masquerade, local
 			continue
 		}
 		seen[a] = true
-		s.Masq = append(s.Masq, Masq{Port: s.Port, Backend: a})
+		s.Masq = append(s.Masq, Masq{Backend: a})
 	}
 	slices.SortFunc(s.Masq, compareMasq)
 	return s, true
@@ -112,20 +113,21 @@ func (e Elements) Clone() Elements {
 	return Elements{VIPs: maps.Clone(e.VIPs), Ports: maps.Clone(e.Ports), Masq: maps.Clone(e.Masq)}
 }
 
-// Index is the node's wanted elements, kept incrementally as services change: VIPs are
-// counted (several services share one), ports and masqueraded destinations are one service's
-// each. It records which elements each change touched, so that a change costs what it
+// Index is the node's wanted elements, kept incrementally as services change: VIPs and
+// masqueraded destinations are counted (several services share them), ports are one
+// service's each. It records which elements each change touched, so that a change costs what it
 // touches and not the size of the node.
 type Index struct {
 	services map[lvs.ServiceKey]Service
 	vips     map[netip.Addr]int
+	masq     map[Masq]int
 	want     Elements
 	touched  Elements
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{services: map[lvs.ServiceKey]Service{}, vips: map[netip.Addr]int{}, want: NewElements(), touched: NewElements()}
+	return &Index{services: map[lvs.ServiceKey]Service{}, vips: map[netip.Addr]int{}, masq: map[Masq]int{}, want: NewElements(), touched: NewElements()}
 }
 
 // Set records s as what service k needs (replacing what it needed before).
@@ -143,6 +145,7 @@ func (x *Index) Set(k lvs.ServiceKey, s Service) {
 	x.touched.VIPs[s.Port.VIP] = struct{}{}
 	x.touched.Ports[s.Port] = struct{}{}
 	for _, m := range s.Masq {
+		x.masq[m]++
 		x.want.Masq[m] = struct{}{}
 		x.touched.Masq[m] = struct{}{}
 	}
@@ -165,7 +168,10 @@ func (x *Index) drop(s Service) {
 	}
 	delete(x.want.Ports, s.Port)
 	for _, m := range s.Masq {
-		delete(x.want.Masq, m)
+		if x.masq[m]--; x.masq[m] <= 0 {
+			delete(x.masq, m)
+			delete(x.want.Masq, m)
+		}
 		x.touched.Masq[m] = struct{}{}
 	}
 }
@@ -267,9 +273,7 @@ func comparePort(a, b Port) int {
 	return cmp.Or(a.VIP.Compare(b.VIP), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
 }
 
-func compareMasq(a, b Masq) int {
-	return cmp.Or(comparePort(a.Port, b.Port), a.Backend.Compare(b.Backend))
-}
+func compareMasq(a, b Masq) int { return a.Backend.Compare(b.Backend) }
 
 // PrefixesContain returns the check "the address is in one of prefixes" (MasqueradeRemote's
 // local destinations).

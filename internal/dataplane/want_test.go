@@ -40,17 +40,17 @@ func TestServiceOf(t *testing.T) {
 	}{
 		{"remote: the local pod keeps the client address, the far one is masqueraded", key(vip1, lvs.TCP, 80),
 			[]lvs.Destination{dest(pod, lvs.Masquerade), dest(far, lvs.Masquerade)}, MasqueradeRemote,
-			Service{Port: p80, Masq: []Masq{{Port: p80, Backend: far}}}, true},
+			Service{Port: p80, Masq: []Masq{{Backend: far}}}, true},
 		{"all: both", key(vip1, lvs.TCP, 80), []lvs.Destination{dest(far, lvs.Masquerade), dest(pod, lvs.Masquerade)}, MasqueradeAll,
-			Service{Port: p80, Masq: []Masq{{Port: p80, Backend: pod}, {Port: p80, Backend: far}}}, true},
+			Service{Port: p80, Masq: []Masq{{Backend: pod}, {Backend: far}}}, true},
 		{"none: neither", key(vip1, lvs.TCP, 80), []lvs.Destination{dest(far, lvs.Masquerade)}, MasqueradeNone, Service{Port: p80}, true},
 		{"DR and tunnels never", key(vip1, lvs.TCP, 80), []lvs.Destination{dest(far, lvs.DirectRouting), dest(far6, lvs.Tunnel)}, MasqueradeAll,
 			Service{Port: p80}, true},
 		{"one backend on two ports is one element", key(vip1, lvs.TCP, 80),
 			[]lvs.Destination{dest(far, lvs.Masquerade), {Address: far, Port: 9090, Forwarding: lvs.Masquerade}}, MasqueradeAll,
-			Service{Port: p80, Masq: []Masq{{Port: p80, Backend: far}}}, true},
+			Service{Port: p80, Masq: []Masq{{Backend: far}}}, true},
 		{"IPv6 UDP", key(vip6, lvs.UDP, 53), []lvs.Destination{dest(far6, lvs.Masquerade)}, MasqueradeRemote,
-			Service{Port: Port{VIP: vip6, Protocol: lvs.UDP, Port: 53}, Masq: []Masq{{Port: Port{VIP: vip6, Protocol: lvs.UDP, Port: 53}, Backend: far6}}}, true},
+			Service{Port: Port{VIP: vip6, Protocol: lvs.UDP, Port: 53}, Masq: []Masq{{Backend: far6}}}, true},
 		{"firewall mark: nothing", lvs.ServiceKey{Family: lvs.FamilyOf(vip1), FirewallMark: 7}, []lvs.Destination{dest(far, lvs.Masquerade)}, MasqueradeAll,
 			Service{}, false},
 	} {
@@ -83,7 +83,7 @@ func elements(vips []netip.Addr, ports []Port, masq []Masq) Elements {
 // The index counts VIPs shared by services, and a change touches only what it changes.
 func TestIndexDiff(t *testing.T) {
 	p80, p443, p53 := Port{vip1, lvs.TCP, 80}, Port{vip1, lvs.TCP, 443}, Port{vip2, lvs.UDP, 53}
-	m80 := Masq{Port: p80, Backend: far}
+	m80 := Masq{Backend: far}
 	type step struct {
 		name   string
 		change func(x *Index)
@@ -92,13 +92,13 @@ func TestIndexDiff(t *testing.T) {
 	steps := []step{
 		{"two services on one VIP, one on another", func(x *Index) {
 			x.Set(key(vip1, lvs.TCP, 80), Service{Port: p80, Masq: []Masq{m80}})
-			x.Set(key(vip1, lvs.TCP, 443), Service{Port: p443})
+			x.Set(key(vip1, lvs.TCP, 443), Service{Port: p443, Masq: []Masq{m80}})
 			x.Set(key(vip2, lvs.UDP, 53), Service{Port: p53})
 		}, Delta{AddVIPs: []netip.Addr{vip1, vip2}, AddPorts: []Port{p80, p443, p53}, AddMasq: []Masq{m80}}},
 		{"the same again: nothing", func(x *Index) {
 			x.Set(key(vip1, lvs.TCP, 80), Service{Port: p80, Masq: []Masq{m80}})
 		}, Delta{}},
-		{"one of the two on vip1 goes: the VIP stays", func(x *Index) {
+		{"one of the two on vip1 goes: the VIP and the shared masqueraded backend stay", func(x *Index) {
 			x.Remove(key(vip1, lvs.TCP, 443))
 		}, Delta{DelPorts: []Port{p443}}},
 		{"the backend stops being masqueraded", func(x *Index) {
@@ -137,9 +137,9 @@ func TestIndexDiff(t *testing.T) {
 func TestDiffRepairsDrift(t *testing.T) {
 	p80, p81 := Port{vip1, lvs.TCP, 80}, Port{vip1, lvs.TCP, 81}
 	want := elements([]netip.Addr{vip1}, []Port{p80}, nil)
-	kernel := elements([]netip.Addr{vip1, vip2}, []Port{p81}, []Masq{{Port: p81, Backend: far}})
+	kernel := elements([]netip.Addr{vip1, vip2}, []Port{p81}, []Masq{{Backend: far}})
 	got := Diff(kernel, want, nil)
-	exp := Delta{DelVIPs: []netip.Addr{vip2}, AddPorts: []Port{p80}, DelPorts: []Port{p81}, DelMasq: []Masq{{Port: p81, Backend: far}}}
+	exp := Delta{DelVIPs: []netip.Addr{vip2}, AddPorts: []Port{p80}, DelPorts: []Port{p81}, DelMasq: []Masq{{Backend: far}}}
 	if d := cmp.Diff(exp, got, cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()); d != "" {
 		t.Errorf("delta (-want +got):\n%s", d)
 	}
@@ -162,7 +162,7 @@ func TestElementKeys(t *testing.T) {
 	if got := portKey(p); !cmp.Equal(got, []byte{192, 0, 2, 1, 6, 0, 0, 0, 0x20, 0xfb, 0, 0}) {
 		t.Errorf("portKey = %v", got)
 	}
-	for _, m := range []Masq{{Port: p, Backend: far}, {Port: Port{VIP: vip6, Protocol: lvs.SCTP, Port: 1}, Backend: far6}} {
+	for _, m := range []Masq{{Backend: far}, {Backend: far6}} {
 		got, err := parseMasqKey(masqKey(m))
 		if err != nil || got != m {
 			t.Errorf("masq key of %v parses as %v, %v", m, got, err)

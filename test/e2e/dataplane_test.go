@@ -216,7 +216,7 @@ func TestDataplaneMasquerade(t *testing.T) {
 	a.extra = []string{"--masquerade=all"}
 	must(t, a.start())
 	eventually(t, "the masquerade element", waitLong, func() error {
-		if out := nft(t, "n3", "list", "set", "inet", "kubelvs", "masq4"); !strings.Contains(out, vip+" . tcp . 80 . "+backend) {
+		if out := nft(t, "n3", "list", "set", "inet", "kubelvs", "masq4"); !strings.Contains(out, backend) {
 			return fmt.Errorf("masq4:\n%s", out)
 		}
 		return nil
