@@ -24,4 +24,3 @@ func fixtureServices(d *Dataplane) {
 	d.Set(key(v4b, lvs.UDP, 53), nil)
 	d.Set(key(v6, lvs.TCP, 443), []lvs.Destination{dest(netip.MustParseAddr("2001:db8:2::7"), lvs.Masquerade)})
 }
-

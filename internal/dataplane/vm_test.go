@@ -38,7 +38,6 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-
 // The table as the kernel holds it, listed by nft -j, is the committed fixture (which the
 // host's unit test checks the library's encoding against); addresses carry the marker.
 func TestKernelTableAndAddresses(t *testing.T) {

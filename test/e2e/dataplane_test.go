@@ -311,7 +311,9 @@ func TestDataplaneRestartAndCoexistence(t *testing.T) {
 	ipcmd(t, "-n", "n1", "addr", "add", "198.51.100.9/32", "dev", "kubelvs0")
 	nft(t, "n1", "add", "table", "inet", "other")
 	nft(t, "n1", "add", "chain", "inet", "other", "in", "{ type filter hook input priority 10 ; policy accept ; }")
-	t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "exec", "n1", "nft", "delete", "table", "inet", "other").Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("/sbin/ip", "netns", "exec", "n1", "nft", "delete", "table", "inet", "other").Run()
+	})
 	linkBefore := sh(t, "/sbin/ip", "-n", "n1", "-o", "link", "show", "kubelvs0")
 
 	nodes["n1"].kill()
