@@ -108,6 +108,10 @@ test-bench: ## Vet and unit-test the benchmark module hack/bench (its own go.mod
 bench-ipvs: ## Benchmark IPVS programming/reading (pkg/ipvs, moby, cloudflare, ipvsadm, raw floor) in the VM.
 	hack/bench/run.sh $(BENCH_FLAGS)
 
+.PHONY: bench-dataplane
+bench-dataplane: ## Benchmark the node dataplane in the VM: 10,000 VIPs bound and filtered from empty, one VIP added to 10,000, against ip -batch + nft -f and ip addr add + nft add element.
+	hack/vm/run-tests.sh -v -bench 'BenchmarkDataplane' ./internal/dataplane
+
 .PHONY: bench-agent
 bench-agent: envtest-assets ## Benchmark the node agent in the VM (N VirtualServices x 10 endpoints, API server on the host) against kube-proxy-style resyncs and pkg/ipvs.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) hack/bench/run-agent.sh $(BENCH_AGENT_FLAGS)
