@@ -18,6 +18,10 @@ import (
 // TableName is the agent's nftables table, of family inet.
 const TableName = "kubelvs"
 
+// CtMark is the conntrack mark bit the input chain sets on new connections to a served VIP
+// and the postrouting chain tests before masquerading; other bits of the mark are kept.
+const CtMark = 0x04000000
+
 // The table's sets and chains.
 const (
 	setVIPs4  = "vips4"
@@ -105,12 +109,21 @@ func tableRules(t *nftables.Table, chains []*nftables.Chain, sets map[string]*nf
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
 		verdict(expr.VerdictAccept, ""),
 	}
-	vipChain := func(c *nftables.Chain, v6 bool, icmp byte, ports string) []*nftables.Rule {
+	vipChain := func(c *nftables.Chain, family byte, v6 bool, icmp byte, ports string) []*nftables.Rule {
 		// The port and protocol go in 32-bit registers after the address (1 of 4 or 4 of 4).
 		next := uint32(9)
 		if v6 {
 			next = 12
 		}
+		served := append(nfproto(family), daddr(v6, reg1), &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: next},
+			&expr.Payload{DestRegister: next + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			lookup(ports),
+			// ct mark |= CtMark: the postrouting chain knows the connection is to a VIP.
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(^uint32(CtMark)), Xor: binaryutil.NativeEndian.PutUint32(CtMark)},
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
+			verdict(expr.VerdictAccept, ""))
 		return []*nftables.Rule{
 			// ICMP to a VIP is answered (ping, and path MTU discovery must keep working).
 			rule(c, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
@@ -118,22 +131,21 @@ func tableRules(t *nftables.Table, chains []*nftables.Chain, sets map[string]*nf
 			// Replies to connections the node opened from a VIP, and connections accepted
 			// before their port went.
 			rule(c, ctEstablished...),
-			rule(c, daddr(v6, reg1), &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: next},
-				&expr.Payload{DestRegister: next + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-				lookup(ports), verdict(expr.VerdictAccept, "")),
+			rule(c, served...),
 			// Any other port or protocol of a VIP: kubernetes#72236's hole, closed.
 			rule(c, &expr.Counter{}, verdict(expr.VerdictDrop, "")),
 		}
 	}
-	// Connections to a VIP (ct original daddr: the address the client connected to) whose
-	// packets now go to a masqueraded destination (IPVS rewrote the destination).
-	// ct original daddr stays out of concatenations: nft (1.0.6) cannot list an
-	// address-family-less ct address inside one, and the library cannot encode the
-	// family-specific keys (NFT_CT_DST_IP needs a direction it only sends for NFT_CT_DST).
-	masq := func(family byte, v6 bool, vips, set string) *nftables.Rule {
+	// Connections marked in the input chain (new connections to a served VIP) whose packets
+	// now go to a masqueraded destination: IPVS rewrote their destination. (Matching
+	// "ct original daddr" in the VIP set instead would need NFT_CT_DST_IP, which the library
+	// cannot encode, and nft cannot list the family-less NFT_CT_DST in a set lookup.)
+	masq := func(family byte, v6 bool, set string) *nftables.Rule {
 		e := nfproto(family)
 		e = append(e,
-			&expr.Ct{Key: expr.CtKeyDST, Direction: 0, Register: reg1}, lookup(vips),
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(CtMark), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
 			daddr(v6, reg1), lookup(set), &expr.Counter{}, &expr.Masq{})
 		return rule(post, e...)
 	}
@@ -142,17 +154,10 @@ func tableRules(t *nftables.Table, chains []*nftables.Chain, sets map[string]*nf
 			rule(input, append(nfproto(unix.NFPROTO_IPV4), daddr(false, reg1), lookup(setVIPs4), verdict(expr.VerdictJump, chainVIP4))...),
 			rule(input, append(nfproto(unix.NFPROTO_IPV6), daddr(true, reg1), lookup(setVIPs6), verdict(expr.VerdictJump, chainVIP6))...),
 		},
-		vipChain(vip4, false, unix.IPPROTO_ICMP, setPorts4),
-		vipChain(vip6, true, unix.IPPROTO_ICMPV6, setPorts6),
-		{masq(unix.NFPROTO_IPV4, false, setVIPs4, setMasq4), masq(unix.NFPROTO_IPV6, true, setVIPs6, setMasq6)},
+		vipChain(vip4, unix.NFPROTO_IPV4, false, unix.IPPROTO_ICMP, setPorts4),
+		vipChain(vip6, unix.NFPROTO_IPV6, true, unix.IPPROTO_ICMPV6, setPorts6),
+		{masq(unix.NFPROTO_IPV4, false, setMasq4), masq(unix.NFPROTO_IPV6, true, setMasq6)},
 	}
-}
-
-func b2u(b bool) uint32 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // addTable queues the whole table, empty sets and all, on c.
@@ -323,11 +328,6 @@ func checkChains(c *nftables.Conn, t *nftables.Table) error {
 	for i, ch := range chains {
 		if !have[ch.Name] {
 			return fmt.Errorf("%w: no chain %s", errTableShape, ch.Name)
-		}
-		if ch.Name == chainPostrouting {
-			// The library fails to decode its ct expression back (it reads the one-byte
-			// NFTA_CT_DIRECTION as four): its rules are not counted.
-			continue
 		}
 		got, err := c.GetRules(t, ch)
 		if err != nil {
