@@ -30,6 +30,9 @@ type Config struct {
 	Sysctls []v1alpha1.Sysctl
 	Log     logr.Logger
 	Metrics *Metrics
+	// Events, when set, is told when programming starts failing (warning) and when it works
+	// again (the agent records them as Kubernetes events on its IPVSNode).
+	Events func(warning bool, reason, message string)
 }
 
 // Dataplane keeps the VIP interface's addresses and the nftables table equal to what the
@@ -159,15 +162,31 @@ func (d *Dataplane) Program(ctx context.Context) error {
 		d.synced = false
 	}
 	d.mu.Lock()
+	prev := d.err
 	d.err = err
 	d.info.BoundVIPs = int32(len(d.addrs))
 	d.info.Table = ""
 	if d.sets != nil {
 		d.info.Table = "inet " + TableName
 	}
+	events := d.cfg.Events
 	d.mu.Unlock()
 	d.cfg.Metrics.BoundVIPs.Set(float64(len(d.addrs)))
+	switch {
+	case events == nil:
+	case err != nil && (prev == nil || prev.Error() != err.Error()):
+		events(true, "DataplaneError", err.Error())
+	case err == nil && prev != nil:
+		events(false, "DataplaneProgrammed", "the VIP interface and the nftables table match the node's IPVS services again")
+	}
 	return err
+}
+
+// SetEvents sets Config.Events (the recorder exists only once the agent's manager does).
+func (d *Dataplane) SetEvents(f func(warning bool, reason, message string)) {
+	d.mu.Lock()
+	d.cfg.Events = f
+	d.mu.Unlock()
 }
 
 func (d *Dataplane) program(touched *Elements) error {

@@ -125,6 +125,10 @@ func jsonElem(e json.RawMessage) string {
 	_ = json.Unmarshal(e, &c)
 	parts := make([]string, len(c.Concat))
 	for i, p := range c.Concat {
+		// nft names protocols from /etc/protocols when it has one (the VM has none).
+		if n, ok := map[any]int{"tcp": 6, "udp": 17, "sctp": 132}[p]; ok {
+			p = n
+		}
 		parts[i] = fmt.Sprint(p)
 	}
 	return strings.Join(parts, " . ")
@@ -152,7 +156,7 @@ func renderKey(types []string, b []byte) string {
 		case "ipv6_addr":
 			parts, b = append(parts, netip.AddrFrom16([16]byte(b[:16])).String()), b[16:]
 		case "inet_proto":
-			parts, b = append(parts, map[byte]string{6: "tcp", 17: "udp", 132: "sctp"}[b[0]]), b[4:]
+			parts, b = append(parts, fmt.Sprint(b[0])), b[4:]
 		case "inet_service":
 			parts, b = append(parts, fmt.Sprint(binary.BigEndian.Uint16(b[:2]))), b[4:]
 		}
