@@ -6,11 +6,16 @@ import (
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
-// fixture is what `nft -j list table inet kubelvs` printed in the VM (hack/vm, Debian's 6.1
-// kernel, nftables 1.0.x) for the table fixtureServices makes: TestKernelTableAndAddresses
-// (ipvsvm) prints the listing between @@nft-json-begin and @@nft-json-end when it differs,
-// and that output is what is committed here. TestTableEncoding checks the library's netlink
-// messages against it on any host.
+// fixture is what `nft -j list table inet kubelvs` printed in the VM (hack/vm: Debian's
+// 6.1.0-57 kernel, nftables 1.0.6; the guest has no /etc/protocols, so protocols are numbers)
+// for the table fixtureServices makes. TestKernelTableAndAddresses (ipvsvm) prints the
+// listing between @@nft-json-begin and @@nft-json-end when the file is missing or differs; it
+// was captured with
+//
+//	hack/vm/run-tests.sh -v -run TestKernelTableAndAddresses ./internal/dataplane | tee log
+//	awk '/@@nft-json-begin/{f=1;next}/@@nft-json-end/{f=0}f' log | sed 's/^        //' | grep -v '^$' >testdata/nft-list-table.json
+//
+// TestTableEncoding checks the library's netlink messages against it on any host.
 const fixture = "testdata/nft-list-table.json"
 
 // fixtureServices is the table of testdata/nft-list-table.json: two IPv4 services on one VIP
