@@ -132,6 +132,10 @@ func tableRules(t *nftables.Table, chains []*nftables.Chain, sets map[string]*nf
 			// before their port went.
 			rule(c, ctEstablished...),
 			rule(c, served...),
+			// The same without the mark, for packets without a conntrack entry (invalid for
+			// conntrack, such as the client's ACKs of a direct-routed connection whose replies
+			// the director never sees): loading their ct mark ends the rule above.
+			rule(c, append(slices.Clip(served[:len(served)-4]), verdict(expr.VerdictAccept, ""))...),
 			// Any other port or protocol of a VIP: kubernetes#72236's hole, closed.
 			rule(c, &expr.Counter{}, verdict(expr.VerdictDrop, "")),
 		}

@@ -48,6 +48,7 @@ func TestKernelTableAndAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := run(t, "ip", "netns", "exec", "dpk", "nft", "-j", "list", "table", "inet", "kubelvs")
+	t.Logf("nft -j list table inet kubelvs:\n@@nft-json-begin\n%s\n@@nft-json-end", got)
 	want, err := os.ReadFile(fixture)
 	if err != nil {
 		t.Errorf("%s: %v; nft lists:\n@@nft-json-begin\n%s\n@@nft-json-end", fixture, err, got)
