@@ -17,8 +17,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -184,16 +182,8 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if err := m.Register(metrics.Registry); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	recorder := mgr.GetEventRecorder("kubelvs-agent")
-	dp.SetEvents(func(warning bool, reason, message string) {
-		typ := corev1.EventTypeNormal
-		if warning {
-			typ = corev1.EventTypeWarning
-		}
-		recorder.Eventf(&v1alpha1.IPVSNode{ObjectMeta: metav1.ObjectMeta{Name: o.node}}, nil, typ, reason, "Program", "%s", message)
-	})
-	if err := dp.Metrics().Register(metrics.Registry); err != nil {
-		return fmt.Errorf("register dataplane metrics: %w", err)
+	if err := dp.wire(mgr, o.node); err != nil {
+		return err
 	}
 	rec := agent.NewReconciler(agent.Config{
 		Node: o.node, Kernel: kernel, Allow: allow, Log: log, Metrics: m, Dataplane: dp,

@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 	"github.com/kubelvs/kubelvs/internal/agent"
@@ -58,7 +62,22 @@ type dataplaneHandle struct {
 	metrics *dataplane.Metrics
 }
 
-func (h dataplaneHandle) Metrics() *dataplane.Metrics { return h.metrics }
+// wire registers the dataplane's metrics and records its errors and recoveries as events on
+// the node's IPVSNode.
+func (h dataplaneHandle) wire(mgr ctrl.Manager, node string) error {
+	recorder := mgr.GetEventRecorder("kubelvs-agent")
+	h.SetEvents(func(warning bool, reason, message string) {
+		typ := corev1.EventTypeNormal
+		if warning {
+			typ = corev1.EventTypeWarning
+		}
+		recorder.Eventf(&v1alpha1.IPVSNode{ObjectMeta: metav1.ObjectMeta{Name: node}}, nil, typ, reason, "Program", "%s", message)
+	})
+	if err := h.metrics.Register(metrics.Registry); err != nil {
+		return fmt.Errorf("register dataplane metrics: %w", err)
+	}
+	return nil
+}
 
 func newDataplane(o *agentOptions, log logr.Logger) (dataplaneHandle, func(), error) {
 	cfg, ns, err := dataplaneConfig(o, log)
