@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 	"github.com/kubelvs/kubelvs/pkg/lvs"
@@ -81,6 +82,13 @@ func (d *Dataplane) open() error {
 		}
 		d.rt = c
 		d.link = &link{c: c, name: d.cfg.Interface}
+		raw, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: d.cfg.NetNS})
+		if err != nil {
+			return fmt.Errorf("dataplane: open rtnetlink: %w", err)
+		}
+		// The ACKs of a window fill the receive buffer: make room (FORCE needs CAP_NET_ADMIN).
+		_ = bigBuffers(raw)
+		d.link.raw = raw
 	}
 	if d.nft == nil && d.cfg.Filter {
 		opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
@@ -101,6 +109,9 @@ func (d *Dataplane) Close() error {
 	var errs []error
 	if d.rt != nil {
 		errs = append(errs, d.rt.Close())
+	}
+	if d.link != nil && d.link.raw != nil {
+		errs = append(errs, d.link.raw.Close())
 	}
 	if d.nft != nil {
 		errs = append(errs, d.nft.CloseLasting())
@@ -240,18 +251,15 @@ func (d *Dataplane) programLink(full bool, touched *Elements) error {
 		}
 		delete(d.addrs, a)
 	}
-	for _, a := range add {
-		added, err := d.link.add(a)
-		d.cfg.Metrics.op("address_add", err)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if added {
-			d.addrs[a] = struct{}{}
-		}
+	added, addErrs := d.link.addMany(add)
+	for _, a := range added {
+		d.addrs[a] = struct{}{}
+		d.cfg.Metrics.op("address_add", nil)
 	}
-	return errors.Join(errs...)
+	for _, err := range addErrs {
+		d.cfg.Metrics.op("address_add", err)
+	}
+	return errors.Join(append(errs, addErrs...)...)
 }
 
 func (d *Dataplane) programTable(full bool, touched *Elements) error {

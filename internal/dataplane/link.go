@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,9 +27,61 @@ var ErrNotOurs = errors.New("dataplane: the interface exists and is not the agen
 
 // link is the VIP interface through rtnetlink.
 type link struct {
-	c     *rtnetlink.Conn
+	c *rtnetlink.Conn
+	// raw, when set, is a plain netlink socket of the same namespace for pipelined address
+	// adds (the library sends one request and waits for its answer each time).
+	raw   *netlink.Conn
 	name  string
 	index uint32
+}
+
+// addWindow is how many address adds go in one sendmsg before their ACKs are read.
+const addWindow = 128
+
+// addMany binds addrs, addWindow requests per sendmsg (each still answered on its own: the
+// kernel handles them in order and ACKs each in order). It returns the addresses it bound;
+// one already there is someone else's and not returned, as in add.
+func (l *link) addMany(addrs []netip.Addr) ([]netip.Addr, []error) {
+	if l.raw == nil {
+		var added []netip.Addr
+		var errs []error
+		for _, a := range addrs {
+			ok, err := l.add(a)
+			if err != nil {
+				errs = append(errs, err)
+			} else if ok {
+				added = append(added, a)
+			}
+		}
+		return added, errs
+	}
+	var added []netip.Addr
+	var errs []error
+	for chunk := range slices.Chunk(addrs, addWindow) {
+		msgs := make([]netlink.Message, len(chunk))
+		for i, a := range chunk {
+			b, err := l.message(a).MarshalBinary()
+			if err != nil {
+				return added, append(errs, fmt.Errorf("dataplane: encode address %s: %w", a, err))
+			}
+			msgs[i] = netlink.Message{Header: netlink.Header{Type: unix.RTM_NEWADDR,
+				Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl}, Data: b}
+		}
+		if _, err := l.raw.SendMessages(msgs); err != nil {
+			return added, append(errs, fmt.Errorf("dataplane: add %d addresses to %s: %w", len(chunk), l.name, err))
+		}
+		for _, a := range chunk {
+			_, err := l.raw.Receive()
+			switch {
+			case err == nil:
+				added = append(added, a)
+			case errors.Is(err, unix.EEXIST):
+			default:
+				errs = append(errs, fmt.Errorf("dataplane: add address %s to %s: %w", a, l.name, err))
+			}
+		}
+	}
+	return added, errs
 }
 
 // find returns the index of the interface name, 0 when there is none; it fails with
