@@ -17,7 +17,7 @@ ENVTEST_K8S_VERSION ?= v1.37.2
 ENVTEST_ASSETS ?= $(CACHE_DIR)/envtest/$(ENVTEST_K8S_VERSION)
 
 # Packages whose `ipvsvm`-tagged tests need a kernel with IPVS: `make test-vm` runs them in one VM boot.
-VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs ./test/e2e ./internal/demo
+VM_TEST_PKGS ?= ./hack/vm/smoketest ./pkg/ipvs ./internal/dataplane ./test/e2e ./internal/demo
 VM_TEST_FLAGS ?=
 # `make bench-ipvs` table size (BENCH_FLAGS=-services 1000 for a quick run).
 BENCH_FLAGS ?=
@@ -128,6 +128,10 @@ test-image: ## Vet and test the image builder hack/image (its own go.mod): build
 .PHONY: bench-ipvs
 bench-ipvs: ## Benchmark IPVS programming/reading (pkg/ipvs, moby, cloudflare, ipvsadm, raw floor) in the VM.
 	hack/bench/run.sh $(BENCH_FLAGS)
+
+.PHONY: bench-dataplane
+bench-dataplane: ## Benchmark the node dataplane in the VM: 10,000 VIPs bound and filtered from empty, one VIP added to 10,000, against ip -batch + nft -f and ip addr add + nft add element.
+	hack/vm/run-tests.sh -v -bench 'BenchmarkDataplane' ./internal/dataplane
 
 .PHONY: bench-agent
 bench-agent: envtest-assets ## Benchmark the node agent in the VM (N VirtualServices x 10 endpoints, API server on the host) against kube-proxy-style resyncs and pkg/ipvs.

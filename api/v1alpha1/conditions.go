@@ -31,6 +31,9 @@ const (
 	// NodeConditionConflictFree is True when no IPVS service the agent owns was changed by
 	// another program (kube-proxy, keepalived, ...).
 	NodeConditionConflictFree = "ConflictFree"
+	// NodeConditionDataplaneReady is True when the node's VIP interface and nftables table
+	// match what its IPVS services need.
+	NodeConditionDataplaneReady = "DataplaneReady"
 )
 
 // Reasons used in conditions.

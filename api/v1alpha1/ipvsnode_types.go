@@ -108,6 +108,33 @@ type Sysctl struct {
 	Value string `json:"value"`
 }
 
+// DataplaneInfo describes what the agent set up on the node around IPVS: the interface its
+// VIPs are bound to, the ARP sysctls, the nftables table that filters and masquerades.
+type DataplaneInfo struct {
+	// VIPInterface is the dummy interface that carries the node's VIPs; empty when the agent
+	// binds none (--vip-interface="").
+	// +optional
+	// +kubebuilder:validation:MaxLength=15
+	VIPInterface string `json:"vipInterface,omitempty"`
+	// BoundVIPs counts the VIPs bound to VIPInterface.
+	// +optional
+	BoundVIPs int32 `json:"boundVIPs,omitempty"`
+	// Table is the nftables table the agent owns ("inet kubelvs"); empty when none.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Table string `json:"table,omitempty"`
+	// Masquerade is the source NAT mode of masqueraded (NAT) destinations: all, remote or none.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	Masquerade string `json:"masquerade,omitempty"`
+	// Sysctls are the dataplane's sysctls (ARP), as read back after setting them.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Sysctls []Sysctl `json:"sysctls,omitempty"`
+}
+
 // IPVSCounts counts what a node programmed.
 type IPVSCounts struct {
 	VirtualServices int32 `json:"virtualServices"`
@@ -117,7 +144,7 @@ type IPVSCounts struct {
 
 // IPVSNodeStatus is written only by the node's agent.
 type IPVSNodeStatus struct {
-	// Conditions: Ready, IPVSAvailable, ConflictFree.
+	// Conditions: Ready, IPVSAvailable, ConflictFree, DataplaneReady.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -135,6 +162,10 @@ type IPVSNodeStatus struct {
 	// Counts of what the node programmed.
 	// +optional
 	Counts *IPVSCounts `json:"counts,omitempty"`
+
+	// Dataplane describes the node's VIP interface, ARP sysctls and nftables table.
+	// +optional
+	Dataplane *DataplaneInfo `json:"dataplane,omitempty"`
 
 	// VirtualServices has one entry per VirtualService selected for the node (or draining
 	// from it), sorted by namespace and name. Only the agent writes it, whole (an atomic

@@ -29,6 +29,7 @@ import (
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 	"github.com/kubelvs/kubelvs/controllers"
 	"github.com/kubelvs/kubelvs/internal/agent"
+	"github.com/kubelvs/kubelvs/internal/dataplane"
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
 )
 
@@ -54,6 +55,11 @@ type agentOptions struct {
 	sysctlRoot      string
 	podName         string
 	podstats        podStatsOptions
+	vipInterface    string
+	masquerade      string
+	strictARP       bool
+	nftables        bool
+	uninstall       bool
 	zapOpts         zap.Options
 }
 
@@ -90,6 +96,11 @@ node's IPVSNode.`,
 	f.StringVar(&o.sysctlRoot, "sysctl-root", "/proc/sys", "where the host's /proc/sys (or its net/ipv4/vs part) is mounted")
 	f.StringVar(&o.podName, "pod-name", os.Getenv("POD_NAME"), "the agent's pod name, shown in IPVSNode (default $POD_NAME)")
 	addPodStatsFlags(f, &o.podstats)
+	f.StringVar(&o.vipInterface, "vip-interface", "kubelvs0", "dummy interface the agent creates and binds its VIPs to (empty: bind nothing)")
+	f.StringVar(&o.masquerade, "masquerade", string(dataplane.MasqueradeRemote), "source NAT of Masquerade-mode destinations: all, remote (destinations outside the node's pod CIDRs) or none")
+	f.BoolVar(&o.strictARP, "strict-arp", true, "set net.ipv4.conf.all.arp_ignore=1 and arp_announce=2: the node answers no ARP for its VIPs")
+	f.BoolVar(&o.nftables, "nftables", true, "keep the nftables table inet kubelvs (drops traffic to VIPs on unserved ports, masquerades)")
+	f.BoolVar(&o.uninstall, "uninstall", false, "remove what the agent made on the node (its IPVS services from the checkpoint, the VIP interface, the nftables table) and exit")
 	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zapOpts.BindFlags(gofs)
 	f.AddGoFlagSet(gofs)
@@ -99,7 +110,13 @@ node's IPVSNode.`,
 // validate refuses bad values before anything starts, naming the flag.
 func (o *agentOptions) validate() error {
 	var errs []error
-	if o.node == "" {
+	if _, err := dataplane.ParseMasquerade(o.masquerade); err != nil {
+		errs = append(errs, fmt.Errorf("--masquerade: %w", err))
+	}
+	if len(o.vipInterface) > 15 {
+		errs = append(errs, fmt.Errorf("--vip-interface: %q is longer than 15 bytes", o.vipInterface))
+	}
+	if o.node == "" && !o.uninstall {
 		errs = append(errs, errors.New("--node-name is required (or set $NODE_NAME)"))
 	}
 	for _, d := range []struct {
@@ -140,7 +157,15 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zapOpts)))
 	log := ctrl.Log.WithName("agent").WithValues("node", o.node)
+	if o.uninstall {
+		return uninstallAgent(ctx, o, log)
+	}
 	allow, _ := agent.ManagedCIDRs(o.managedCIDRs)
+	dp, closeDP, err := newDataplane(o, log)
+	if err != nil {
+		return err
+	}
+	defer closeDP()
 
 	status := &agent.StatusWriter{Node: o.node, Log: log,
 		Agent:          v1alpha1.AgentInfo{Version: version(), PodName: o.podName},
@@ -167,8 +192,11 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if err := m.Register(metrics.Registry); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	if err := dp.wire(mgr, o.node); err != nil {
+		return err
+	}
 	rec := agent.NewReconciler(agent.Config{
-		Node: o.node, Kernel: kernel, Allow: allow, Log: log, Metrics: m, CheckpointInterval: o.checkpointEvery,
+		Node: o.node, Kernel: kernel, Allow: allow, Log: log, Metrics: m, CheckpointInterval: o.checkpointEvery, Dataplane: dp,
 		Checkpoint: &agent.CheckpointFile{Path: filepath.Join(o.stateDir, "agent-checkpoint.json")},
 	})
 	status.Client = mgr.GetClient()
@@ -217,6 +245,8 @@ func sysctls(o *agentOptions) []sysctl {
 	return []sysctl{
 		{"net/ipv4/vs/expire_nodest_conn", b(o.expireNodest)},
 		{"net/ipv4/vs/expire_quiescent_template", b(o.expireQuiescent)},
+		// IPVS connections get conntrack entries: the masquerade rules match them.
+		{"net/ipv4/vs/conntrack", "1"},
 	}
 }
 

@@ -43,7 +43,7 @@ func TestAgentDaemonSetArgs(t *testing.T) {
 // Bad flag values are refused at start with a message naming the flag.
 func TestAgentOptionsValidate(t *testing.T) {
 	good := func() agentOptions {
-		return agentOptions{node: "n1", stateDir: "/var/lib/kubelvs", auditPeriod: 60e9, drainPoll: 2e9, retryPeriod: 5e9, leaseDuration: 40e9}
+		return agentOptions{node: "n1", stateDir: "/var/lib/kubelvs", auditPeriod: 60e9, drainPoll: 2e9, retryPeriod: 5e9, leaseDuration: 40e9, masquerade: "remote", vipInterface: "kubelvs0"}
 	}
 	if err := (func() *agentOptions { o := good(); return &o })().validate(); err != nil {
 		t.Fatalf("defaults refused: %v", err)
@@ -57,6 +57,8 @@ func TestAgentOptionsValidate(t *testing.T) {
 		{"audit period too short", func(o *agentOptions) { o.auditPeriod = 1e6 }, "--audit-period must be at least 1s"},
 		{"drain poll too short", func(o *agentOptions) { o.drainPoll = 0 }, "--drain-poll-period must be at least"},
 		{"lease too short", func(o *agentOptions) { o.leaseDuration = 1e9 }, "--lease-duration must be at least 4s"},
+		{"bad masquerade", func(o *agentOptions) { o.masquerade = "some" }, `--masquerade: dataplane: masquerade mode "some"`},
+		{"long interface name", func(o *agentOptions) { o.vipInterface = "kubelvs-interface0" }, "--vip-interface"},
 		{"bad CIDR", func(o *agentOptions) { o.managedCIDRs = []string{"10.0.0.0/8,banana"} }, `--managed-cidrs: "banana" is not a CIDR prefix`},
 		{"host bits", func(o *agentOptions) { o.managedCIDRs = []string{"10.0.0.1/8"} }, "has host bits set (did you mean 10.0.0.0/8?)"},
 		{"missing netns", func(o *agentOptions) { o.netns = "/nonexistent/netns" }, "--netns: stat /nonexistent/netns"},

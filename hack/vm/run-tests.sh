@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hack/vm/run-tests.sh: run the real-IPVS tests of Go packages inside one VM boot (hack/vm/run.sh).
 #
-# Usage: hack/vm/run-tests.sh [-v] [-run REGEX] [-timeout DURATION] PACKAGE...
+# Usage: hack/vm/run-tests.sh [-v] [-run REGEX] [-bench REGEX] [-timeout DURATION] PACKAGE...
 #
 # Each PACKAGE's test binary is built on the host with `CGO_ENABLED=0 go test -c -tags ipvsvm` (tests
 # that need a kernel with IPVS carry `//go:build ipvsvm`), copied with the package's testdata/ into the
@@ -14,6 +14,8 @@
 # the tests find a kubeconfig that reaches it at $KUBELVS_KUBECONFIG, and the kubelvs binary (built
 # here with CGO_ENABLED=0) at $KUBELVS_BIN.
 #
+# With -bench, the benchmarks matching REGEX run once each (-test.benchtime=1x) and no tests.
+#
 # Environment: GO (default go), VM_* (see hack/vm/run.sh -h).
 set -euo pipefail
 # The braces make bash parse the whole script before running it: editing it mid-run is then harmless.
@@ -21,11 +23,12 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GO=${GO:-go}
-verbose= run= timeout=20m apiserver=
+verbose= run= bench= timeout=20m apiserver=
 while [ $# -gt 0 ]; do
   case $1 in
     -v) verbose=1 ;;
     -run) run=$2; shift ;;
+    -bench) bench=$2; shift ;;
     -timeout) timeout=$2; shift ;;
     -apiserver) apiserver=1 ;;
     --) shift; break ;;
@@ -62,6 +65,7 @@ fi
 args="-test.timeout=$timeout"
 [ -n "$verbose" ] && args="$args -test.v"
 [ -n "$run" ] && args="$args -test.run='${run//\'/}'"
+[ -n "$bench" ] && args="$args -test.run='^\$' -test.bench='${bench//\'/}' -test.benchtime=1x"
 
 i=0
 while IFS='|' read -r pkg dir ntest nxtest; do

@@ -14,8 +14,8 @@
 #   -m MEM         guest memory, qemu syntax (default $VM_MEM or 3G: enough for 110,000 IPVS dests)
 #
 # Inside the guest: KUBELVS_VM=1, PATH with busybox applets and /vm, HOME=/root, TMPDIR=/tmp, cwd /vm,
-# ip_vs loaded, /sbin/modprobe (busybox) so the kernel autoloads schedulers, veth/dummy available,
-# ipvsadm and iproute2's ip, every busybox applet (nc, wget, httpd, unshare, nsenter, ...).
+# ip_vs loaded, /sbin/modprobe (busybox) so the kernel autoloads schedulers, veth/dummy/bridge available,
+# ipvsadm, iproute2's ip and nftables' nft (nf_tables, nft_ct, nft_nat, nft_masq, nft_chain_nat loaded), every busybox applet (nc, wget, httpd, unshare, nsenter, ...).
 #
 # Benchmarks on a shared host: a console line `@@vmcpu LABEL` comes out as `@@vmcpu SECONDS LABEL`, with
 # the CPU time qemu has used so far (measured on the host), which host load does not inflate as it does
@@ -58,7 +58,7 @@ shift $((OPTIND - 1))
 [[ $VM_TIMEOUT =~ ^[0-9]+$ ]] || die "timeout must be whole seconds, got '$VM_TIMEOUT'"
 
 # ---------------------------------------------------------------- host packages
-"$HERE/../ensure-packages.sh" qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod ipvsadm:ipvsadm ip:iproute2 >&2 ||
+"$HERE/../ensure-packages.sh" qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod ipvsadm:ipvsadm ip:iproute2 nft:nftables >&2 ||
   die "cannot install host packages"
 # busybox-static (not the dynamic busybox package): its binary runs in the guest without libraries.
 if ! dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
@@ -151,6 +151,8 @@ copy_with_libs() {
 copy_with_libs "$(command -v ipvsadm)" /sbin/ipvsadm
 # iproute2's ip (busybox's cannot move links between namespaces or run `ip netns`).
 copy_with_libs "$(command -v ip)" /sbin/ip
+# nftables' nft, for tests that look at the agent's table (the agent itself never runs it).
+copy_with_libs "$(command -v nft)" /sbin/nft
 # Enough of /etc for libc and Go's resolver (numeric lookups, /etc/services, user root).
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
@@ -174,9 +176,11 @@ done
 # modules.alias and softdeps (libcrc32c needs a crc32c implementation through the crypto API).
 # Compressed modules are stored decompressed so busybox modprobe loads them; the guest's modules.dep is
 # regenerated for the subset.
+# nftables with the expressions the agent's table uses (conntrack, NAT chains, masquerade).
+NFT_MODULES="nf_tables nft_ct nft_nat nft_masq nft_chain_nat"
 modules_wanted() {
   sed -n 's#^kernel/net/netfilter/ipvs/\([^:/]*\)\.ko[^:]*:.*#\1#p' "$MODDIR/modules.dep"
-  echo veth dummy ${VM_EXTRA_MODULES:-}
+  echo veth dummy bridge $NFT_MODULES ${VM_EXTRA_MODULES:-}
   [ "${VM_NET:-}" != user ] || echo virtio_pci virtio_net
 }
 show_depends() {
@@ -208,6 +212,9 @@ cp "$MODDIR"/modules.builtin* "$MODDIR/modules.order" "$root/lib/modules/$kver/"
 depmod -b "$root" "$kver" || die "depmod failed on the initramfs module tree"
 # ip_vs and what it needs, in load order (busybox modprobe ignores softdeps, so init loads them first).
 show_depends ip_vs | xargs -rn1 basename | sed 's/\.ko.*//' >"$root/etc/preload-modules"
+# nftables' expression modules are loaded up front too (busybox modprobe may not resolve the
+# kernel's nft-expr-* aliases).
+for m in $NFT_MODULES dummy bridge; do show_depends $m | xargs -rn1 basename | sed 's/\.ko.*//'; done >>"$root/etc/preload-modules"
 if [ "${VM_NET:-}" = user ]; then
   for m in virtio_pci virtio_net; do show_depends $m | xargs -rn1 basename | sed 's/\.ko.*//'; done >>"$root/etc/preload-modules"
 fi

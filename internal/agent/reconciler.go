@@ -38,6 +38,8 @@ type Config struct {
 	Now     func() time.Time
 	Log     logr.Logger
 	Metrics *Metrics
+	// Dataplane is kept in step with the owned services; nil: none.
+	Dataplane Dataplane
 }
 
 // Reconciler keeps the kernel's table equal to what the VirtualServices want; see the package
@@ -55,6 +57,8 @@ type Reconciler struct {
 	// lastSave is when the checkpoint was last written, retryAt when a failed write may be
 	// tried again (reconciler goroutine only).
 	lastSave, retryAt time.Time
+	// dataplaneDirty: the dataplane must be programmed (its last program failed, or the node changed).
+	dataplaneDirty bool
 }
 
 // OwnersSnapshot returns which VirtualService owns each service, as of the last batch; it may
@@ -134,6 +138,7 @@ func (r *Reconciler) Start(ctx context.Context) error {
 	r.model.Adopt(table, cp)
 	r.publish(nil)
 	r.cfg.Log.Info("adopted the kernel's IPVS table", "services", len(table), "owned", len(r.model.services), "foreign", len(r.model.foreign))
+	r.dataplaneStart(ctx)
 	return r.save(true)
 }
 
@@ -245,6 +250,7 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 		}
 	}
 	r.publish(steps)
+	r.dataplaneSteps(ctx, steps, results)
 	return failures, batchErr
 }
 
@@ -326,6 +332,7 @@ func (r *Reconciler) Repair(ctx context.Context, table []ipvs.TableEntry, since 
 	if len(repairs) > 0 {
 		r.cfg.Log.Info("audit repaired drift", "repairs", repairs)
 	}
+	r.dataplaneAudit(ctx)
 	if cerr := r.saveCheckpoint(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -345,6 +345,7 @@ func (r *Runner) node(ctx context.Context) (desired.Node, bool) {
 		return desired.Node{}, false
 	}
 	r.cfg.Status.setNode(&n)
+	r.cfg.Reconciler.dataplaneNode(&n)
 	return desired.Node{Name: n.Name, Labels: n.Labels}, true
 }
 

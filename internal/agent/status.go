@@ -19,6 +19,9 @@ type NodeReport struct {
 	Conflicts []string
 	// CheckpointError is the last checkpoint problem, "" when none.
 	CheckpointError string
+	// Dataplane and DataplaneError: the dataplane's state and last error (nil: no dataplane).
+	Dataplane      *v1alpha1.DataplaneInfo
+	DataplaneError string
 }
 
 // Report returns the node's report, entries sorted by namespace and name. Call it from the
@@ -50,6 +53,7 @@ func (r *Reconciler) Report() NodeReport {
 			rep.Counts.VirtualServices++
 		}
 	}
+	r.dataplaneReport(&rep)
 	svcs, dests := r.model.Counts()
 	rep.Counts.Services, rep.Counts.Destinations = int32(svcs), int32(dests)
 	return rep

@@ -97,7 +97,7 @@ func (w *StatusWriter) Status(rep NodeReport, prev *v1alpha1.IPVSNodeStatus) v1a
 	ipvsErr, known, kernel := w.ipvsErr, w.ipvsKnown, w.Kernel
 	w.mu.Unlock()
 	st := v1alpha1.IPVSNodeStatus{Agent: ptr.To(w.Agent), Kernel: ptr.To(kernel), Counts: ptr.To(rep.Counts),
-		VirtualServices: rep.VirtualServices}
+		VirtualServices: rep.VirtualServices, Dataplane: rep.Dataplane}
 	if prev != nil {
 		st.Conditions = append(st.Conditions, prev.Conditions...)
 	}
@@ -122,6 +122,7 @@ func (w *StatusWriter) Status(rep NodeReport, prev *v1alpha1.IPVSNodeStatus) v1a
 	} else {
 		set(v1alpha1.NodeConditionConflictFree, true, "NoConflicts", "no service kubelvs did not create has a key a VirtualService wants")
 	}
+	dataplaneCondition(&rep, set)
 	if w.ExtraConditions != nil {
 		for _, c := range w.ExtraConditions() {
 			set(c.Type, c.Status == metav1.ConditionTrue, c.Reason, c.Message)
@@ -140,6 +141,8 @@ func (w *StatusWriter) Status(rep NodeReport, prev *v1alpha1.IPVSNodeStatus) v1a
 		set(v1alpha1.NodeConditionReady, false, "CheckpointError", truncate(rep.CheckpointError, 1024))
 	case failed > 0:
 		set(v1alpha1.NodeConditionReady, false, v1alpha1.ReasonProgrammingFailed, fmt.Sprintf("%d VirtualServices failed on this node", failed))
+	case rep.DataplaneError != "":
+		set(v1alpha1.NodeConditionReady, false, "DataplaneError", "the dataplane is not programmed (see DataplaneReady)")
 	default:
 		set(v1alpha1.NodeConditionReady, true, v1alpha1.ReasonProgrammed, "the node's IPVS table matches its VirtualServices")
 	}

@@ -174,7 +174,8 @@ func TestProgramsFromEmpty(t *testing.T) {
 				t.Errorf("IPVSNode %s kernel info %+v", node, in.Status.Kernel)
 			}
 			if in.Status.Kernel != nil {
-				want := []v1alpha1.Sysctl{{Name: "net.ipv4.vs.expire_nodest_conn", Value: "1"}, {Name: "net.ipv4.vs.expire_quiescent_template", Value: "1"}}
+				want := []v1alpha1.Sysctl{{Name: "net.ipv4.vs.expire_nodest_conn", Value: "1"}, {Name: "net.ipv4.vs.expire_quiescent_template", Value: "1"},
+					{Name: "net.ipv4.vs.conntrack", Value: "1"}}
 				if diff := cmp.Diff(want, in.Status.Kernel.Sysctls); diff != "" {
 					t.Errorf("IPVSNode %s sysctls (-want +got):\n%s", node, diff)
 				}

@@ -136,6 +136,9 @@ type agentProc struct {
 	stateDir       string
 	cmd            *exec.Cmd
 	starts         int
+	// netns is the node's namespace name (default: node); extra are more agent flags.
+	netns string
+	extra []string
 }
 
 func (a *agentProc) start() error {
@@ -144,11 +147,15 @@ func (a *agentProc) start() error {
 	if err != nil {
 		return err
 	}
-	a.cmd = exec.Command(kubelvs, "agent", "--node-name", a.node, "--kubeconfig", kubeconfig,
-		"--netns", "/run/netns/"+a.node, "--state-dir", a.stateDir, "--audit-period", "3s",
+	netns := a.netns
+	if netns == "" {
+		netns = a.node
+	}
+	a.cmd = exec.Command(kubelvs, append([]string{"agent", "--node-name", a.node, "--kubeconfig", kubeconfig,
+		"--netns", "/run/netns/" + netns, "--state-dir", a.stateDir, "--audit-period", "3s",
 		"--drain-poll-period", "500ms", "--retry-period", "1s", "--lease-namespace", "default",
-		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(a.metrics), "--metrics-secure=false",
-		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(a.probe))
+		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(a.metrics), "--metrics-secure=false",
+		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(a.probe)}, a.extra...)...)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if err := a.cmd.Start(); err != nil {
 		return fmt.Errorf("start agent %s: %w", a.node, err)

@@ -1,0 +1,346 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/nftables"
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
+)
+
+// Config configures a Dataplane.
+type Config struct {
+	// NetNS is a descriptor of the network namespace to work in; 0: the agent's own.
+	NetNS int
+	// Interface is the VIP interface's name (--vip-interface); empty: bind nothing.
+	Interface string
+	// Filter: keep the nftables table (filter and masquerade); false: no table.
+	Filter     bool
+	Masquerade Masquerade
+	// Sysctls are the dataplane's sysctls as set (reported in Info).
+	Sysctls []v1alpha1.Sysctl
+	Log     logr.Logger
+	Metrics *Metrics
+	// Events, when set, is told when programming starts failing (warning) and when it works
+	// again (the agent records them as Kubernetes events on its IPVSNode).
+	Events func(warning bool, reason, message string)
+}
+
+// Dataplane keeps the VIP interface's addresses and the nftables table equal to what the
+// node's IPVS services need. Set, Remove and Program are called from one goroutine; Info from
+// any.
+type Dataplane struct {
+	cfg Config
+
+	rt   *rtnetlink.Conn
+	nft  *nftables.Conn
+	link *link
+
+	index    *Index
+	dests    map[lvs.ServiceKey][]lvs.Destination
+	prefixes []netip.Prefix
+
+	addrs  map[netip.Addr]struct{} // the agent's addresses on the interface
+	nftEl  Elements                // the table's elements
+	sets   map[string]*nftables.Set
+	synced bool // addrs and nftEl are known to match the kernel (else the next Program reads it)
+
+	mu   sync.Mutex
+	info v1alpha1.DataplaneInfo
+	err  error
+}
+
+// New returns a Dataplane; nothing is changed on the node before Program.
+func New(cfg Config) *Dataplane {
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.Masquerade == "" {
+		cfg.Masquerade = MasqueradeRemote
+	}
+	d := &Dataplane{cfg: cfg, index: NewIndex(), dests: map[lvs.ServiceKey][]lvs.Destination{},
+		addrs: map[netip.Addr]struct{}{}, nftEl: NewElements()}
+	d.info = v1alpha1.DataplaneInfo{VIPInterface: cfg.Interface, Masquerade: string(cfg.Masquerade), Sysctls: cfg.Sysctls}
+	return d
+}
+
+func (d *Dataplane) open() error {
+	if d.rt == nil && d.cfg.Interface != "" {
+		c, err := rtnetlink.Dial(&netlink.Config{NetNS: d.cfg.NetNS})
+		if err != nil {
+			return fmt.Errorf("dataplane: open rtnetlink: %w", err)
+		}
+		d.rt = c
+		d.link = &link{c: c, name: d.cfg.Interface}
+		raw, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: d.cfg.NetNS})
+		if err != nil {
+			return fmt.Errorf("dataplane: open rtnetlink: %w", err)
+		}
+		// The ACKs of a window fill the receive buffer: make room (FORCE needs CAP_NET_ADMIN).
+		_ = bigBuffers(raw)
+		d.link.raw = raw
+	}
+	if d.nft == nil && d.cfg.Filter {
+		opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
+		if d.cfg.NetNS != 0 {
+			opts = append(opts, nftables.WithNetNSFd(d.cfg.NetNS))
+		}
+		c, err := nftables.New(opts...)
+		if err != nil {
+			return fmt.Errorf("dataplane: open nftables: %w", err)
+		}
+		d.nft = c
+	}
+	return nil
+}
+
+// Close closes the netlink sockets.
+func (d *Dataplane) Close() error {
+	var errs []error
+	if d.rt != nil {
+		errs = append(errs, d.rt.Close())
+	}
+	if d.link != nil && d.link.raw != nil {
+		errs = append(errs, d.link.raw.Close())
+	}
+	if d.nft != nil {
+		errs = append(errs, d.nft.CloseLasting())
+	}
+	return errors.Join(errs...)
+}
+
+// Set records the IPVS service k with its destinations (Program makes it so).
+func (d *Dataplane) Set(k lvs.ServiceKey, dests []lvs.Destination) {
+	d.dests[k] = dests
+	if s, ok := ServiceOf(k, dests, d.cfg.Masquerade, PrefixesContain(d.prefixes)); ok {
+		d.index.Set(k, s)
+	}
+}
+
+// Remove forgets the IPVS service k.
+func (d *Dataplane) Remove(k lvs.ServiceKey) {
+	delete(d.dests, k)
+	d.index.Remove(k)
+}
+
+// SetLocalPrefixes sets the node's local prefixes (its pod CIDRs: destinations there are not
+// masqueraded with MasqueradeRemote).
+func (d *Dataplane) SetLocalPrefixes(p []netip.Prefix) {
+	if slicesEqual(p, d.prefixes) {
+		return
+	}
+	d.prefixes = p
+	for k, dests := range d.dests {
+		d.Set(k, dests)
+	}
+}
+
+func slicesEqual(a, b []netip.Prefix) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Audit makes the next Program read the kernel's state and repair any drift.
+func (d *Dataplane) Audit() { d.synced = false }
+
+// Program brings the interface and the table to what the services need: the changes since
+// the last Program only, or, after an error or an Audit, everything that differs from what
+// the kernel holds. The table changes in one transaction.
+func (d *Dataplane) Program(ctx context.Context) error {
+	_ = ctx // netlink calls here are short; the sockets have no deadline support in the libraries
+	start := time.Now()
+	touched := d.index.Touched()
+	err := d.program(&touched)
+	d.cfg.Metrics.ProgramDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		d.synced = false
+	}
+	d.mu.Lock()
+	prev := d.err
+	d.err = err
+	d.info.BoundVIPs = int32(len(d.addrs))
+	d.info.Table = ""
+	if d.sets != nil {
+		d.info.Table = "inet " + TableName
+	}
+	events := d.cfg.Events
+	d.mu.Unlock()
+	d.cfg.Metrics.BoundVIPs.Set(float64(len(d.addrs)))
+	switch {
+	case events == nil:
+	case err != nil && (prev == nil || prev.Error() != err.Error()):
+		events(true, "DataplaneError", err.Error())
+	case err == nil && prev != nil:
+		events(false, "DataplaneProgrammed", "the VIP interface and the nftables table match the node's IPVS services again")
+	}
+	return err
+}
+
+// SetEvents sets Config.Events (the recorder exists only once the agent's manager does).
+func (d *Dataplane) SetEvents(f func(warning bool, reason, message string)) {
+	d.mu.Lock()
+	d.cfg.Events = f
+	d.mu.Unlock()
+}
+
+func (d *Dataplane) program(touched *Elements) error {
+	if err := d.open(); err != nil {
+		return err
+	}
+	full := !d.synced
+	if full {
+		touched = nil
+	}
+	var errs []error
+	if d.link != nil {
+		errs = append(errs, d.programLink(full, touched))
+	}
+	if d.nft != nil {
+		errs = append(errs, d.programTable(full, touched))
+	}
+	err := errors.Join(errs...)
+	if err == nil {
+		d.synced = true
+	}
+	return err
+}
+
+func (d *Dataplane) programLink(full bool, touched *Elements) error {
+	if full {
+		created, err := d.link.ensure()
+		d.cfg.Metrics.op("link_ensure", err)
+		if err != nil {
+			return err
+		}
+		if created {
+			d.cfg.Log.Info("created the VIP interface", "interface", d.cfg.Interface)
+		}
+		if d.addrs, err = d.link.addresses(); err != nil {
+			return err
+		}
+	}
+	var cand map[netip.Addr]struct{}
+	if touched != nil {
+		cand = touched.VIPs
+	}
+	add, del := diffSet(d.addrs, d.index.Want().VIPs, cand, netip.Addr.Compare)
+	var errs []error
+	for _, a := range del {
+		err := d.link.del(a)
+		d.cfg.Metrics.op("address_delete", err)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(d.addrs, a)
+	}
+	added, addErrs := d.link.addMany(add)
+	for _, a := range added {
+		d.addrs[a] = struct{}{}
+		d.cfg.Metrics.op("address_add", nil)
+	}
+	for _, err := range addErrs {
+		d.cfg.Metrics.op("address_add", err)
+	}
+	return errors.Join(append(errs, addErrs...)...)
+}
+
+func (d *Dataplane) programTable(full bool, touched *Elements) error {
+	created := false
+	if full {
+		el, sets, exists, err := readTable(d.nft)
+		switch {
+		case errors.Is(err, errTableShape):
+			d.cfg.Log.Info("replacing the nftables table (it is not the one this agent writes)", "reason", err.Error())
+			d.nft.DelTable(table())
+			exists = false
+		case err != nil:
+			return err
+		}
+		if !exists {
+			if sets, err = addTable(d.nft); err != nil {
+				return err
+			}
+			el, created = NewElements(), true
+		}
+		d.sets = sets
+		d.nftEl = el
+	}
+	delta := Diff(d.nftEl, d.index.Want(), touched)
+	if delta.Empty() && !created {
+		return nil // nothing to send: an idle agent sends no netlink request
+	}
+	if err := queueDelta(d.nft, d.sets, &delta); err != nil {
+		return err
+	}
+	err := d.nft.Flush()
+	d.cfg.Metrics.op("nftables_transaction", err)
+	if err != nil {
+		if full {
+			d.sets = nil
+		}
+		return fmt.Errorf("dataplane: nftables transaction: %w", err)
+	}
+	d.nftEl.Apply(&delta)
+	return nil
+}
+
+// Info returns what IPVSNode reports, and the last Program's error.
+func (d *Dataplane) Info() (v1alpha1.DataplaneInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info := d.info
+	info.Sysctls = append([]v1alpha1.Sysctl(nil), d.info.Sysctls...)
+	return info, d.err
+}
+
+// Uninstall removes what the agent made on the node: the nftables table and the VIP
+// interface (with its addresses), each only when it is the agent's. It reports what it
+// removed.
+func Uninstall(cfg Config) ([]string, error) {
+	cfg.Filter = true // the table goes whatever the agent ran with
+	d := New(cfg)
+	if err := d.open(); err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	var removed []string
+	var errs []error
+	if d.nft != nil {
+		_, _, exists, err := readTable(d.nft)
+		if exists && (err == nil || errors.Is(err, errTableShape)) {
+			d.nft.DelTable(table())
+			if err = d.nft.Flush(); err == nil {
+				removed = append(removed, "nftables table inet "+TableName)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("dataplane: remove nftables table: %w", err))
+		}
+	}
+	if d.link != nil {
+		ok, err := d.link.remove()
+		if ok {
+			removed = append(removed, "interface "+cfg.Interface)
+		}
+		errs = append(errs, err)
+	}
+	return removed, errors.Join(errs...)
+}

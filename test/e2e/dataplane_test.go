@@ -1,0 +1,379 @@
+//go:build ipvsvm
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubelvs/kubelvs/api/v1alpha1"
+)
+
+// Scenarios of the node dataplane (issue #11): the VIP interface, the packet filter, source
+// NAT, direct routing with strict ARP, adoption on restart, coexistence, uninstall.
+
+var extraNodes = 0
+
+// newNode makes another "node": a namespace, its Node object (labels zone=zone) and, unless
+// noAgent, its agent with the extra flags. It goes at the end of the test.
+func newNode(t *testing.T, name, zone string, noAgent bool, extra ...string) *agentProc {
+	t.Helper()
+	ctx := context.Background()
+	ipcmd(t, "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", name).Run() })
+	ipcmd(t, "-n", name, "link", "set", "lo", "up")
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"zone": zone}}}
+	must(t, k8s.Create(ctx, n))
+	t.Cleanup(func() { _ = k8s.Delete(ctx, n) })
+	extraNodes++
+	a := &agentProc{node: name, metrics: 9800 + 10*extraNodes, probe: 9801 + 10*extraNodes,
+		stateDir: filepath.Join(os.TempDir(), "state-"+name), extra: extra}
+	if !noAgent {
+		must(t, a.start())
+		t.Cleanup(a.stop)
+	}
+	return a
+}
+
+// clientNS makes a client namespace behind a veth from node: it is 10.30.<n>.2, the node
+// 10.30.<n>.1 (its default route). The node forwards.
+func clientNS(t *testing.T, node, name string, n int) string {
+	t.Helper()
+	ipcmd(t, "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", name).Run() })
+	ipcmd(t, "-n", node, "link", "add", "c-"+name, "type", "veth", "peer", "name", "eth0", "netns", name)
+	ipcmd(t, "-n", node, "addr", "add", fmt.Sprintf("10.30.%d.1/24", n), "dev", "c-"+name)
+	ipcmd(t, "-n", node, "link", "set", "c-"+name, "up")
+	ipcmd(t, "-n", name, "link", "set", "lo", "up")
+	ipcmd(t, "-n", name, "addr", "add", fmt.Sprintf("10.30.%d.2/24", n), "dev", "eth0")
+	ipcmd(t, "-n", name, "link", "set", "eth0", "up")
+	ipcmd(t, "-n", name, "route", "add", "default", "via", fmt.Sprintf("10.30.%d.1", n))
+	sh(t, "/sbin/ip", "netns", "exec", node, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+	return fmt.Sprintf("10.30.%d.1", n)
+}
+
+// serve accepts TCP connections on addr in namespace ns: each gets "<name>\n", then its lines
+// echoed.
+func serve(t *testing.T, ns, addr, name string) {
+	t.Helper()
+	var ln net.Listener
+	must(t, inNetns(ns, func() (err error) { ln, err = net.Listen("tcp", addr); return err }))
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "%s\n", name)
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					fmt.Fprintf(c, "%s\n", sc.Text())
+				}
+			}()
+		}
+	}()
+}
+
+func addrsOf(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := exec.Command("/sbin/ip", "-n", ns, "addr", "show", "dev", "kubelvs0").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
+func waitBound(t *testing.T, ns, vip string, bound bool) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%s bound=%v on %s's kubelvs0", vip, bound, ns), waitLong, func() error {
+		if got := strings.Contains(addrsOf(t, ns), " "+vip+"/"); got != bound {
+			return fmt.Errorf("bound=%v:\n%s", got, addrsOf(t, ns))
+		}
+		return nil
+	})
+}
+
+func nft(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	return sh(t, "/sbin/ip", append([]string{"netns", "exec", ns, "nft"}, args...)...)
+}
+
+func poolVS(t *testing.T, ns, name, vip string, port int32, zone string, servers ...string) *v1alpha1.VirtualService {
+	t.Helper()
+	ctx := context.Background()
+	var rs []v1alpha1.RealServer
+	for _, s := range servers {
+		rs = append(rs, v1alpha1.RealServer{Address: s})
+	}
+	must(t, k8s.Create(ctx, &v1alpha1.BackendPool{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1alpha1.BackendPoolSpec{Servers: rs}}))
+	vs := virtualService(ns, name, []string{vip}, port, v1alpha1.BackendRef{Kind: v1alpha1.BackendKindBackendPool, Name: name, Port: ptr.To[int32](8080)})
+	vs.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"zone": zone}}
+	vs.Spec.Drain = &v1alpha1.Drain{TimeoutSeconds: ptr.To[int32](1)}
+	return vs
+}
+
+// (1) and (2): a VIP is bound and reachable from a client, host ports are not reachable at
+// the VIP (only at the node's address), ping answers, IPVSNode reports it, and the VIP leaves
+// the interface when its VirtualService goes.
+func TestDataplaneVIPAndFilter(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	nodeAddr := clientNS(t, "n1", "c1", 31)
+	backend := backendPod(t, "n1", "f1", 31)
+	const vip = "192.0.2.120"
+	vs := poolVS(t, ns, "filter", vip, 80, "a", backend)
+	must(t, k8s.Create(ctx, vs))
+	waitTable(t, "n1", []string{"-A -t " + vip + ":80 -s wrr", "-a -t " + vip + ":80 -r " + backend + ":8080 -m -w 1"}, vip)
+	waitBound(t, "n1", vip, true)
+	c, who, err := dial("c1", vip+":80")
+	if err != nil {
+		t.Fatalf("the VIP from the client: %v", err)
+	}
+	c.Close()
+	if who != "f1" {
+		t.Errorf("reached %q, want f1", who)
+	}
+	// A host service on every address of the node.
+	serve(t, "n1", "0.0.0.0:2222", "host")
+	if c, who, err := dial("c1", nodeAddr+":2222"); err != nil || who != "host" {
+		t.Fatalf("the host port at the node's address: %q %v", who, err)
+	} else {
+		c.Close()
+	}
+	if c, _, err := dial("c1", vip+":2222"); err == nil {
+		c.Close()
+		t.Errorf("the host port 2222 answers at the VIP %s", vip)
+	}
+	sh(t, "/sbin/ip", "netns", "exec", "c1", "ping", "-c", "1", "-W", "5", vip)
+	if n := nodes["n1"].metric(t, "kubelvs_agent_vips_bound"); n < 1 {
+		t.Errorf("kubelvs_agent_vips_bound = %v", n)
+	}
+	// IPVSNode reports the interface, the ARP sysctls and DataplaneReady.
+	eventually(t, "n1's IPVSNode dataplane status", waitLong, func() error {
+		var node v1alpha1.IPVSNode
+		if err := k8s.Get(ctx, types.NamespacedName{Name: "n1"}, &node); err != nil {
+			return err
+		}
+		dp := node.Status.Dataplane
+		if dp == nil || dp.VIPInterface != "kubelvs0" || dp.BoundVIPs < 1 || dp.Table != "inet kubelvs" || dp.Masquerade != "remote" {
+			return fmt.Errorf("dataplane %+v", dp)
+		}
+		sysctls := fmt.Sprint(dp.Sysctls)
+		if !strings.Contains(sysctls, "net.ipv4.conf.all.arp_ignore 1") || !strings.Contains(sysctls, "net.ipv4.conf.all.arp_announce 2") {
+			return fmt.Errorf("sysctls %s", sysctls)
+		}
+		if c := meta.FindStatusCondition(node.Status.Conditions, v1alpha1.NodeConditionDataplaneReady); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("DataplaneReady %+v", c)
+		}
+		return nil
+	})
+	must(t, k8s.Delete(ctx, vs))
+	waitBound(t, "n1", vip, false)
+	waitTable(t, "n1", nil, vip)
+	if out := nft(t, "n1", "list", "set", "inet", "kubelvs", "vips4"); strings.Contains(out, vip) {
+		t.Errorf("vips4 still has %s:\n%s", vip, out)
+	}
+}
+
+// (3) Masquerade: a real server whose default route does not lead back to the director
+// serves through the VIP with --masquerade=all and not with --masquerade=none.
+func TestDataplaneMasquerade(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	a := newNode(t, "n3", "mq", true, "--masquerade=none")
+	clientNS(t, "n3", "c3", 33)
+	backend := backendPod(t, "n3", "m3", 33)
+	// Its replies go to a gateway that is not the director (and not there).
+	ipcmd(t, "-n", "m3", "route", "replace", "default", "via", "10.20.33.3")
+	must(t, a.start())
+	t.Cleanup(a.stop)
+	const vip = "192.0.2.121"
+	must(t, k8s.Create(ctx, poolVS(t, ns, "masq", vip, 80, "mq", backend)))
+	waitTable(t, "n3", []string{"-A -t " + vip + ":80 -s wrr", "-a -t " + vip + ":80 -r " + backend + ":8080 -m -w 1"}, vip)
+	waitBound(t, "n3", vip, true)
+	if c, who, err := dial("c3", vip+":80"); err == nil {
+		c.Close()
+		t.Fatalf("with --masquerade=none the reply found its way (%s): the test proves nothing", who)
+	}
+	a.stop()
+	a.extra = []string{"--masquerade=all"}
+	must(t, a.start())
+	eventually(t, "the masquerade element", waitLong, func() error {
+		if out := nft(t, "n3", "list", "set", "inet", "kubelvs", "masq4"); !strings.Contains(out, backend) {
+			return fmt.Errorf("masq4:\n%s", out)
+		}
+		return nil
+	})
+	c, who, err := dial("c3", vip+":80")
+	if err != nil {
+		t.Fatalf("with --masquerade=all: %v", err)
+	}
+	defer c.Close()
+	if who != "m3" {
+		t.Errorf("reached %q", who)
+	}
+	must(t, echo(c, "through the director"))
+}
+
+// (4) Direct routing: the real server has the VIP on its lo and strict ARP, and answers the
+// client directly; nobody answers ARP for the VIP on the shared segment, the director
+// included (its VIP is on kubelvs0 and arp_ignore=1).
+func TestDataplaneDirectRouting(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	newNode(t, "n5", "dr", false)
+	const vip = "192.0.2.122"
+	// One segment: a bridge in the director with the client and the real server on it.
+	ipcmd(t, "-n", "n5", "link", "add", "br0", "type", "bridge")
+	ipcmd(t, "-n", "n5", "addr", "add", "10.40.1.1/24", "dev", "br0")
+	ipcmd(t, "-n", "n5", "link", "set", "br0", "up")
+	for i, name := range []string{"cdr", "dr1"} {
+		ipcmd(t, "netns", "add", name)
+		n := name
+		t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", n).Run() })
+		ipcmd(t, "-n", "n5", "link", "add", "b-"+name, "type", "veth", "peer", "name", "eth0", "netns", name)
+		ipcmd(t, "-n", "n5", "link", "set", "b-"+name, "master", "br0")
+		ipcmd(t, "-n", "n5", "link", "set", "b-"+name, "up")
+		ipcmd(t, "-n", name, "link", "set", "lo", "up")
+		ipcmd(t, "-n", name, "addr", "add", fmt.Sprintf("10.40.1.%d/24", i+2), "dev", "eth0")
+		ipcmd(t, "-n", name, "link", "set", "eth0", "up")
+		ipcmd(t, "-n", name, "route", "add", "default", "via", "10.40.1.1")
+	}
+	ipcmd(t, "-n", "dr1", "addr", "add", vip+"/32", "dev", "lo")
+	sh(t, "/sbin/ip", "netns", "exec", "dr1", "sh", "-c",
+		"echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore && echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce")
+	serve(t, "dr1", ":8080", "dr1")
+	vs := poolVS(t, ns, "dr", vip, 8080, "dr", "10.40.1.3")
+	vs.Spec.Forwarding = &v1alpha1.Forwarding{Method: v1alpha1.ForwardingDirectRouting}
+	must(t, k8s.Create(ctx, vs))
+	waitTable(t, "n5", []string{"-A -t " + vip + ":8080 -s wrr", "-a -t " + vip + ":8080 -r 10.40.1.3:8080 -g -w 1"}, vip)
+	waitBound(t, "n5", vip, true)
+	c, who, err := dial("cdr", vip+":8080")
+	if err != nil {
+		t.Fatalf("direct routing: %v", err)
+	}
+	defer c.Close()
+	must(t, echo(c, "direct"))
+	if who != "dr1" {
+		t.Errorf("reached %q", who)
+	}
+	// No masquerade element for a DR destination.
+	if out := nft(t, "n5", "list", "set", "inet", "kubelvs", "masq4"); strings.Contains(out, "10.40.1.3") {
+		t.Errorf("a DR destination is masqueraded:\n%s", out)
+	}
+	arping := func(target string) string {
+		out, _ := exec.Command("/sbin/ip", "netns", "exec", "cdr", "arping", "-c", "2", "-w", "3", "-I", "eth0", target).CombinedOutput()
+		return string(out)
+	}
+	if out := arping("10.40.1.1"); !strings.Contains(out, "Received 2 response") && !strings.Contains(out, "Received 1 response") {
+		t.Fatalf("the director does not answer ARP for its own address, so the check below proves nothing:\n%s", out)
+	}
+	if out := arping(vip); !strings.Contains(out, "Received 0 response") {
+		t.Errorf("someone answers ARP for the VIP %s:\n%s", vip, out)
+	}
+}
+
+// (5) and (6): a restart adopts the interface, its addresses and the table without removing
+// and re-adding them (a long TCP connection through the VIP survives it), and someone else's
+// address on kubelvs0 and someone else's nftables table are left alone.
+func TestDataplaneRestartAndCoexistence(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	clientNS(t, "n1", "c5", 35)
+	backend := backendPod(t, "n1", "r5", 35)
+	const vip = "192.0.2.123"
+	vs := poolVS(t, ns, "restart", vip, 80, "a", backend)
+	must(t, k8s.Create(ctx, vs))
+	waitBound(t, "n1", vip, true)
+	var held net.Conn
+	eventually(t, "a connection through "+vip, waitLong, func() (err error) {
+		held, _, err = dial("c5", vip+":80")
+		return err
+	})
+	defer held.Close()
+	ipcmd(t, "-n", "n1", "addr", "add", "198.51.100.9/32", "dev", "kubelvs0")
+	nft(t, "n1", "add", "table", "inet", "other")
+	nft(t, "n1", "add", "chain", "inet", "other", "in", "{ type filter hook input priority 10 ; policy accept ; }")
+	t.Cleanup(func() {
+		_ = exec.Command("/sbin/ip", "netns", "exec", "n1", "nft", "delete", "table", "inet", "other").Run()
+	})
+	linkBefore := sh(t, "/sbin/ip", "-n", "n1", "-o", "link", "show", "kubelvs0")
+
+	nodes["n1"].kill()
+	must(t, echo(held, "while the agent is down"))
+	must(t, nodes["n1"].start())
+	must(t, echo(held, "after the restart"))
+	if after := sh(t, "/sbin/ip", "-n", "n1", "-o", "link", "show", "kubelvs0"); strings.Fields(after)[0] != strings.Fields(linkBefore)[0] {
+		t.Errorf("kubelvs0 was re-created: %s, before %s", after, linkBefore)
+	}
+	if n := nodes["n1"].metric(t, "kubelvs_agent_dataplane_operations_total", `operation="address_add"`); n != 0 {
+		t.Errorf("the restarted agent added %v addresses: it should have adopted them", n)
+	}
+	if n := nodes["n1"].metric(t, "kubelvs_agent_dataplane_operations_total", `operation="link_ensure"`, `result="success"`); n < 1 {
+		t.Errorf("the restarted agent did not check its interface (%v)", n)
+	}
+	// A change and an audit later (audits every 3 s), the others' things are still there.
+	must(t, k8s.Delete(ctx, vs))
+	waitBound(t, "n1", vip, false)
+	time.Sleep(4 * time.Second)
+	if !strings.Contains(addrsOf(t, "n1"), "198.51.100.9/32") {
+		t.Errorf("someone else's address left kubelvs0:\n%s", addrsOf(t, "n1"))
+	}
+	if out := nft(t, "n1", "list", "tables"); !strings.Contains(out, "table inet other") || !strings.Contains(out, "table inet kubelvs") {
+		t.Errorf("tables:\n%s", out)
+	}
+	ipcmd(t, "-n", "n1", "addr", "del", "198.51.100.9/32", "dev", "kubelvs0")
+}
+
+// (7) Uninstall leaves the node as it was before the agent: addresses, nftables ruleset and
+// IPVS table compared; someone else's IPVS service and table stay.
+func TestDataplaneUninstall(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	a := newNode(t, "n4", "un", true)
+	sh(t, "/sbin/ip", "netns", "exec", "n4", "ipvsadm", "-A", "-t", "198.51.100.1:80", "-s", "rr")
+	nft(t, "n4", "add", "table", "inet", "other")
+	snapshot := func() [3]string {
+		return [3]string{sh(t, "/sbin/ip", "-n", "n4", "-j", "addr"), nft(t, "n4", "-j", "list", "ruleset"), ipvsadm(t, "n4", "-Sn")}
+	}
+	before := snapshot()
+	must(t, a.start())
+	const vip = "192.0.2.124"
+	must(t, k8s.Create(ctx, poolVS(t, ns, "un", vip, 80, "un", "10.20.40.2")))
+	waitTable(t, "n4", []string{"-A -t " + vip + ":80 -s wrr", "-a -t " + vip + ":80 -r 10.20.40.2:8080 -m -w 1"}, vip)
+	waitBound(t, "n4", vip, true)
+	if during := snapshot(); during == before {
+		t.Fatal("the agent changed nothing: the comparison below proves nothing")
+	}
+	a.stop()
+	out, err := exec.Command(kubelvs, "agent", "--uninstall", "--netns", "/run/netns/n4", "--state-dir", a.stateDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubelvs agent --uninstall: %v\n%s", err, out)
+	}
+	after := snapshot()
+	for i, what := range []string{"ip -j addr", "nft -j list ruleset", "ipvsadm -Sn"} {
+		if after[i] != before[i] {
+			t.Errorf("%s after uninstall:\n%s\nbefore the agent:\n%s", what, after[i], before[i])
+		}
+	}
+	if _, err := os.Stat(filepath.Join(a.stateDir, "agent-checkpoint.json")); err == nil {
+		t.Error("the checkpoint is still there")
+	}
+}
