@@ -103,7 +103,12 @@ test: fmt-check vet lint generated-check test-go test-bench test-image test-vm #
 
 .PHONY: test-go
 test-go: envtest-assets ## Unit, fuzz-seed, real-kernel and real-API-server (envtest) tests on this host.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...
+	@# pkg/taskstats and internal/podstats each turn delay accounting on and restore it when they
+	@# end; run in parallel, the first to end would turn it off under the other. On for the whole
+	@# run, restored after.
+	@was=$$(cat /proc/sys/kernel/task_delayacct); echo 1 > /proc/sys/kernel/task_delayacct; \
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 ./...; rc=$$?; \
+	echo $$was > /proc/sys/kernel/task_delayacct; exit $$rc
 
 .PHONY: test-envtest
 test-envtest: envtest-assets ## Only the tests that run against the real API server.

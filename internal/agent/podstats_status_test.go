@@ -25,7 +25,7 @@ func TestStatusExtraConditions(t *testing.T) {
 			}
 		}
 	}
-	if !found || len(st.Conditions) != 4 {
-		t.Errorf("conditions %+v, want the agent's three and PodTaskstats", st.Conditions)
+	if !found || len(st.Conditions) != 5 {
+		t.Errorf("conditions %+v, want the agent's four and PodTaskstats", st.Conditions)
 	}
 }

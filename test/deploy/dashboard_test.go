@@ -16,13 +16,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubelvs/kubelvs/internal/agent"
+	"github.com/kubelvs/kubelvs/internal/dataplane"
 	"github.com/kubelvs/kubelvs/internal/podstats"
 	"github.com/kubelvs/kubelvs/internal/testenv"
 )
 
 // exported gathers the names of the metric families the binaries export: scraped from the
 // running controller (after it reconciled) and agent with a kubelvs-metrics-reader token, plus
-// every descriptor the agent's metrics, pod taskstats and IPVS collector declare (this host has no IPVS, and
+// every descriptor the agent's metrics, dataplane, pod taskstats and IPVS collector declare (this host has no IPVS, and
 // a labelled counter shows up in a scrape only once it counted something).
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
@@ -51,6 +52,7 @@ func exported(t *testing.T) map[string]bool {
 	rec := &recorder{}
 	must(t, agent.NewMetrics().Register(rec))
 	must(t, podstats.NewMetrics().Register(rec))
+	must(t, dataplane.NewMetrics().Register(rec))
 	rec.cs = append(rec.cs, agent.NewStatsCollector(nil, nil))
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
 	for _, col := range rec.cs {
