@@ -189,7 +189,7 @@ func (d *Demo) startAgent(n *node) error {
 		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(n.probe),
 		// Pod taskstats: the demo's pod cgroups, a short window, and delay accounting on (off
 		// by default since Linux 5.14), so that the TaskDelays step sees a change within seconds.
-		"--cgroup-root", d.cg.root, "--taskstats-window", "5s", "--enable-delayacct")
+		"--cgroup-root", d.cg.root, "--taskstats-window", taskstatsWindow.String(), "--enable-delayacct")
 	if err != nil {
 		return err
 	}

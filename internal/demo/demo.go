@@ -96,6 +96,7 @@ type Result struct {
 // TaskDelaysResult is what the task delays step saw.
 type TaskDelaysResult struct {
 	Starved, Calm         string // the pods' names
+	Probe                 string // `kubelvs taskstats --probe`
 	StarvedCond, CalmCond corev1.PodCondition
 }
 

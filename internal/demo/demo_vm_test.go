@@ -124,6 +124,10 @@ func checkResult(t *testing.T, res *Result) {
 func checkTaskDelays(t *testing.T, td TaskDelaysResult) {
 	t.Helper()
 	s, c := td.StarvedCond, td.CalmCond
+	// The agents' --enable-delayacct turned delay accounting on (off by default on Debian's 6.1).
+	if !strings.Contains(td.Probe, "delay accounting: true") || !strings.Contains(td.Probe, "struct taskstats version: ") {
+		t.Errorf("kubelvs taskstats --probe in the guest:\n%s\nwant delay accounting on and a struct version", td.Probe)
+	}
 	if td.Starved != "web-1" || s.Type != podstats.ConditionType || s.Status != corev1.ConditionFalse || s.Reason != podstats.ReasonCPUDelayHigh {
 		t.Errorf("TaskDelays of the starved pod %s: %+v, want False/%s", td.Starved, s, podstats.ReasonCPUDelayHigh)
 	}

@@ -13,6 +13,9 @@ import (
 	"github.com/kubelvs/kubelvs/internal/podstats"
 )
 
+// taskstatsWindow is the agents' --taskstats-window.
+const taskstatsWindow = 5 * time.Second
+
 // stepTaskDelays starves one backend pod of CPU and shows the kubelvs.io/TaskDelays condition
 // that n1's agent writes into both pods' status from the kernel's delay accounting.
 func (d *Demo) stepTaskDelays(ctx context.Context) error {
@@ -25,6 +28,13 @@ func (d *Demo) stepTaskDelays(ctx context.Context) error {
 			"only sleeps: its delays stay low.")
 	starved, calm := d.backends["web-1"], d.backends["web-canary-1"]
 	d.res.TaskDelays = TaskDelaysResult{Starved: starved.name, Calm: calm.name}
+	d.printf("$ kubelvs taskstats --probe   # this kernel's taskstats, as the agents found it\n")
+	probe, err := run(d.opts.Kubelvs, "taskstats", "--probe")
+	if err != nil {
+		return err
+	}
+	d.res.TaskDelays.Probe = probe
+	d.printf("%s\n", probe)
 	var loops []*proc
 	defer func() {
 		for _, p := range loops {
@@ -40,8 +50,15 @@ func (d *Demo) stepTaskDelays(ctx context.Context) error {
 		}
 		loops = append(loops, p)
 	}
+	// Two windows, so that the condition shown is of a window the loops ran through (the first
+	// may have begun before them).
 	start := time.Now()
-	err := eventually(ctx, "TaskDelays of web-1 CPUDelayHigh and of web-canary-1 DelaysLow", 3*time.Minute, func() error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * taskstatsWindow):
+	}
+	err = eventually(ctx, "TaskDelays of web-1 CPUDelayHigh and of web-canary-1 DelaysLow", 3*time.Minute, func() error {
 		s, err := d.taskDelays(ctx, starved.name)
 		if err != nil {
 			return err
@@ -105,6 +122,6 @@ func (d *Demo) printConditions(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("demo: pod %s conditions: %w", name, err)
 	}
-	d.printf("$ kubectl get pod %s -o yaml   # status.conditions\n%s  ...\n\n", name, strings.TrimRight(string(b), "\n"))
+	d.printf("$ kubectl get pod %s -o yaml   # status.conditions\n%s\n  ...\n\n", name, strings.TrimRight(string(b), "\n"))
 	return nil
 }
