@@ -32,6 +32,8 @@ type backend struct {
 	index     int
 	netns     string
 	srv       *http.Server
+	uid       string  // the Pod's, once registered
+	procs     []*proc // the pod's processes, in its cgroups
 }
 
 func (b *backend) addr() string    { return fmt.Sprintf("10.244.%d.2", b.index) }
@@ -100,6 +102,9 @@ func (b *backend) stop() {
 	if b.srv != nil {
 		_ = b.srv.Close()
 	}
+	for _, p := range b.procs {
+		p.stop()
+	}
 }
 
 // register does what the kubelet does for a running pod: the Pod object, bound to its node,
@@ -117,6 +122,7 @@ func (b *backend) register(ctx context.Context, c client.Client) error {
 	if err := c.Create(ctx, pod); err != nil {
 		return fmt.Errorf("demo: create pod %s: %w", b.name, err)
 	}
+	b.uid = string(pod.UID)
 	now := metav1.Now()
 	pod.Status = corev1.PodStatus{
 		Phase: corev1.PodRunning, PodIP: b.addr(), PodIPs: []corev1.PodIP{{IP: b.addr()}}, StartTime: &now,

@@ -186,7 +186,10 @@ func (d *Demo) startAgent(n *node) error {
 		"--state-dir", filepath.Join(d.logDir, "state-"+n.name), "--audit-period", "10s",
 		"--drain-poll-period", "500ms", "--retry-period", "1s", "--lease-namespace", "default",
 		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(n.metrics), "--metrics-secure=false",
-		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(n.probe))
+		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(n.probe),
+		// Pod taskstats: the demo's pod cgroups, a short window, and delay accounting on (off
+		// by default since Linux 5.14), so that the TaskDelays step sees a change within seconds.
+		"--cgroup-root", d.cg.root, "--taskstats-window", taskstatsWindow.String(), "--enable-delayacct")
 	if err != nil {
 		return err
 	}
@@ -216,6 +219,26 @@ func (d *Demo) startController() error {
 	}
 	d.controller = p
 	return nil
+}
+
+// startPodProc starts a process of backend b's container and moves it into the container's
+// cgroup, as a container runtime would.
+func (d *Demo) startPodProc(b *backend, container, what string, argv ...string) (*proc, error) {
+	dir, err := d.cg.podContainer(b.uid, container)
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProc(d.logDir, what, argv[0], argv[1:]...)
+	if err != nil {
+		return nil, err
+	}
+	d.podProcs = append(d.podProcs, p)
+	b.procs = append(b.procs, p)
+	if err := join(dir, p.cmd.Process.Pid); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
 }
 
 // checkProcs fails when the controller or an agent has ended.

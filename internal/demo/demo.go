@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -58,6 +59,8 @@ type Demo struct {
 	backends   map[string]*backend
 	ipvs       map[string]*ipvs.Client
 	netns      []string // created, deleted by Close in reverse
+	cg         *cgroups
+	podProcs   []*proc // every process started in a pod's cgroup
 	step, of   int
 	mu         sync.Mutex // guards res.Sent
 	res        Result
@@ -82,9 +85,19 @@ type Result struct {
 	Connections map[string]float64
 	// Metrics are the metric lines shown.
 	Metrics []string
+	// TaskDelays are the kubelvs.io/TaskDelays conditions of the CPU-starved pod (Starved) and
+	// of the other (Calm) as the task delays step read them.
+	TaskDelays TaskDelaysResult
 	// Sent counts the HTTP responses by the pod that answered (every connection the demo made
 	// through the VIP).
 	Sent map[string]int
+}
+
+// TaskDelaysResult is what the task delays step saw.
+type TaskDelaysResult struct {
+	Starved, Calm         string // the pods' names
+	Probe                 string // `kubelvs taskstats --probe`
+	StarvedCond, CalmCond corev1.PodCondition
 }
 
 // DrainResult is what the drain step saw.
@@ -139,6 +152,9 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 			return d, err
 		}
 	}
+	if d.cg, err = newCgroups(); err != nil {
+		return d, err
+	}
 	if err := d.startController(); err != nil {
 		return d, err
 	}
@@ -149,6 +165,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		d.printf("  node %s: netns %s, agent ready (metrics on 127.0.0.1:%d)\n", n.name, n.netns, n.metrics)
 	}
 	d.printf("  controller running; logs in %s\n", d.logDir)
+	d.printf("  pod cgroups under %s (the agents' --cgroup-root)\n", d.cg.root)
 	return d, nil
 }
 
@@ -188,6 +205,12 @@ func (d *Demo) Close() error {
 		_ = c.Close()
 	}
 	var errs []error
+	for _, p := range d.podProcs {
+		p.stop()
+	}
+	if err := d.cg.close(); err != nil {
+		errs = append(errs, err)
+	}
 	for i := len(d.netns) - 1; i >= 0; i-- {
 		if err := ipcmd("netns", "del", d.netns[i]); err != nil {
 			errs = append(errs, err)
@@ -200,10 +223,11 @@ func (d *Demo) Close() error {
 // Netns lists the network namespaces the demo made and has not deleted yet.
 func (d *Demo) Netns() []string { return append([]string(nil), d.netns...) }
 
-// Procs lists the pids of the demo's child processes.
+// Procs lists the pids of the demo's child processes: the controller, the agents and the pods'
+// processes.
 func (d *Demo) Procs() []int {
 	var pids []int
-	for _, p := range append([]*proc{d.controller}, d.agents()...) {
+	for _, p := range append(append([]*proc{d.controller}, d.agents()...), d.podProcs...) {
 		if p != nil && p.cmd.Process != nil {
 			pids = append(pids, p.cmd.Process.Pid)
 		}

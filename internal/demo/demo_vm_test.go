@@ -9,16 +9,20 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/internal/podstats"
 )
 
 // TestDemo runs the `make demo` scenario (as `--once` does) in the VM of `hack/vm/run-tests.sh
@@ -38,7 +42,7 @@ func TestDemo(t *testing.T) {
 	}
 	pids, netns := d.Procs(), d.Netns()
 	closeErr := d.Close()
-	if t.Failed() || err != nil || closeErr != nil {
+	if testing.Verbose() || t.Failed() || err != nil || closeErr != nil {
 		t.Logf("demo output:\n%s", out.String())
 	}
 	if err != nil {
@@ -55,8 +59,8 @@ func TestDemo(t *testing.T) {
 // checkCleanedUp asserts that the demo's processes have ended and its namespaces are gone.
 func checkCleanedUp(t *testing.T, pids []int, netns []string) {
 	t.Helper()
-	if len(pids) != 3 || len(netns) != 5 {
-		t.Errorf("the demo ran %d processes and made %d namespaces, want 3 (controller, 2 agents) and 5 (2 nodes, 3 pods)", len(pids), len(netns))
+	if len(pids) != 8 || len(netns) != 5 {
+		t.Errorf("the demo ran %d processes and made %d namespaces, want 8 (controller, 2 agents, 3 pods' pause, 2 busy loops) and 5 (2 nodes, 3 pods)", len(pids), len(netns))
 	}
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
@@ -104,11 +108,43 @@ func checkResult(t *testing.T, res *Result) {
 	if dr.Want != 2<<20 || dr.Got != dr.Want || dr.Weight != 0 || dr.ActiveConns != 1 || dr.NewRequests != 20 || dr.NewToDraining != 0 || !dr.Removed {
 		t.Errorf("drain: %+v, want the whole 2 MiB at weight 0 with 1 active connection, none of 20 new requests to web-2, then removed", dr)
 	}
+	checkTaskDelays(t, res.TaskDelays)
 	for _, name := range []string{"web-1", "web-canary-1"} {
 		addr := map[string]string{"web-1": "10.244.1.2:8080", "web-canary-1": "10.244.3.2:8080"}[name]
 		if got := res.Connections[addr]; got != float64(res.Sent[name]) || got == 0 {
 			t.Errorf("kubelvs_ipvs_real_server_connections_total of %s = %v, the demo made %d connections to it", addr, got, res.Sent[name])
 		}
+	}
+}
+
+// checkTaskDelays asserts the kubelvs.io/TaskDelays conditions n1's agent wrote from the guest
+// kernel's taskstats (Debian 6.1, struct version 13): the pod with two busy loops sharing CPU 0
+// is False/CPUDelayHigh with its CPU delay over the 10 % threshold in the message, the pod that
+// only sleeps True/DelaysLow.
+func checkTaskDelays(t *testing.T, td TaskDelaysResult) {
+	t.Helper()
+	s, c := td.StarvedCond, td.CalmCond
+	// The agents' --enable-delayacct turned delay accounting on (off by default on Debian's 6.1).
+	if !strings.Contains(td.Probe, "delay accounting: true") || !strings.Contains(td.Probe, "struct taskstats version: ") {
+		t.Errorf("kubelvs taskstats --probe in the guest:\n%s\nwant delay accounting on and a struct version", td.Probe)
+	}
+	if td.Starved != "web-1" || s.Type != podstats.ConditionType || s.Status != corev1.ConditionFalse || s.Reason != podstats.ReasonCPUDelayHigh {
+		t.Errorf("TaskDelays of the starved pod %s: %+v, want False/%s", td.Starved, s, podstats.ReasonCPUDelayHigh)
+	}
+	m := regexp.MustCompile(`(?:^| )cpu=([0-9.]+)% `).FindStringSubmatch(s.Message)
+	if m == nil {
+		t.Errorf("TaskDelays message of %s has no cpu=: %q", td.Starved, s.Message)
+	} else if cpu, err := strconv.ParseFloat(m[1], 64); err != nil || cpu/100 <= podstats.DefaultThresholds.CPU {
+		t.Errorf("TaskDelays message of %s: cpu=%s%%, want over the threshold %.0f%% (%v)", td.Starved, m[1], 100*podstats.DefaultThresholds.CPU, err)
+	}
+	if !strings.Contains(s.Message, "procs=3 ") {
+		t.Errorf("TaskDelays message of %s: %q, want procs=3 (the pause process and 2 busy loops)", td.Starved, s.Message)
+	}
+	if td.Calm != "web-canary-1" || c.Type != podstats.ConditionType || c.Status != corev1.ConditionTrue || c.Reason != podstats.ReasonDelaysLow {
+		t.Errorf("TaskDelays of the calm pod %s: %+v, want True/%s", td.Calm, c, podstats.ReasonDelaysLow)
+	}
+	if !strings.Contains(c.Message, "procs=1 ") {
+		t.Errorf("TaskDelays message of %s: %q, want procs=1 (the pause process)", td.Calm, c.Message)
 	}
 }
 

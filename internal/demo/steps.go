@@ -139,6 +139,11 @@ func (d *Demo) addBackend(ctx context.Context, name, app string, index int) (*ba
 	if err := b.register(ctx, d.c); err != nil {
 		return nil, err
 	}
+	// The HTTP server runs in the demo's process; the pod's cgroup holds its sandbox's process
+	// (as containerd's pause), which pod taskstats finds and samples.
+	if _, err := d.startPodProc(b, "pause", "pause-"+name, "sleep", "86400"); err != nil {
+		return nil, err
+	}
 	d.printf("  pod/%s on n1: netns %s, %s:8080\n", name, b.netns, b.addr())
 	return b, nil
 }

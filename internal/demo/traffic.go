@@ -301,15 +301,6 @@ func formatCounts(counts map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// stepTaskDelays is the place of the pods' TaskDelays condition (issue #12, internal/podstats):
-// not built yet, so the step says so and shows nothing.
-func (d *Demo) stepTaskDelays(context.Context) error {
-	d.begin("Pod task delays (TaskDelays condition)",
-		"Not built yet (issue #12): the agent is to read the kernel's per-task delay accounting\n"+
-			"(taskstats) of each backend pod and report it as a TaskDelays pod condition. Nothing to show.")
-	return nil
-}
-
 // The metrics the metrics step shows.
 var shownMetrics = []string{
 	"kubelvs_ipvs_real_server_connections_total", "kubelvs_ipvs_service_connections_total",
