@@ -8,13 +8,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
-	scripts "github.com/kubelvs/kubelvs/config/gitops"
 	"github.com/kubelvs/kubelvs/internal/gitops"
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
 	"github.com/kubelvs/kubelvs/pkg/lvs"
@@ -51,17 +49,10 @@ func TestArgoCDHealthOfIPVSNode(t *testing.T) {
 	fk.hand(ipvs.Op{Kind: ipvs.AddService, Service: &lvs.Service{ServiceKey: key(lvs.TCP, "192.0.2.41", 80), Scheduler: "rr"}})
 	startAgent(t, node, fk)
 
-	script, err := scripts.HealthScript("IPVSNode")
-	must(t, err)
 	health := func(status, msg string) {
 		t.Helper()
 		eventually(t, "IPVSNode health "+status, func() error {
-			u := &unstructured.Unstructured{}
-			u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("IPVSNode"))
-			if err := c.Get(ctx, types.NamespacedName{Name: node}, u); err != nil {
-				return err
-			}
-			h, err := gitops.Evaluate(script, u.Object)
+			h, err := gitops.Live(ctx, c, "IPVSNode", types.NamespacedName{Name: node})
 			if err != nil {
 				return err
 			}

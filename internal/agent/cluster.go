@@ -39,11 +39,7 @@ func Wants(ctx context.Context, r client.Reader, node desired.Node, keys []types
 		if err != nil {
 			return nil, err
 		}
-		t := desired.ForNode(cl, node)
-		byOwner := map[types.NamespacedName][]desired.Service{}
-		for _, s := range t.Services {
-			byOwner[s.Owner] = append(byOwner[s.Owner], s)
-		}
+		byOwner := servicesByOwner(desired.ForNode(cl, node))
 		members := map[types.NamespacedName]int64{key: 0}
 		for _, vs := range comp {
 			members[types.NamespacedName{Namespace: vs.Namespace, Name: vs.Name}] = vs.Generation
@@ -86,15 +82,21 @@ func WantsAll(ctx context.Context, r client.Reader, node desired.Node, keys []ty
 	for i := range pools.Items {
 		cl.BackendPools = append(cl.BackendPools, &pools.Items[i])
 	}
-	byOwner := map[types.NamespacedName][]desired.Service{}
-	for _, s := range desired.ForNode(cl, node).Services {
-		byOwner[s.Owner] = append(byOwner[s.Owner], s)
-	}
+	byOwner := servicesByOwner(desired.ForNode(cl, node))
 	out := make([]Want, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, Want{Key: k, Generation: gens[k], Services: byOwner[k]})
 	}
 	return out, nil
+}
+
+// servicesByOwner groups a node's desired services by their VirtualService.
+func servicesByOwner(t *desired.Table) map[types.NamespacedName][]desired.Service {
+	out := map[types.NamespacedName][]desired.Service{}
+	for _, s := range t.Services {
+		out[s.Owner] = append(out[s.Owner], s)
+	}
+	return out
 }
 
 // conflictComponent returns the VirtualService key (if it exists) and every VirtualService

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,25 +20,10 @@ import (
 	"github.com/kubelvs/kubelvs/internal/gitops"
 )
 
-// argoHealth runs config/gitops' health script of kind on the object as the API server
-// returns it (Argo CD reads the live object the same way).
-func argoHealth(kind string, key types.NamespacedName) (gitops.Health, error) {
-	script, err := scripts.HealthScript(kind)
-	if err != nil {
-		return gitops.Health{}, err
-	}
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(schema.GroupVersionKind{Group: v1alpha1.GroupVersion.Group, Version: v1alpha1.GroupVersion.Version, Kind: kind})
-	if err := k8s.Get(ctx, key, u); err != nil {
-		return gitops.Health{}, err
-	}
-	return gitops.Evaluate(script, u.Object)
-}
-
 func wantHealth(t *testing.T, kind string, key types.NamespacedName, status, msg string, logs func() string) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("Argo CD health of %s %s", kind, key), func() error {
-		h, err := argoHealth(kind, key)
+		h, err := gitops.Live(ctx, k8s, kind, key)
 		if err != nil {
 			return err
 		}
@@ -99,7 +83,7 @@ func TestArgoCDHealthOfVirtualServices(t *testing.T) {
 	// the tie goes to the first name: "later" sorts after "healthy").
 	must(t, k8s.Create(ctx, virtualService("argo", "later", "192.0.2.100", map[string]string{"argo": "healthy"})))
 	wantHealth(t, "VirtualService", key("later"), "Degraded", "", c.logs)
-	h, err := argoHealth("VirtualService", key("later"))
+	h, err := gitops.Live(ctx, k8s, "VirtualService", key("later"))
 	must(t, err)
 	if !strings.Contains(h.Message, "healthy") {
 		t.Errorf("the conflict's message does not name the winner: %q", h.Message)

@@ -9,32 +9,16 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
-	scripts "github.com/kubelvs/kubelvs/config/gitops"
 	"github.com/kubelvs/kubelvs/internal/gitops"
 )
-
-// argoHealth runs config/gitops' health script of kind on the live object.
-func argoHealth(kind string, key types.NamespacedName) (gitops.Health, error) {
-	script, err := scripts.HealthScript(kind)
-	if err != nil {
-		return gitops.Health{}, err
-	}
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(kind))
-	if err := k8s.Get(context.Background(), key, u); err != nil {
-		return gitops.Health{}, err
-	}
-	return gitops.Evaluate(script, u.Object)
-}
 
 func waitHealth(t *testing.T, kind string, key types.NamespacedName, status, msg string) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("Argo CD health of %s %s", kind, key), waitLong, func() error {
-		h, err := argoHealth(kind, key)
+		h, err := gitops.Live(context.Background(), k8s, kind, key)
 		if err != nil {
 			return err
 		}

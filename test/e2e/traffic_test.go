@@ -67,25 +67,7 @@ func backendPod(t *testing.T, node, pod string, n int) string {
 	ipcmd(t, "-n", pod, "addr", "add", addr+"/24", "dev", "eth0")
 	ipcmd(t, "-n", pod, "link", "set", "eth0", "up")
 	ipcmd(t, "-n", pod, "route", "add", "default", "via", fmt.Sprintf("10.20.%d.1", n))
-	var ln net.Listener
-	must(t, inNetns(pod, func() (err error) { ln, err = net.Listen("tcp", ":8080"); return err }))
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "%s\n", pod)
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "%s\n", sc.Text())
-				}
-			}()
-		}
-	}()
+	serve(t, pod, ":8080", pod)
 	return addr
 }
 
@@ -208,19 +190,7 @@ func TestDrainKeepsConnections(t *testing.T) {
 		"-a -t 192.0.2.91:80 -r 10.20.4.2:8080 -m -w 1",
 	}, "192.0.2.91")
 	// Open connections until one lands on d2 (round robin: within two).
-	var held net.Conn
-	for i := 0; i < 4 && held == nil; i++ {
-		c, who, err := dial("n1", "192.0.2.91:80")
-		must(t, err)
-		if who == "d2" {
-			held = c
-		} else {
-			c.Close()
-		}
-	}
-	if held == nil {
-		t.Fatal("no connection reached d2")
-	}
+	held := connTo(t, "n1", "192.0.2.91:80", "d2")
 	defer held.Close()
 	// d2 goes from the EndpointSlice.
 	es.Endpoints = es.Endpoints[:1]
@@ -301,19 +271,7 @@ func TestAPIServerUnreachable(t *testing.T) {
 	}
 	waitTable(t, "n1", both, "192.0.2.92")
 	// A drain starts (u2 terminates) with a connection held open, then the API server goes away.
-	var held net.Conn
-	for i := 0; i < 4 && held == nil; i++ {
-		c, who, err := dial("n1", "192.0.2.92:80")
-		must(t, err)
-		if who == "u2" {
-			held = c
-		} else {
-			c.Close()
-		}
-	}
-	if held == nil {
-		t.Fatal("no connection reached u2")
-	}
+	held := connTo(t, "n1", "192.0.2.92:80", "u2")
 	defer held.Close()
 	es.Endpoints[1].Conditions = discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)}
 	must(t, k8s.Update(ctx, es))
@@ -350,4 +308,20 @@ func TestAPIServerUnreachable(t *testing.T) {
 		return k8s.Update(ctx, &cur)
 	})
 	waitTable(t, "n1", both, "192.0.2.92")
+}
+
+// connTo opens connections from node to vip until one lands on backend (round robin: within
+// a few) and returns it; the others are closed.
+func connTo(t *testing.T, node, vip, backend string) net.Conn {
+	t.Helper()
+	for range 4 {
+		c, who, err := dial(node, vip)
+		must(t, err)
+		if who == backend {
+			return c
+		}
+		c.Close()
+	}
+	t.Fatalf("no connection from %s to %s reached %s", node, vip, backend)
+	return nil
 }
