@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubelvs/kubelvs/internal/netns"
 )
 
 // Namespace is where the demo applies the samples and runs its pods (kubectl's default).
@@ -90,7 +92,7 @@ func (b *backend) start() error {
 		}
 	}
 	var ln net.Listener
-	if err := inNetns(b.netns, func() (err error) { ln, err = net.Listen("tcp", ":8080"); return err }); err != nil {
+	if err := netns.Do(b.netns, func() (err error) { ln, err = net.Listen("tcp", ":8080"); return err }); err != nil {
 		return fmt.Errorf("demo: listen in %s: %w", b.netns, err)
 	}
 	b.srv = &http.Server{Handler: b.handler(), ReadHeaderTimeout: 10 * time.Second}

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -138,29 +137,6 @@ func addNetns(name string) error {
 		return err
 	}
 	return ipcmd("-n", name, "link", "set", "lo", "up")
-}
-
-// inNetns runs f on an OS thread in the network namespace name. Sockets keep the namespace
-// they were made in, so a listener or connection made here stays in it.
-func inNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: it ends with the goroutine instead of going back to
-		// the scheduler in another namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("demo: open netns %s: %w", name, err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("demo: setns %s: %w", name, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
 }
 
 // ensureNode creates the Node object, or sets its labels when it exists (the envtest API server

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/internal/netns"
 )
 
 // httpClient makes one connection per request from inside the node's namespace. Connections
@@ -22,7 +23,7 @@ import (
 func httpClient(n *node) *http.Client {
 	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
-		err := inNetns(n.netns, func() (err error) {
+		err := netns.Do(n.netns, func() (err error) {
 			dl := net.Dialer{Timeout: 5 * time.Second}
 			c, err = dl.DialContext(ctx, network, addr)
 			return err

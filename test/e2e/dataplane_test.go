@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/internal/netns"
 )
 
 // Scenarios of the node dataplane (issue #11): the VIP interface, the packet filter, source
@@ -71,7 +72,7 @@ func clientNS(t *testing.T, node, name string, n int) string {
 func serve(t *testing.T, ns, addr, name string) {
 	t.Helper()
 	var ln net.Listener
-	must(t, inNetns(ns, func() (err error) { ln, err = net.Listen("tcp", addr); return err }))
+	must(t, netns.Do(ns, func() (err error) { ln, err = net.Listen("tcp", addr); return err }))
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {

@@ -9,12 +9,10 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,30 +20,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/internal/netns"
 )
-
-// inNetns runs f on an OS thread in the network namespace name. Sockets keep the namespace
-// they were made in, so a listener made here serves that namespace for good.
-func inNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: it ends with the goroutine instead of going back to
-		// the scheduler in another namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
 
 func ipcmd(t *testing.T, args ...string) {
 	t.Helper()
@@ -81,7 +57,7 @@ func vipOnNode(t *testing.T, node, vip string) {
 // dial connects from inside node to addr and returns the connection and the backend's name.
 func dial(node, addr string) (net.Conn, string, error) {
 	var c net.Conn
-	err := inNetns(node, func() (err error) {
+	err := netns.Do(node, func() (err error) {
 		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
 		return err
 	})
