@@ -30,6 +30,7 @@ import (
 	"github.com/kubelvs/kubelvs/controllers"
 	"github.com/kubelvs/kubelvs/internal/agent"
 	"github.com/kubelvs/kubelvs/internal/dataplane"
+	"github.com/kubelvs/kubelvs/internal/podstats"
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
 )
 
@@ -48,6 +49,7 @@ type agentOptions struct {
 	metricsAddr     string
 	secureMetrics   bool
 	probeAddr       string
+	pprofAddr       string
 	leaseNamespace  string
 	leaseDuration   time.Duration
 	expireNodest    bool
@@ -89,6 +91,7 @@ node's IPVSNode.`,
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":9753", "address of the metrics endpoint; 0 disables it")
 	f.BoolVar(&o.secureMetrics, "metrics-secure", true, "serve metrics over HTTPS with authentication and authorization")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":9754", "address of the /healthz and /readyz endpoints; 0 disables them")
+	f.StringVar(&o.pprofAddr, "pprof-bind-address", "", "address of the Go profiler's /debug/pprof endpoints, for diagnosing the agent (empty: off; they are unauthenticated, bind a loopback address)")
 	f.StringVar(&o.leaseNamespace, "lease-namespace", "kubelvs-system", "namespace of the node's Lease kubelvs-agent-<node> (empty: no Lease)")
 	f.DurationVar(&o.leaseDuration, "lease-duration", 40*time.Second, "duration of the node's Lease, renewed every quarter of it")
 	f.BoolVar(&o.expireNodest, "expire-nodest-conn", true, "set net.ipv4.vs.expire_nodest_conn=1: drop connections to deleted destinations on their next packet")
@@ -155,6 +158,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
+	began := time.Now()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zapOpts)))
 	log := ctrl.Log.WithName("agent").WithValues("node", o.node)
 	if o.uninstall {
@@ -202,11 +206,13 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	status.Client = mgr.GetClient()
 	runner := agent.NewRunner(agent.RunnerConfig{
 		Node: o.node, Reconciler: rec, Cache: mgr.GetCache(), Status: status,
-		AuditPeriod: o.auditPeriod, DrainPoll: o.drainPoll, RetryPeriod: o.retryPeriod, Log: log,
+		AuditPeriod: o.auditPeriod, DrainPoll: o.drainPoll, RetryPeriod: o.retryPeriod, Log: log, Began: began,
 	})
 	if err := mgr.Add(runner); err != nil {
 		return err
 	}
+	// The kernel's table is read while the manager starts and its caches fill.
+	runner.Adopt(ctx)
 	if err := setupPodStats(ctx, &o.podstats, o.node, mgr, status, log); err != nil {
 		return err
 	}
@@ -331,6 +337,7 @@ func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
 		Scheme:                 scheme,
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: probe,
+		PprofBindAddress:       o.pprofAddr,
 		Cache:                  agent.CacheOptions(o.node),
 		Client:                 agent.ClientOptions(),
 	})
@@ -338,6 +345,9 @@ func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 	if err := controllers.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	if err := podstats.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
 	return mgr, nil

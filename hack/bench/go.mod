@@ -6,6 +6,7 @@ replace github.com/kubelvs/kubelvs => ../..
 
 require (
 	github.com/cloudflare/ipvs v0.12.0
+	github.com/go-logr/logr v1.4.4
 	github.com/kubelvs/kubelvs v0.0.0-00010101000000-000000000000
 	github.com/moby/ipvs v1.1.0
 	golang.org/x/sys v0.50.0
@@ -23,7 +24,6 @@ require (
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
 	github.com/evanphx/json-patch/v5 v5.9.11 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
-	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-openapi/jsonpointer v1.0.0 // indirect
 	github.com/go-openapi/jsonreference v1.0.0 // indirect
 	github.com/go-openapi/swag v0.27.1 // indirect

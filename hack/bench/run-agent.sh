@@ -5,7 +5,8 @@
 # agent-bench run inside hack/vm (qemu user-mode network: the guest reaches the API server at
 # 10.0.2.2) with the kubelvs binary, and prints its table. Flags go to both: -vs N (default
 # 10000), -dests, -changes, -resyncs, -idle, -workers (see hack/bench/agent/main.go).
-# VM_MEM (default 6G) and VM_TIMEOUT (default 5400 s) size the VM.
+# VM_MEM (default 6G) and VM_TIMEOUT (default 5400 s) size the VM. With -profile, the agent's
+# profiles are written to BENCH_PROFILE_DIR (default bin/bench-agent-profiles).
 set -euo pipefail
 # The braces make bash parse the whole script before running it: editing it mid-run is then harmless.
 {
@@ -32,8 +33,18 @@ port=$apiport
 echo "bench-agent: host load average $(cut -d' ' -f1-3 /proc/loadavg)"
 VM_NET=user VM_MEM=${VM_MEM:-6G} VM_TIMEOUT=${VM_TIMEOUT:-5400} "$ROOT/hack/vm/run.sh" \
   -f "$tmp/agent-bench:/vm/agent-bench" -f "$tmp/kubeconfig:/vm/kubeconfig" -f "$tmp/kubelvs:/vm/kubelvs" -- \
-  agent-bench run -kubeconfig /vm/kubeconfig -kubelvs /vm/kubelvs "$@" | grep --line-buffered -v '^@@vmcpu '
+  agent-bench run -kubeconfig /vm/kubeconfig -kubelvs /vm/kubelvs "$@" | tee "$tmp/console" | grep --line-buffered -v '^@@vmcpu \|^@@pprof '
 rc=${PIPESTATUS[0]}
+# -profile: the agent's profiles came as `@@pprof NAME BASE64` lines.
+if grep -q '^@@pprof ' "$tmp/console"; then
+  dir=${BENCH_PROFILE_DIR:-$ROOT/bin/bench-agent-profiles}
+  mkdir -p "$dir"
+  cp "$tmp/kubelvs" "$dir/kubelvs"
+  for name in $(grep '^@@pprof ' "$tmp/console" | cut -d' ' -f2 | sort -u); do
+    grep "^@@pprof $name " "$tmp/console" | cut -d' ' -f3 | tr -d '\r\n' | base64 -d >"$dir/$name.pprof"
+    echo "bench-agent: profile $dir/$name.pprof (go tool pprof -top $dir/kubelvs $dir/$name.pprof)"
+  done
+fi
 echo "bench-agent: host load average $(cut -d' ' -f1-3 /proc/loadavg)"
 exit "$rc"
 }

@@ -42,7 +42,38 @@ const (
 // that differ are updated in place; destinations that go, or terminate, drain at weight 0
 // unless they are UDP or the drain timeout is 0; services that go drain before removal.
 func (m *Model) Plan(w *Want, now time.Time, allow func(lvs.ServiceKey) error) ([]Step, []Refusal) {
+	return m.plan(w, now, allow, nil, nil)
+}
+
+// PlanBatch plans wants together, as one batch: a key that one VirtualService lets go and
+// another takes in the same batch is handed over in place, not removed (planned one by one,
+// the first one's drain would land after the second one's takeover and leave the new
+// owner's destinations at weight 0). It returns the steps in the order of wants and the
+// refusals by VirtualService.
+func (m *Model) PlanBatch(wants []Want, now time.Time, allow func(lvs.ServiceKey) error) ([]Step, map[types.NamespacedName][]Refusal) {
+	claimed := map[lvs.ServiceKey]types.NamespacedName{}
+	for i := range wants {
+		for j := range wants[i].Services {
+			claimed[wants[i].Services[j].Key()] = wants[i].Key
+		}
+	}
 	var steps []Step
+	refusals := make(map[types.NamespacedName][]Refusal, len(wants))
+	for i := range wants {
+		w := &wants[i]
+		var ref []Refusal
+		steps, ref = m.plan(w, now, allow, steps, func(k lvs.ServiceKey) bool {
+			owner, ok := claimed[k]
+			return ok && owner != w.Key
+		})
+		refusals[w.Key] = ref
+	}
+	return steps, refusals
+}
+
+// plan appends w's steps to steps; handedOver, when non-nil, says which keys w let go of are
+// taken by another VirtualService of the batch.
+func (m *Model) plan(w *Want, now time.Time, allow func(lvs.ServiceKey) error, steps []Step, handedOver func(lvs.ServiceKey) bool) ([]Step, []Refusal) {
 	var refused []Refusal
 	wanted := make(map[lvs.ServiceKey]bool, len(w.Services))
 	for i := range w.Services {
@@ -64,7 +95,7 @@ func (m *Model) Plan(w *Want, now time.Time, allow func(lvs.ServiceKey) error) (
 		steps = m.planService(steps, w, ws, o, now)
 	}
 	for _, k := range m.KeysOf(w.Key) {
-		if !wanted[k] {
+		if !wanted[k] && (handedOver == nil || !handedOver(k)) {
 			steps = m.planRemoval(steps, m.services[k], now)
 		}
 	}

@@ -59,6 +59,8 @@ type Reconciler struct {
 	lastSave, retryAt time.Time
 	// dataplaneDirty: the dataplane must be programmed (its last program failed, or the node changed).
 	dataplaneDirty bool
+	// report: the entries of the last report (reconciler goroutine; under mu in Report).
+	report reportCache
 }
 
 // OwnersSnapshot returns which VirtualService owns each service, as of the last batch; it may
@@ -136,6 +138,7 @@ func (r *Reconciler) Start(ctx context.Context) error {
 		return err
 	}
 	r.model.Adopt(table, cp)
+	r.report.all = true
 	r.publish(nil)
 	r.cfg.Log.Info("adopted the kernel's IPVS table", "services", len(table), "owned", len(r.model.services), "foreign", len(r.model.foreign))
 	r.dataplaneStart(ctx)
@@ -155,13 +158,7 @@ func (r *Reconciler) table(ctx context.Context) ([]ipvs.TableEntry, error) {
 // kernel operations. It returns the VirtualServices some of whose steps failed (to retry).
 func (r *Reconciler) Sync(ctx context.Context, wants []Want) ([]types.NamespacedName, error) {
 	start := r.cfg.Now()
-	var steps []Step
-	refusals := make(map[types.NamespacedName][]Refusal, len(wants))
-	for i := range wants {
-		s, ref := r.model.Plan(&wants[i], start, r.cfg.Allow)
-		steps = append(steps, s...)
-		refusals[wants[i].Key] = ref
-	}
+	steps, refusals := r.model.PlanBatch(wants, start, r.cfg.Allow)
 	failures, err := r.apply(ctx, steps)
 	r.mu.Lock()
 	var retry []types.NamespacedName
@@ -174,11 +171,12 @@ func (r *Reconciler) Sync(ctx context.Context, wants []Want) ([]types.Namespaced
 				st.programmed = false
 			}
 		}
-		if len(w.Services) == 0 && len(r.model.KeysOf(w.Key)) == 0 {
+		if len(w.Services) == 0 && len(r.model.byOwner[w.Key]) == 0 {
 			delete(r.states, w.Key)
 		} else {
 			r.states[w.Key] = st
 		}
+		r.reportChanged(w.Key)
 		if len(st.failed) > 0 {
 			retry = append(retry, w.Key)
 		}
@@ -236,6 +234,11 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 		s := &steps[i]
 		if s.Op.Kind != 0 {
 			r.cfg.Metrics.operation(s.Op.Kind, results[i])
+		}
+		// The entries of the step's VirtualService and of the service's owner before it.
+		r.reportChanged(s.Owner)
+		if o := r.model.services[s.Op.Service.Key()]; o != nil {
+			r.reportChanged(o.Owner)
 		}
 		if err := results[i]; err != nil {
 			if s.Op.Kind == ipvs.AddService && errors.Is(err, ipvs.ErrServiceExists) {
@@ -333,6 +336,7 @@ func (r *Reconciler) Repair(ctx context.Context, table []ipvs.TableEntry, since 
 		r.cfg.Log.Info("audit repaired drift", "repairs", repairs)
 	}
 	r.dataplaneAudit(ctx)
+	r.report.all = true // the audit's safety net covers the report's entries too
 	if cerr := r.saveCheckpoint(); cerr != nil && err == nil {
 		err = cerr
 	}

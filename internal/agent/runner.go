@@ -39,6 +39,9 @@ type RunnerConfig struct {
 	// RetryPeriod is how long a VirtualService whose operations failed waits before a retry.
 	RetryPeriod time.Duration
 	Log         logr.Logger
+	// Began is when the agent began (the start-up log line's times are from it); zero: when
+	// Start was called.
+	Began time.Time
 }
 
 // Runner is the agent's loop (a controller-runtime Runnable): it turns watch events into the
@@ -55,6 +58,12 @@ type Runner struct {
 	// VirtualService from the synced caches, and mapping the caches' initial adds one by one
 	// through the indexes cost a restart time in proportion to the cluster.
 	started atomic.Bool
+	// synced: the caches have synced (reads through them no longer fail or wait).
+	synced atomic.Bool
+
+	adoptOnce sync.Once
+	adopted   chan error // Adopt's result
+	adoptedAt time.Time  // when Adopt ended (read after adopted is received)
 }
 
 // OnReady registers f to run once the kernel's table is adopted and the first sync is done.
@@ -67,7 +76,7 @@ func (r *Runner) OwnersSnapshot() map[lvs.ServiceKey]types.NamespacedName {
 
 // NewRunner returns a Runner.
 func NewRunner(cfg RunnerConfig) *Runner {
-	return &Runner{cfg: cfg, dirty: map[types.NamespacedName]time.Time{}, wake: make(chan struct{}, 1)}
+	return &Runner{cfg: cfg, dirty: map[types.NamespacedName]time.Time{}, wake: make(chan struct{}, 1), adopted: make(chan error, 1)}
 }
 
 // NeedLeaderElection: every node's agent runs.
@@ -109,25 +118,42 @@ func (r *Runner) Start(ctx context.Context) error {
 		return err
 	}
 	go r.cfg.Status.Run(ctx)
-	start := time.Now()
-	// The kernel's table is read while the caches fill: the two do not depend on each other.
-	adopted := make(chan error, 1)
-	go func() { adopted <- r.adopt(ctx) }()
+	began := r.cfg.Began
+	if began.IsZero() {
+		began = time.Now()
+	}
+	r.Adopt(ctx)
 	if !r.cfg.Cache.WaitForCacheSync(ctx) {
 		return errors.New("agent: caches did not sync")
 	}
-	synced := time.Since(start)
-	if err := <-adopted; err != nil {
+	synced := time.Since(began)
+	r.synced.Store(true)
+	if err := <-r.adopted; err != nil {
 		return err
 	}
 	r.started.Store(true)
 	r.markAll()
 	r.process(ctx)
-	r.cfg.Log.Info("ready: table adopted and first sync done", "cachesSynced", synced, "ready", time.Since(start))
+	r.cfg.Log.Info("ready: table adopted and first sync done", "adopted", r.adoptedAt.Sub(began).Seconds(),
+		"cachesSynced", synced.Seconds(), "ready", time.Since(began).Seconds())
 	for _, f := range r.onReady {
 		f()
 	}
 	return r.loop(ctx)
+}
+
+// Adopt begins adopting the kernel's state (the checkpoint, one table read, the dataplane)
+// on a goroutine of its own, once; Start waits for it. It needs nothing from the API server:
+// called before the manager starts, the table is read while the caches fill (controller-runtime
+// starts runnables such as the Runner only after the caches have synced).
+func (r *Runner) Adopt(ctx context.Context) {
+	r.adoptOnce.Do(func() {
+		go func() {
+			err := r.adopt(ctx)
+			r.adoptedAt = time.Now()
+			r.adopted <- err
+		}()
+	})
 }
 
 // adopt retries the reconciler's start-up until the kernel answers.
@@ -141,9 +167,11 @@ func (r *Runner) adopt(ctx context.Context) error {
 		r.cfg.Log.Error(err, "cannot read the IPVS table; retrying")
 		r.cfg.Status.setIPVS(err)
 		// The IPVSNode is owned by the Node: learn its UID here too, or a node without IPVS
-		// never gets the IPVSNode that says so.
-		r.node(ctx)
-		r.cfg.Status.Publish(r.cfg.Reconciler.Report())
+		// never gets the IPVSNode that says so (once the caches can be read).
+		if r.synced.Load() {
+			r.node(ctx)
+			r.cfg.Status.Publish(r.cfg.Reconciler.Report())
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -24,39 +24,103 @@ type NodeReport struct {
 	DataplaneError string
 }
 
+// reportCache keeps the report's entries between reports and rebuilds only those of the
+// VirtualServices that changed since the last one (and all of them after an adoption or an
+// audit): rebuilding every entry once a second while endpoints churn cost the loop time in
+// proportion to the node's table, and a change arriving meanwhile waited for it.
+type reportCache struct {
+	all       bool // rebuild every entry
+	dirty     map[types.NamespacedName]struct{}
+	entries   map[types.NamespacedName]v1alpha1.NodeVirtualService
+	conflicts map[types.NamespacedName][]string // "VirtualService: key" of the entries that have any
+	sorted    []types.NamespacedName            // the keys of entries, sorted
+}
+
+// reportChanged marks a VirtualService's entry for the next report (reconciler goroutine).
+func (r *Reconciler) reportChanged(k types.NamespacedName) {
+	if r.report.dirty == nil {
+		r.report.dirty = map[types.NamespacedName]struct{}{}
+	}
+	r.report.dirty[k] = struct{}{}
+}
+
 // Report returns the node's report, entries sorted by namespace and name. Call it from the
 // reconciler's goroutine.
 func (r *Reconciler) Report() NodeReport {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	keys := map[types.NamespacedName]bool{}
-	for k, st := range r.states {
-		if st.services == 0 && len(r.model.KeysOf(k)) == 0 {
-			delete(r.states, k) // drained and gone
-			continue
+	rc := &r.report
+	if rc.entries == nil {
+		rc.entries, rc.conflicts, rc.all = map[types.NamespacedName]v1alpha1.NodeVirtualService{}, map[types.NamespacedName][]string{}, true
+	}
+	if rc.all {
+		for k := range r.states {
+			r.reportChanged(k)
 		}
-		keys[k] = true
+		for _, k := range r.model.Owners() {
+			r.reportChanged(k)
+		}
+		for k := range rc.entries {
+			r.reportChanged(k)
+		}
+		rc.all = false
 	}
-	for _, k := range r.model.Owners() {
-		keys[k] = true
+	for k := range rc.dirty {
+		r.refreshEntry(k)
 	}
-	var rep NodeReport
+	clear(rc.dirty)
+	rep := NodeReport{VirtualServices: make([]v1alpha1.NodeVirtualService, 0, len(rc.sorted))}
 	if r.checkpointErr != nil {
 		rep.CheckpointError = r.checkpointErr.Error()
 	}
-	sorted := slices.Collect(maps.Keys(keys))
-	slices.SortFunc(sorted, compareNames)
-	for _, k := range sorted {
-		e := r.entry(k, r.states[k], &rep)
+	for _, k := range rc.sorted {
+		e := rc.entries[k]
 		rep.VirtualServices = append(rep.VirtualServices, e)
 		if e.State != v1alpha1.StateDraining {
 			rep.Counts.VirtualServices++
+		}
+	}
+	if len(rc.conflicts) > 0 {
+		conflicted := slices.Collect(maps.Keys(rc.conflicts))
+		slices.SortFunc(conflicted, compareNames)
+		for _, k := range conflicted {
+			rep.Conflicts = append(rep.Conflicts, rc.conflicts[k]...)
 		}
 	}
 	r.dataplaneReport(&rep)
 	svcs, dests := r.model.Counts()
 	rep.Counts.Services, rep.Counts.Destinations = int32(svcs), int32(dests)
 	return rep
+}
+
+// refreshEntry rebuilds k's entry, or drops it when k has nothing on the node any more.
+func (r *Reconciler) refreshEntry(k types.NamespacedName) {
+	rc := &r.report
+	st := r.states[k]
+	owns := len(r.model.byOwner[k]) > 0
+	if st != nil && st.services == 0 && !owns {
+		delete(r.states, k) // drained and gone
+		st = nil
+	}
+	i, found := slices.BinarySearchFunc(rc.sorted, k, compareNames)
+	if st == nil && !owns {
+		delete(rc.entries, k)
+		delete(rc.conflicts, k)
+		if found {
+			rc.sorted = slices.Delete(rc.sorted, i, i+1)
+		}
+		return
+	}
+	var conflicts NodeReport
+	rc.entries[k] = r.entry(k, st, &conflicts)
+	if len(conflicts.Conflicts) > 0 {
+		rc.conflicts[k] = conflicts.Conflicts
+	} else {
+		delete(rc.conflicts, k)
+	}
+	if !found {
+		rc.sorted = slices.Insert(rc.sorted, i, k)
+	}
 }
 
 func (r *Reconciler) entry(k types.NamespacedName, st *vsState, rep *NodeReport) v1alpha1.NodeVirtualService {

@@ -193,7 +193,7 @@ func TestReconcilerRealKernel(t *testing.T) {
 	})
 	m := NewMetrics()
 	const window = 3 * time.Second
-	rec := NewReconciler(Config{Node: node, Reader: env.Client, Writer: counting, Exits: lis,
+	rec := NewReconciler(Config{Node: node, Reader: agentCache(t, ctx), Writer: counting, Exits: lis,
 		Sampler: &Sampler{Discoverer: &Discoverer{CgroupRoot: root}, Taskstats: ts},
 		Window:  window,
 		// The I/O workload is one task, so its block I/O delay stays under 1.0 (100 %): with the

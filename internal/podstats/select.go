@@ -3,6 +3,7 @@ package podstats
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -18,12 +19,52 @@ import (
 // VirtualService's backend.
 const AnnotationTaskstats = "kubelvs.io/taskstats"
 
+// Field indexes of the agent's cache that selection reads through (SetupIndexes): every
+// node's agent caches every pod (delay-aware weights read backend pods of any node), and a
+// round must cost what this node has, not what the cluster has.
+const (
+	// IndexPodNode indexes pods by spec.nodeName.
+	IndexPodNode = "kubelvs.io/pod-node"
+	// IndexSliceNode indexes EndpointSlices by the nodes of their endpoints that are pods.
+	IndexSliceNode = "kubelvs.io/slice-node"
+)
+
+// SetupIndexes registers the field indexes Selected uses (beside controllers.SetupIndexes).
+func SetupIndexes(ctx context.Context, idx client.FieldIndexer) error {
+	if err := idx.IndexField(ctx, &corev1.Pod{}, IndexPodNode, func(o client.Object) []string {
+		if p, ok := o.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+			return []string{p.Spec.NodeName}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("podstats: index pods by node: %w", err)
+	}
+	if err := idx.IndexField(ctx, &discoveryv1.EndpointSlice{}, IndexSliceNode, sliceNodes); err != nil {
+		return fmt.Errorf("podstats: index EndpointSlices by node: %w", err)
+	}
+	return nil
+}
+
+func sliceNodes(o client.Object) []string {
+	es, ok := o.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, ep := range es.Endpoints {
+		if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" && ep.NodeName != nil && *ep.NodeName != "" && !slices.Contains(out, *ep.NodeName) {
+			out = append(out, *ep.NodeName)
+		}
+	}
+	return out
+}
+
 // Selected returns the running pods on node whose condition the agent keeps: endpoints (on this
 // node) of a Service any VirtualService references, and pods annotated kubelvs.io/taskstats:
-// "true". r is the agent's cache (pods of this node only, EndpointSlices indexed by Service).
+// "true". r is the agent's cache, with the indexes of controllers.SetupIndexes and SetupIndexes.
 func Selected(ctx context.Context, r client.Reader, node string) ([]*corev1.Pod, error) {
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods); err != nil {
+	if err := r.List(ctx, &pods, client.MatchingFields{IndexPodNode: node}); err != nil {
 		return nil, fmt.Errorf("podstats: list pods: %w", err)
 	}
 	backends, err := backendPods(ctx, r, node)
@@ -43,37 +84,41 @@ func Selected(ctx context.Context, r client.Reader, node string) ([]*corev1.Pod,
 	return out, nil
 }
 
-// backendPods returns the pods on node that are endpoints of a Service a VirtualService uses.
+// backendPods returns the pods on node that are endpoints of a Service a VirtualService uses:
+// it reads the EndpointSlices with endpoints on node, and asks of each one's Service whether a
+// VirtualService references it.
 func backendPods(ctx context.Context, r client.Reader, node string) (map[types.NamespacedName]bool, error) {
-	var vss v1alpha1.VirtualServiceList
-	if err := r.List(ctx, &vss); err != nil {
-		return nil, fmt.Errorf("podstats: list VirtualServices: %w", err)
+	var list discoveryv1.EndpointSliceList
+	if err := r.List(ctx, &list, client.MatchingFields{IndexSliceNode: node}); err != nil {
+		return nil, fmt.Errorf("podstats: list EndpointSlices of node %s: %w", node, err)
 	}
 	out := map[types.NamespacedName]bool{}
-	seen := map[types.NamespacedName]bool{}
-	for i := range vss.Items {
-		vs := &vss.Items[i]
-		for _, ref := range vs.Spec.BackendRefs {
-			k := types.NamespacedName{Namespace: vs.Namespace, Name: ref.Name}
-			if ref.EffectiveKind() != v1alpha1.BackendKindService || seen[k] {
-				continue
+	used := map[types.NamespacedName]bool{}
+	for i := range list.Items {
+		es := &list.Items[i]
+		svc := types.NamespacedName{Namespace: es.Namespace, Name: es.Labels[discoveryv1.LabelServiceName]}
+		if svc.Name == "" {
+			continue
+		}
+		u, known := used[svc]
+		if !known {
+			var vss v1alpha1.VirtualServiceList
+			if err := r.List(ctx, &vss, client.InNamespace(svc.Namespace), client.MatchingFields{controllers.IndexServiceRef: svc.Name}); err != nil {
+				return nil, fmt.Errorf("podstats: list VirtualServices of Service %s: %w", svc, err)
 			}
-			seen[k] = true
-			var slices discoveryv1.EndpointSliceList
-			if err := r.List(ctx, &slices, client.InNamespace(k.Namespace),
-				client.MatchingFields{controllers.IndexSliceService: k.Name}); err != nil {
-				return nil, fmt.Errorf("podstats: list EndpointSlices of Service %s: %w", k, err)
-			}
-			for j := range slices.Items {
-				for _, ep := range slices.Items[j].Endpoints {
-					if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" && ep.NodeName != nil && *ep.NodeName == node {
-						ns := ep.TargetRef.Namespace
-						if ns == "" {
-							ns = k.Namespace
-						}
-						out[types.NamespacedName{Namespace: ns, Name: ep.TargetRef.Name}] = true
-					}
+			u = len(vss.Items) > 0
+			used[svc] = u
+		}
+		if !u {
+			continue
+		}
+		for _, ep := range es.Endpoints {
+			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" && ep.NodeName != nil && *ep.NodeName == node {
+				ns := ep.TargetRef.Namespace
+				if ns == "" {
+					ns = es.Namespace
 				}
+				out[types.NamespacedName{Namespace: ns, Name: ep.TargetRef.Name}] = true
 			}
 		}
 	}

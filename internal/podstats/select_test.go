@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -18,8 +17,30 @@ import (
 	"github.com/kubelvs/kubelvs/controllers"
 )
 
-// TestSelected runs pod selection on a cache like the agent's (this node's pods only, trimmed;
-// EndpointSlices indexed by Service) over the envtest API server: the node's endpoints of a
+// agentCache is a cache like the agent's (every pod, trimmed; the indexes Selected reads
+// through), started and synced.
+func agentCache(t *testing.T, ctx context.Context) client.Reader {
+	t.Helper()
+	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme, ByObject: map[client.Object]cache.ByObject{
+		&corev1.Pod{}: {Transform: TrimPod}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := controllers.SetupIndexes(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetupIndexes(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		t.Fatal("cache did not sync")
+	}
+	return c
+}
+
+// TestSelected runs pod selection on a cache like the agent's (every pod, trimmed; indexed by
+// node) over the envtest API server: the node's endpoints of a
 // Service a VirtualService uses, and annotated pods; not a pod of another node, not an endpoint of
 // a Service no VirtualService uses, not a pod that is not running.
 func TestSelected(t *testing.T) {
@@ -71,18 +92,7 @@ func TestSelected(t *testing.T) {
 	slice("sel-web-1", "sel-web", ep("10.1.0.1", "sel-backend", node), ep("10.1.0.2", "sel-backend-elsewhere", "node-other"))
 	slice("sel-unused-1", "sel-unused", ep("10.1.0.3", "sel-unused-service", node))
 
-	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme, ByObject: map[client.Object]cache.ByObject{
-		&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", node), Transform: TrimPod}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := controllers.SetupIndexes(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.Start(ctx) }()
-	if !c.WaitForCacheSync(ctx) {
-		t.Fatal("cache did not sync")
-	}
+	c := agentCache(t, ctx)
 	want := []string{"sel-annotated", "sel-backend"}
 	var got []string
 	for range 100 { // the informers see the objects created just before they started

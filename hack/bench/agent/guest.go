@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -87,6 +88,10 @@ func (a *agentProc) start(auditPeriod time.Duration) error {
 		"--drain-poll-period", "500ms", "--lease-namespace", "default",
 		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(metricsPort), "--metrics-secure=false",
 		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(probePort))
+	a.cmd.Args = append(a.cmd.Args, a.o.agentFlags...)
+	if a.o.profile {
+		a.cmd.Args = append(a.cmd.Args, pprofFlag())
+	}
 	a.cmd.Stdout, a.cmd.Stderr = logFile, logFile
 	a.started = time.Now()
 	return a.cmd.Start()
@@ -98,6 +103,9 @@ func (a *agentProc) waitReady(timeout time.Duration) (time.Duration, error) {
 	for time.Since(a.started) < timeout {
 		resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
 		if err == nil {
+			// Read to the end, so that the next poll reuses the connection: a connection per
+			// poll cost the agent measurable CPU in the 1-vCPU guest.
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return time.Since(a.started), nil
@@ -238,6 +246,7 @@ func swap(i int, cur netip.Addr) netip.Addr {
 
 type results struct {
 	changes                     []time.Duration
+	acked, seen                 []time.Duration
 	resyncs                     []time.Duration
 	resyncCounts                kubeproxy.Counts
 	histP50, histP99, histN     float64
@@ -274,6 +283,8 @@ func run(o *options) (err error) {
 		return err
 	}
 	var r results
+	prof := &profiler{on: o.profile}
+	defer prof.wait()
 	logf("%d VirtualServices x %d endpoints; %d changes, %d full resyncs, idle window %v", o.vs, o.dests, o.changes, o.resyncs, o.idle)
 
 	// 2b. The informers' initial sync, alone.
@@ -290,6 +301,7 @@ func run(o *options) (err error) {
 	if err := a.start(time.Hour); err != nil {
 		return err
 	}
+	prof.cpu("converge", 40*time.Second)
 	if r.converge, err = a.waitReady(30 * time.Minute); err != nil {
 		return err
 	}
@@ -359,9 +371,17 @@ func run(o *options) (err error) {
 
 	// 1a. EndpointSlice changes: one at a time (each after the previous one is in the kernel),
 	// or with -change-interval, one every interval whatever the agent has done (open loop).
-	if r.changes, err = runChanges(ctx, o, k8s, kernel, keys); err != nil {
+	prof.wait()
+	if o.changeInterval > 0 {
+		prof.cpu("changes", time.Duration(o.changes)*o.changeInterval)
+	}
+	ct, err := runChanges(ctx, o, k8s, kernel, keys)
+	if err != nil {
 		return err
 	}
+	r.changes, r.acked, r.seen = ct.kernel, ct.acked, ct.seen
+	prof.wait()
+	prof.heap("heap-changes")
 	changed := map[int]bool{}
 	for k := range o.changes {
 		changed[changeTarget(k, o.vs)] = true
@@ -404,12 +424,14 @@ func run(o *options) (err error) {
 	if err := a.start(r.auditPeriod); err != nil {
 		return err
 	}
+	prof.cpu("restart", 30*time.Second)
 	if r.restartReady, err = a.waitReady(30 * time.Minute); err != nil {
 		return err
 	}
 	if r.rssRestarted, err = a.rss(); err != nil {
 		return err
 	}
+	prof.wait()
 	ss, st, err := scrape(mRequests, mAudit)
 	if err != nil {
 		return err
@@ -493,7 +515,8 @@ func writeLogTail(n int) error {
 			return err
 		}
 		for _, l := range strings.Split(string(b), "\n") {
-			if strings.Contains(l, "ERROR") || strings.Contains(l, "ready: table adopted") || strings.Contains(l, "adopted the kernel") {
+			if strings.Contains(l, "ERROR") || strings.Contains(l, "ready: table adopted") || strings.Contains(l, "adopted the kernel") ||
+				strings.Contains(l, `"msg":"starting"`) {
 				logf("agent %d log: %s", i, l)
 			}
 		}
@@ -503,16 +526,49 @@ func writeLogTail(n int) error {
 
 // pending is one change not yet seen in the kernel.
 type pending struct {
-	k    int
-	key  lvs.ServiceKey
-	next netip.Addr
-	t0   time.Time
+	k     int
+	key   lvs.ServiceKey
+	slice string
+	next  netip.Addr
+	t0    time.Time
+}
+
+// changeTimes are the parts of the changes' latencies the guest can see besides the agent's.
+type changeTimes struct {
+	kernel []time.Duration // just before the API update to the destination in the kernel
+	acked  []time.Duration // to the API update's response
+	seen   []time.Duration // to a bare watch in the guest seeing it (watchFloor)
 }
 
 // runChanges makes o.changes EndpointSlice changes and returns each one's time from just before
 // its API update to its new destination being in the kernel (polled every 2 ms).
-func runChanges(ctx context.Context, o *options, k8s client.Client, kernel *ipvs.Client, keys map[netip.Addr]lvs.ServiceKey) ([]time.Duration, error) {
+func runChanges(ctx context.Context, o *options, k8s client.Client, kernel *ipvs.Client, keys map[netip.Addr]lvs.ServiceKey) (*changeTimes, error) {
 	lat := make([]time.Duration, o.changes)
+	ct := &changeTimes{kernel: lat, acked: make([]time.Duration, o.changes), seen: make([]time.Duration, o.changes)}
+	floor, err := startWatchFloor(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer floor.stop()
+	all := make([]*pending, o.changes)
+	// seen reads when the bare watch saw each change (it runs beside the agent: it may see a
+	// change after the agent has programmed it).
+	seen := func() (*changeTimes, error) {
+		deadline := time.Now().Add(time.Minute)
+		for _, p := range all {
+			for {
+				if at, ok := floor.at(p.slice, p.next.String()); ok {
+					ct.seen[p.k] = at.Sub(p.t0)
+					break
+				}
+				if time.Now().After(deadline) {
+					return nil, fmt.Errorf("the bare watch did not see change %d", p.k)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		return ct, nil
+	}
 	issue := func(k int) (*pending, error) {
 		i := changeTarget(k, o.vs)
 		var es discoveryv1.EndpointSlice
@@ -523,7 +579,7 @@ func runChanges(ctx context.Context, o *options, k8s client.Client, kernel *ipvs
 		if err != nil {
 			return nil, err
 		}
-		p := &pending{k: k, key: keys[vsAddr(i)], next: swap(i, cur)}
+		p := &pending{k: k, key: keys[vsAddr(i)], slice: es.Name, next: swap(i, cur)}
 		if _, ok := keys[vsAddr(i)]; !ok {
 			return nil, fmt.Errorf("no service %v in the table", vsAddr(i))
 		}
@@ -533,9 +589,12 @@ func runChanges(ctx context.Context, o *options, k8s client.Client, kernel *ipvs
 		}
 		p.t0 = time.Now()
 		es.Annotations["endpoints.kubernetes.io/last-change-trigger-time"] = p.t0.UTC().Format(time.RFC3339Nano)
+		floor.forget(p.slice, p.next.String())
 		if err := k8s.Update(ctx, &es); err != nil {
 			return nil, fmt.Errorf("update %s: %w", es.Name, err)
 		}
+		ct.acked[k] = time.Since(p.t0)
+		all[k] = p
 		return p, nil
 	}
 	// check reports whether p's change is in the kernel, recording its latency.
@@ -578,7 +637,7 @@ func runChanges(ctx context.Context, o *options, k8s client.Client, kernel *ipvs
 			progress(k + 1)
 			time.Sleep(20 * time.Millisecond)
 		}
-		return lat, nil
+		return seen()
 	}
 	// Open loop: a goroutine issues a change every interval; this one polls the outstanding ones.
 	issued := make(chan *pending, o.changes)
@@ -635,5 +694,5 @@ func runChanges(ctx context.Context, o *options, k8s client.Client, kernel *ipvs
 		return nil, err
 	default:
 	}
-	return lat, nil
+	return seen()
 }

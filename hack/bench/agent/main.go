@@ -36,6 +36,8 @@ type options struct {
 	vs, dests, changes, resyncs, workers int
 	idle, auditPeriod, changeInterval    time.Duration
 	kubeconfig, server, kubelvs          string
+	agentFlags                           []string
+	profile                              bool
 }
 
 func main() {
@@ -57,6 +59,11 @@ func main() {
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the API server")
 	fs.StringVar(&o.server, "server", "", "populate: override the kubeconfig's server URL (the host's view)")
 	fs.StringVar(&o.kubelvs, "kubelvs", "", "run: the kubelvs binary")
+	fs.BoolVar(&o.profile, "profile", false, "run: take the agent's CPU profiles of convergence, the changes and the restart and its heap profile after the changes (pprof on 127.0.0.1), printed as @@pprof NAME BASE64 lines (run-agent.sh writes them to BENCH_PROFILE_DIR)")
+	fs.Func("agent-flag", "run: one more flag for `kubelvs agent` (repeatable), e.g. -agent-flag=--vip-interface=", func(v string) error {
+		o.agentFlags = append(o.agentFlags, v)
+		return nil
+	})
 	_ = fs.Parse(os.Args[2:])
 	if o.vs < 1 || o.vs > 65536 || o.dests < 1 || o.dests >= altSlot || o.changes < 1 || o.resyncs < 1 || o.workers < 1 || o.kubeconfig == "" {
 		fmt.Fprintf(os.Stderr, "agent-bench: -kubeconfig is required; -vs 1..65536, -dests 1..%d, -changes, -resyncs, -workers >= 1\n", altSlot-1)

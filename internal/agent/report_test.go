@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kubelvs/kubelvs/pkg/desired"
+	"github.com/kubelvs/kubelvs/pkg/ipvs"
+	"github.com/kubelvs/kubelvs/pkg/lvs"
+)
+
+// entryLines are the report entry as "ns/name State active/draining".
+func entryLines(rep NodeReport) []string {
+	var out []string
+	for _, e := range rep.VirtualServices {
+		s := e.Namespace + "/" + e.Name + " " + string(e.State)
+		if e.RealServers != nil {
+			s += " " + itoa(e.RealServers.Active) + "/" + itoa(e.RealServers.Draining)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+// The report rebuilds only the entries of VirtualServices that changed: after every kind of
+// change it must equal a rebuild of every entry, and say what the node has.
+func TestReportIncremental(t *testing.T) {
+	fk, dir, c := newFakeKernel(), t.TempDir(), &clock{now: t0}
+	k1, k2, k3 := key(lvs.TCP, "192.0.2.10", 80), key(lvs.TCP, "192.0.2.11", 80), key(lvs.TCP, "192.0.2.12", 80)
+	fk.hand(ipvs.Op{Kind: ipvs.AddService, Service: &lvs.Service{ServiceKey: k3, Scheduler: "rr"}}) // someone else's
+	db := types.NamespacedName{Namespace: "default", Name: "db"}
+	r := newTestReconciler(t, fk, dir, c)
+	svc := func(owner types.NamespacedName, k lvs.ServiceKey, dests ...desired.Destination) desired.Service {
+		s := wsvc(k, "wrr", dests...)
+		s.Owner, s.DrainTimeout = owner, time.Minute
+		return s
+	}
+	want := func(owner types.NamespacedName, gen int64, svcs ...desired.Service) Want {
+		return Want{Key: owner, Generation: gen, Services: svcs}
+	}
+	check := func(step string, lines ...string) {
+		t.Helper()
+		inc := r.Report()
+		r.report.all = true
+		full := r.Report()
+		if diff := cmp.Diff(full, inc); diff != "" {
+			t.Errorf("%s: the incremental report differs from a full one (-full +incremental):\n%s", step, diff)
+		}
+		if diff := cmp.Diff(lines, entryLines(inc)); diff != "" {
+			t.Errorf("%s: entries (-want +got):\n%s", step, diff)
+		}
+	}
+	check("empty")
+
+	mustSync(t, r, want(web, 1, svc(web, k1, dst("10.1.0.1", 8080, 1), dst("10.1.0.2", 8080, 1))),
+		want(api, 1, svc(api, k2, dst("10.1.0.3", 8080, 1))))
+	check("programmed", "default/api Programmed 1/0", "default/web Programmed 2/0")
+
+	// Two reports without a change in between; then one endpoint removed: web's entry only.
+	r.Report()
+	fk.setConns(k1, lvs.DestinationKey{Address: dst("10.1.0.2", 8080, 1).Address, Port: 8080}, 1, 0)
+	mustSync(t, r, want(web, 2, svc(web, k1, dst("10.1.0.1", 8080, 1))))
+	if err := r.PollDrains(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	check("draining", "default/api Programmed 1/0", "default/web Programmed 1/1")
+
+	// The drain times out.
+	c.now = t0.Add(2 * time.Minute)
+	if err := r.PollDrains(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	check("drained", "default/api Programmed 1/0", "default/web Programmed 1/0")
+
+	// web takes api's service over (api no longer wants it): both entries change in one step.
+	mustSync(t, r, want(api, 2), want(web, 3, svc(web, k1, dst("10.1.0.1", 8080, 1)), svc(web, k2, dst("10.1.0.3", 8080, 1))))
+	check("taken over", "default/web Programmed 2/0")
+	// Handed over in place: no drain of 10.1.0.3 (planned one VirtualService after the other,
+	// api's drain landed after web's takeover and left it at weight 0).
+	if diff := cmp.Diff([]string{
+		"-A TCP 192.0.2.10:80 -s wrr",
+		"-A TCP 192.0.2.11:80 -s wrr",
+		"-A TCP 192.0.2.12:80 -s rr",
+		"-a TCP 192.0.2.10:80 -r 10.1.0.1:8080 -w 1 Masquerade",
+		"-a TCP 192.0.2.11:80 -r 10.1.0.3:8080 -w 1 Masquerade",
+	}, fk.dump()); diff != "" {
+		t.Errorf("table after the handover (-want +got):\n%s", diff)
+	}
+
+	// db wants the key someone else has: a conflict.
+	mustSync(t, r, want(db, 1, svc(db, k3, dst("10.1.0.4", 8080, 1))))
+	check("conflict", "default/db Failed 0/0", "default/web Programmed 2/0")
+	if diff := cmp.Diff([]string{"default/db: TCP 192.0.2.12:80"}, r.Report().Conflicts); diff != "" {
+		t.Errorf("conflicts (-want +got):\n%s", diff)
+	}
+
+	// Everything deleted: web drains (no connections: its destinations go at the next poll),
+	// then its services go and its entry with them.
+	mustSync(t, r, want(web, 4), want(db, 2))
+	check("deleted", "default/web Draining 0/2")
+	if err := r.PollDrains(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.PollDrains(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	check("gone")
+}
