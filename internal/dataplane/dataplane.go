@@ -54,6 +54,11 @@ type Dataplane struct {
 	nftEl  Elements                // the table's elements
 	sets   map[string]*nftables.Set
 	synced bool // addrs and nftEl are known to match the kernel (else the next Program reads it)
+	// genConn asks for the nftables ruleset generation; gen is the one after the agent's last
+	// transaction or table read, when genKnown (see gen.go).
+	genConn  *netlink.Conn
+	gen      uint32
+	genKnown bool
 
 	mu   sync.Mutex
 	info v1alpha1.DataplaneInfo
@@ -101,6 +106,13 @@ func (d *Dataplane) open() error {
 		}
 		d.nft = c
 	}
+	if d.genConn == nil && d.cfg.Filter {
+		c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: d.cfg.NetNS})
+		if err != nil {
+			return fmt.Errorf("dataplane: open nfnetlink: %w", err)
+		}
+		d.genConn = c
+	}
 	return nil
 }
 
@@ -115,6 +127,9 @@ func (d *Dataplane) Close() error {
 	}
 	if d.nft != nil {
 		errs = append(errs, d.nft.CloseLasting())
+	}
+	if d.genConn != nil {
+		errs = append(errs, d.genConn.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -262,10 +277,27 @@ func (d *Dataplane) programLink(full bool, touched *Elements) error {
 	return errors.Join(append(errs, addErrs...)...)
 }
 
+// generation returns the nftables ruleset generation.
+func (d *Dataplane) generation() (uint32, error) {
+	g, err := rulesetGen(d.genConn)
+	d.cfg.Metrics.op("nftables_generation", err)
+	return g, err
+}
+
 func (d *Dataplane) programTable(full bool, touched *Elements) error {
 	created := false
+	if full && d.sets != nil && d.genKnown {
+		// No commit by anyone since the agent's last: the table is what the agent holds.
+		if g, err := d.generation(); err == nil && g == d.gen {
+			full = false
+		}
+	}
 	if full {
+		// The generation before the read: a commit during the read makes the next audit read again.
+		g, gerr := d.generation()
+		d.gen, d.genKnown = g, gerr == nil
 		el, sets, exists, err := readTable(d.nft)
+		d.cfg.Metrics.op("nftables_read", err)
 		switch {
 		case errors.Is(err, errTableShape):
 			d.cfg.Log.Info("replacing the nftables table (it is not the one this agent writes)", "reason", err.Error())
@@ -296,9 +328,14 @@ func (d *Dataplane) programTable(full bool, touched *Elements) error {
 		if full {
 			d.sets = nil
 		}
+		d.genKnown = false
 		return fmt.Errorf("dataplane: nftables transaction: %w", err)
 	}
 	d.nftEl.Apply(&delta)
+	// The transaction is the only commit since the generation known: the table is the agent's.
+	g, gerr := d.generation()
+	d.genKnown = d.genKnown && gerr == nil && g == d.gen+1
+	d.gen = g
 	return nil
 }
 

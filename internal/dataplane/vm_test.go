@@ -147,3 +147,50 @@ func TestKernelForeignInterface(t *testing.T) {
 	}
 	run(t, "ip", "-n", "dpf", "link", "show", "kubelvs0")
 }
+
+// An audit reads the table back only when some commit since the agent's last transaction
+// changed the ruleset's generation, and then repairs what was changed.
+func TestKernelAuditReadsTableAfterACommit(t *testing.T) {
+	fd := netns(t, "dpg")
+	m := NewMetrics()
+	d := New(Config{NetNS: fd, Filter: true, Masquerade: MasqueradeRemote, Metrics: m})
+	defer d.Close()
+	fixtureServices(d)
+	ops := func(op string) float64 { return testutil.ToFloat64(m.Operations.WithLabelValues(op, "success")) }
+	audit := func(step string, reads, transactions float64) {
+		t.Helper()
+		r0, t0 := ops("nftables_read"), ops("nftables_transaction")
+		d.Audit()
+		if err := d.Program(t.Context()); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if r, tr := ops("nftables_read")-r0, ops("nftables_transaction")-t0; r != reads || tr != transactions {
+			t.Errorf("%s: the audit read the table %v times and made %v transactions, want %v and %v", step, r, tr, reads, transactions)
+		}
+	}
+	if err := d.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := ops("nftables_read"); n != 1 {
+		t.Fatalf("the first program read the table %v times, want 1", n)
+	}
+	audit("no commit since the agent's", 0, 0)
+	audit("still none", 0, 0)
+	// Another program's table: the generation moves, the agent's table is read and is right.
+	run(t, "ip", "netns", "exec", "dpg", "nft", "add", "table", "inet", "other")
+	audit("after another table was added", 1, 0)
+	audit("after the read", 0, 0)
+	// One of the agent's elements deleted by hand: read and repaired.
+	run(t, "ip", "netns", "exec", "dpg", "nft", "delete", "element", "inet", "kubelvs", "vips4", "{ 192.0.2.11 }")
+	audit("after an element was deleted", 1, 1)
+	if el := run(t, "ip", "netns", "exec", "dpg", "nft", "list", "set", "inet", "kubelvs", "vips4"); !strings.Contains(el, "192.0.2.11") {
+		t.Errorf("vips4 not repaired:\n%s", el)
+	}
+	audit("after the repair", 0, 0)
+	// An incremental change keeps the generation known.
+	d.Remove(key(netip.MustParseAddr("192.0.2.11"), lvs.UDP, 53))
+	if err := d.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	audit("after a change of the agent's", 0, 0)
+}
