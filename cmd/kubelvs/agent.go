@@ -50,19 +50,22 @@ type agentOptions struct {
 	secureMetrics   bool
 	probeAddr       string
 	pprofAddr       string
-	leaseNamespace  string
-	leaseDuration   time.Duration
-	expireNodest    bool
-	expireQuiescent bool
-	sysctlRoot      string
-	podName         string
-	podstats        podStatsOptions
-	vipInterface    string
-	masquerade      string
-	strictARP       bool
-	nftables        bool
-	uninstall       bool
-	zapOpts         zap.Options
+	apiCompression  bool
+	// realServerMetrics: the collector exports per-real-server series.
+	realServerMetrics bool
+	leaseNamespace    string
+	leaseDuration     time.Duration
+	expireNodest      bool
+	expireQuiescent   bool
+	sysctlRoot        string
+	podName           string
+	podstats          podStatsOptions
+	vipInterface      string
+	masquerade        string
+	strictARP         bool
+	nftables          bool
+	uninstall         bool
+	zapOpts           zap.Options
 }
 
 func newAgentCommand() *cobra.Command {
@@ -91,6 +94,8 @@ node's IPVSNode.`,
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":9753", "address of the metrics endpoint; 0 disables it")
 	f.BoolVar(&o.secureMetrics, "metrics-secure", true, "serve metrics over HTTPS with authentication and authorization")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":9754", "address of the /healthz and /readyz endpoints; 0 disables them")
+	f.BoolVar(&o.realServerMetrics, "metrics-real-servers", true, "export per-real-server IPVS series (8 per real server at each scrape; false: per service only, for nodes with tens of thousands of real servers)")
+	f.BoolVar(&o.apiCompression, "api-compression", false, "ask the API server to gzip large responses (off: inside a cluster gzip costs the API server and every node CPU and latency for little gain, as Kubernetes' own control-plane components find)")
 	f.StringVar(&o.pprofAddr, "pprof-bind-address", "", "address of the Go profiler's /debug/pprof endpoints, for diagnosing the agent (empty: off; they are unauthenticated, bind a loopback address)")
 	f.StringVar(&o.leaseNamespace, "lease-namespace", "kubelvs-system", "namespace of the node's Lease kubelvs-agent-<node> (empty: no Lease)")
 	f.DurationVar(&o.leaseDuration, "lease-duration", 40*time.Second, "duration of the node's Lease, renewed every quarter of it")
@@ -216,7 +221,9 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if err := setupPodStats(ctx, &o.podstats, o.node, mgr, status, log); err != nil {
 		return err
 	}
-	if err := metrics.Registry.Register(agent.NewStatsCollector(kernel, runner)); err != nil {
+	stats := agent.NewStatsCollector(kernel, runner)
+	stats.NoRealServers = !o.realServerMetrics
+	if err := metrics.Registry.Register(stats); err != nil {
 		return fmt.Errorf("register the IPVS collector: %w", err)
 	}
 	var ready atomic.Bool
@@ -317,6 +324,7 @@ func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the Kubernetes client configuration: %w", err)
 	}
+	cfg.DisableCompression = !o.apiCompression
 	scheme := kruntime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("building the scheme: %w", err)
