@@ -226,17 +226,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if err := metrics.Registry.Register(stats); err != nil {
 		return fmt.Errorf("register the IPVS collector: %w", err)
 	}
-	var ready atomic.Bool
-	runner.OnReady(func() { ready.Store(true) })
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("readyz", func(*http.Request) error {
-		if !ready.Load() {
-			return errors.New("the IPVS table is not adopted and synced yet")
-		}
-		return nil
-	}); err != nil {
+	if err := addProbes(mgr, runner); err != nil {
 		return err
 	}
 	log.Info("starting", "netns", o.netns, "stateDir", o.stateDir, "auditPeriod", o.auditPeriod, "managedCIDRs", o.managedCIDRs)
@@ -244,6 +234,21 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return err
 	}
 	return nil
+}
+
+// addProbes adds /healthz and /readyz (ready once the table is adopted and first synced).
+func addProbes(mgr ctrl.Manager, runner *agent.Runner) error {
+	var ready atomic.Bool
+	runner.OnReady(func() { ready.Store(true) })
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.AddReadyzCheck("readyz", func(*http.Request) error {
+		if !ready.Load() {
+			return errors.New("the IPVS table is not adopted and synced yet")
+		}
+		return nil
+	})
 }
 
 type sysctl struct{ name, value string }
