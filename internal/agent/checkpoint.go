@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -238,6 +237,8 @@ type CheckpointFile struct {
 	// records holds each service's encoded record as last written by SaveChanges, so that a
 	// write encodes only the services that changed.
 	records map[lvs.ServiceKey][]byte
+	// keys are the keys of records, sorted (kept in step, not sorted again at each write).
+	keys []lvs.ServiceKey
 }
 
 // Load reads the checkpoint; a missing file is an empty checkpoint. An unusable file (error
@@ -260,13 +261,13 @@ func (f *CheckpointFile) Load(now time.Time) (*Checkpoint, error) {
 		}
 		return &Checkpoint{}, fmt.Errorf("agent: checkpoint %s moved to %s: %w", f.Path, aside, err)
 	}
-	f.last, f.records = b, nil
+	f.last, f.records, f.keys = b, nil, nil
 	return cp, nil
 }
 
 // Save writes cp whole unless the file already holds it; it reports whether it wrote.
 func (f *CheckpointFile) Save(cp *Checkpoint) (bool, error) {
-	f.records = nil
+	f.records, f.keys = nil, nil
 	return f.SaveChanges(cp.Node, cp.Services, nil)
 }
 
@@ -275,12 +276,20 @@ func (f *CheckpointFile) Save(cp *Checkpoint) (bool, error) {
 // must set every record). Only the changed records are encoded; the file is written whole,
 // one service per line, in the order MarshalCheckpoint uses. It reports whether it wrote.
 func (f *CheckpointFile) SaveChanges(node string, set []CheckpointService, gone []lvs.ServiceKey) (bool, error) {
-	records := maps.Clone(f.records)
-	if records == nil {
-		records = map[lvs.ServiceKey][]byte{}
+	// The records are changed in place: when the write fails they are still what the file
+	// must hold, and the next call writes them (the caller sends its changes again).
+	if f.records == nil {
+		f.records = map[lvs.ServiceKey][]byte{}
 	}
+	records := f.records
 	for _, k := range gone {
-		delete(records, k)
+		k = k.Canonical()
+		if _, ok := records[k]; ok {
+			delete(records, k)
+			if i, found := slices.BinarySearchFunc(f.keys, k, compareKeys); found {
+				f.keys = slices.Delete(f.keys, i, i+1)
+			}
+		}
 	}
 	for i := range set {
 		fs := toFile(&set[i])
@@ -288,10 +297,14 @@ func (f *CheckpointFile) SaveChanges(node string, set []CheckpointService, gone 
 		if err != nil {
 			return false, fmt.Errorf("agent: encode checkpoint service %s: %w", set[i].Key, err)
 		}
-		records[set[i].Key.Canonical()] = b
+		k := set[i].Key.Canonical()
+		if _, ok := records[k]; !ok {
+			j, _ := slices.BinarySearchFunc(f.keys, k, compareKeys)
+			f.keys = slices.Insert(f.keys, j, k)
+		}
+		records[k] = b
 	}
-	keys := slices.Collect(maps.Keys(records))
-	slices.SortFunc(keys, compareKeys)
+	keys := f.keys
 	n, _ := json.Marshal(node)
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, `{"version":%d,"node":%s,"services":[`, CheckpointVersion, n)
@@ -305,13 +318,12 @@ func (f *CheckpointFile) SaveChanges(node string, set []CheckpointService, gone 
 	buf.WriteString("\n]}\n")
 	b := buf.Bytes()
 	if bytes.Equal(b, f.last) {
-		f.records = records
 		return false, nil
 	}
 	if err := writeAtomic(f.Path, b); err != nil {
 		return false, fmt.Errorf("agent: write checkpoint %s: %w", f.Path, err)
 	}
-	f.last, f.records = b, records
+	f.last = b
 	return true, nil
 }
 

@@ -117,3 +117,59 @@ func TestCheckpointCorrupt(t *testing.T) {
 		t.Errorf("the corrupt file is still at %s", path)
 	}
 }
+
+// SaveChanges writes only what changed, and the file always reads back as the whole
+// checkpoint: services added, changed and removed in any order, a failed write retried.
+func TestCheckpointSaveChanges(t *testing.T) {
+	dir := t.TempDir()
+	f := &CheckpointFile{Path: filepath.Join(dir, "cp.json")}
+	svc := func(addr string, gen int64) CheckpointService {
+		return CheckpointService{Key: key(lvs.TCP, addr, 80), Owner: web, Generation: gen, DrainTimeout: time.Minute}
+	}
+	readBack := func(step string, want ...CheckpointService) {
+		t.Helper()
+		b, err := os.ReadFile(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := UnmarshalCheckpoint(b)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", step, err, b)
+		}
+		if diff := cmp.Diff(&Checkpoint{Node: "n1", Services: want}, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", step, diff)
+		}
+	}
+	save := func(set []CheckpointService, gone ...lvs.ServiceKey) bool {
+		t.Helper()
+		wrote, err := f.SaveChanges("n1", set, gone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wrote
+	}
+	save([]CheckpointService{svc("192.0.2.30", 1), svc("192.0.2.10", 1), svc("192.0.2.20", 1)})
+	readBack("three added", svc("192.0.2.10", 1), svc("192.0.2.20", 1), svc("192.0.2.30", 1))
+	save([]CheckpointService{svc("192.0.2.20", 2), svc("192.0.2.15", 1)}, key(lvs.TCP, "192.0.2.30", 80))
+	readBack("one changed, one added, one gone", svc("192.0.2.10", 1), svc("192.0.2.15", 1), svc("192.0.2.20", 2))
+	if save(nil) {
+		t.Error("a save without a change wrote")
+	}
+	save(nil, key(lvs.TCP, "192.0.2.99", 80)) // never recorded: nothing to drop
+	readBack("an unknown key dropped", svc("192.0.2.10", 1), svc("192.0.2.15", 1), svc("192.0.2.20", 2))
+
+	// A write that fails (the directory is a regular file: even root cannot write there)
+	// keeps its records: the next write has those of both calls.
+	good := f.Path
+	blocker := filepath.Join(dir, "blocker")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.Path = filepath.Join(blocker, "cp.json")
+	if _, err := f.SaveChanges("n1", []CheckpointService{svc("192.0.2.40", 1)}, nil); err == nil {
+		t.Fatal("a write under a regular file succeeded")
+	}
+	f.Path = good
+	save(nil, key(lvs.TCP, "192.0.2.10", 80))
+	readBack("after the failed write", svc("192.0.2.15", 1), svc("192.0.2.20", 2), svc("192.0.2.40", 1))
+}
