@@ -400,8 +400,15 @@ func (r *Runner) register(ctx context.Context) error {
 				h.fn(ctx, old, cur)
 			}
 		}
-		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    func(o any) { fn(ctx, nil, asObject(o)) },
+		// The caches are synced before the Runner starts, so the informer replays every object
+		// it holds to the new handler as an add "in the initial list": the first sync lists
+		// them all anyway (and delivered after it, they would each be evaluated again).
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerDetailedFuncs{
+			AddFunc: func(o any, initial bool) {
+				if !initial {
+					fn(ctx, nil, asObject(o))
+				}
+			},
 			UpdateFunc: func(o, n any) { fn(ctx, asObject(o), asObject(n)) },
 			DeleteFunc: func(o any) { fn(ctx, asObject(o), nil) },
 		}); err != nil {
