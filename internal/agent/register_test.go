@@ -47,7 +47,7 @@ func TestRunnerIgnoresTheReplayedInitialList(t *testing.T) {
 	eventually(t, "the cache holds the 20 VirtualServices", func() error {
 		var l v1alpha1.VirtualServiceList
 		if err := mgr.GetCache().List(ctx, &l, &client.ListOptions{Namespace: ns.Name}); err != nil || len(l.Items) != 20 {
-			return fmt.Errorf("%d: %v", len(l.Items), err)
+			return fmt.Errorf("%d: %w", len(l.Items), err)
 		}
 		return nil
 	})
