@@ -230,10 +230,12 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 		batchErr = err
 	}
 	failures := map[types.NamespacedName][]string{}
+	ops := opCounts{}
+	defer ops.flush(r.cfg.Metrics)
 	for i := range steps {
 		s := &steps[i]
 		if s.Op.Kind != 0 {
-			r.cfg.Metrics.operation(s.Op.Kind, results[i])
+			ops.add(s.Op.Kind, results[i])
 		}
 		// The entries of the step's VirtualService and of the service's owner before it.
 		r.reportChanged(s.Owner)
