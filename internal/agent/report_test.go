@@ -112,3 +112,24 @@ func TestReportIncremental(t *testing.T) {
 	}
 	check("gone")
 }
+
+// A status write waits at least MinInterval, and a second per BytesPerSecond of the last one.
+func TestStatusWriterInterval(t *testing.T) {
+	for _, tc := range []struct {
+		min  time.Duration
+		bps  int
+		size int
+		want time.Duration
+	}{
+		{0, 0, 0, time.Second},
+		{0, 0, 100 << 10, time.Second},
+		{0, 0, 1300 << 10, time.Duration(1300.0 / 128 * float64(time.Second))},
+		{2 * time.Second, 0, 128 << 10, 2 * time.Second},
+		{0, 1 << 20, 4 << 20, 4 * time.Second},
+	} {
+		w := &StatusWriter{MinInterval: tc.min, BytesPerSecond: tc.bps, lastSize: tc.size}
+		if got := w.interval(); got != tc.want {
+			t.Errorf("MinInterval %v, BytesPerSecond %d, last write %d bytes: interval %v, want %v", tc.min, tc.bps, tc.size, got, tc.want)
+		}
+	}
+}

@@ -43,8 +43,13 @@ type StatusWriter struct {
 	ExtraConditions func() []metav1.Condition
 
 	// MinInterval is the least time between two status writes (default 1 s): a burst of
-	// changes costs one write, and the writes never hold up programming.
-	MinInterval time.Duration
+	// changes costs one write, and the writes never hold up programming. A large status waits
+	// longer: one second per BytesPerSecond of the last write (default 128 KiB), so that a
+	// node with 10,000 VirtualServices (a 1.3 MB status) writes it every 10 s while endpoints
+	// churn, not every second (each write is an etcd write of the whole object, and its encoding
+	// and the answer's decoding cost the node CPU).
+	MinInterval    time.Duration
+	BytesPerSecond int
 
 	mu        sync.Mutex
 	pending   *NodeReport // the newest report not yet written
@@ -55,6 +60,23 @@ type StatusWriter struct {
 	last      *v1alpha1.IPVSNodeStatus // last written
 	created   bool
 	leaseAt   time.Time
+	lastSize  int // bytes of the last status write's body
+}
+
+// interval is the time to wait after a status write.
+func (w *StatusWriter) interval() time.Duration {
+	d := w.MinInterval
+	if d <= 0 {
+		d = time.Second
+	}
+	bps := w.BytesPerSecond
+	if bps <= 0 {
+		bps = 128 << 10
+	}
+	w.mu.Lock()
+	size := w.lastSize
+	w.mu.Unlock()
+	return max(d, time.Duration(float64(size)/float64(bps)*float64(time.Second)))
 }
 
 func (w *StatusWriter) now() time.Time {
@@ -180,19 +202,22 @@ func (w *StatusWriter) Run(ctx context.Context) {
 	}
 	wake := w.wake
 	w.mu.Unlock()
-	minInterval := w.MinInterval
-	if minInterval <= 0 {
-		minInterval = time.Second
-	}
 	lease := time.NewTicker(max(w.LeaseDuration/4, time.Second))
 	defer lease.Stop()
+	var next <-chan time.Time // while set, the next status write waits for it
 	for {
+		var wakeCh <-chan struct{}
+		if next == nil {
+			wakeCh = wake
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-lease.C:
-			w.renewLease(ctx)
-		case <-wake:
+			w.renewLease(ctx) // also while a status write waits: the Lease must not expire
+		case <-next:
+			next = nil
+		case <-wakeCh:
 			w.mu.Lock()
 			rep := w.pending
 			w.pending = nil
@@ -200,11 +225,7 @@ func (w *StatusWriter) Run(ctx context.Context) {
 			if rep != nil {
 				w.write(ctx, *rep)
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(minInterval):
-			}
+			next = time.After(w.interval())
 		}
 	}
 }
@@ -279,6 +300,9 @@ func (w *StatusWriter) apply(ctx context.Context, st *v1alpha1.IPVSNodeStatus) e
 	if err != nil {
 		return fmt.Errorf("agent: encode IPVSNode %s status: %w", w.Node, err)
 	}
+	w.mu.Lock()
+	w.lastSize = len(body)
+	w.mu.Unlock()
 	out := &v1alpha1.IPVSNode{ObjectMeta: metav1.ObjectMeta{Name: w.Node}}
 	if err := w.Client.Status().Patch(ctx, out, client.RawPatch(types.ApplyPatchType, body), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		if apierrors.IsNotFound(err) {
