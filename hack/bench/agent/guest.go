@@ -301,7 +301,7 @@ func run(o *options) (err error) {
 	if err := a.start(time.Hour); err != nil {
 		return err
 	}
-	prof.cpu("converge", 40*time.Second)
+	prof.cpu("converge", o.profileFor)
 	if r.converge, err = a.waitReady(30 * time.Minute); err != nil {
 		return err
 	}
@@ -424,7 +424,7 @@ func run(o *options) (err error) {
 	if err := a.start(r.auditPeriod); err != nil {
 		return err
 	}
-	prof.cpu("restart", 30*time.Second)
+	prof.cpu("restart", o.profileFor)
 	if r.restartReady, err = a.waitReady(30 * time.Minute); err != nil {
 		return err
 	}
