@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
@@ -168,7 +169,8 @@ func writeSysctl(path, value string) (string, error) {
 }
 
 // TrimObject is the agent's cache transform: it drops what the agent never reads (managed
-// fields, kubectl's last-applied annotation, Service status) so that 10,000 VirtualServices
+// fields, kubectl's last-applied annotation, Service status, of EndpointSlices all but what
+// trimSlice keeps) so that 10,000 VirtualServices
 // and their EndpointSlices cost less memory.
 func TrimObject(o any) (any, error) {
 	obj, ok := o.(client.Object)
@@ -182,8 +184,29 @@ func TrimObject(o any) (any, error) {
 			obj.SetAnnotations(a)
 		}
 	}
-	if s, ok := o.(*corev1.Service); ok {
-		s.Status = corev1.ServiceStatus{}
+	switch t := o.(type) {
+	case *corev1.Service:
+		t.Status = corev1.ServiceStatus{}
+	case *discoveryv1.EndpointSlice:
+		trimSlice(t)
 	}
 	return o, nil
+}
+
+// trimSlice keeps of an EndpointSlice what the desired state, delay-aware weights and pod
+// taskstats read: one per endpoint of a node's backends, so the largest part of the cache.
+func trimSlice(es *discoveryv1.EndpointSlice) {
+	if t, ok := es.Annotations[AnnotationTriggerTime]; ok {
+		es.Annotations = map[string]string{AnnotationTriggerTime: t}
+	} else {
+		es.Annotations = nil
+	}
+	es.OwnerReferences = nil
+	for i := range es.Endpoints {
+		ep := &es.Endpoints[i]
+		ep.Hostname, ep.DeprecatedTopology, ep.Hints, ep.Zone = nil, nil, nil, nil
+		if r := ep.TargetRef; r != nil {
+			ep.TargetRef = &corev1.ObjectReference{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+		}
+	}
 }
