@@ -15,7 +15,7 @@ import (
 func TestTrimObjectSlice(t *testing.T) {
 	in := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"},
-			Annotations: map[string]string{AnnotationTriggerTime: "2026-12-01T10:00:00Z", "other": "x", corev1.LastAppliedConfigAnnotation: "{}"},
+			Annotations:     map[string]string{AnnotationTriggerTime: "2026-12-01T10:00:00Z", "other": "x", corev1.LastAppliedConfigAnnotation: "{}"},
 			OwnerReferences: []metav1.OwnerReference{{Kind: "Service", Name: "web"}},
 			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}}},
 		AddressType: discoveryv1.AddressTypeIPv4,
