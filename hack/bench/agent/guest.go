@@ -339,6 +339,10 @@ func run(o *options) (err error) {
 	if err != nil {
 		return err
 	}
+	cpu0, err := readGuestCPU()
+	if err != nil {
+		return err
+	}
 	if err := a.start(time.Hour); err != nil {
 		return err
 	}
@@ -346,6 +350,7 @@ func run(o *options) (err error) {
 	if r.converge, err = a.waitReady(30 * time.Minute); err != nil {
 		return err
 	}
+	phaseCPU("convergence", cpu0, a, 0)
 	logf("agent converged from empty (ready) in %v", r.converge)
 	table, tr, err := timedTable(kernel)
 	if err != nil {
@@ -462,6 +467,9 @@ func run(o *options) (err error) {
 	if o.auditPeriod > 0 {
 		r.auditPeriod = o.auditPeriod
 	}
+	if cpu0, err = readGuestCPU(); err != nil {
+		return err
+	}
 	if err := a.start(r.auditPeriod); err != nil {
 		return err
 	}
@@ -469,6 +477,7 @@ func run(o *options) (err error) {
 	if r.restartReady, err = a.waitReady(30 * time.Minute); err != nil {
 		return err
 	}
+	phaseCPU("restart", cpu0, a, 0)
 	if r.rssRestarted, err = a.rss(); err != nil {
 		return err
 	}
