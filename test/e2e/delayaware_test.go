@@ -1,0 +1,350 @@
+//go:build ipvsvm
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/internal/kubeletcg"
+	"github.com/kubelvs/kubelvs/internal/podstats"
+	"github.com/kubelvs/kubelvs/pkg/desired"
+)
+
+// echoServerEnv set to a name makes the test binary the echo server of a pod (see TestMain).
+const echoServerEnv = "KUBELVS_E2E_ECHO_SERVER"
+
+// echoServerMain is the test binary run as a pod's echo server, in the pod's network namespace:
+// it serves TCP 8080 as serve does (each connection gets "<name>\n", then its lines echoed),
+// prints "listening" once it listens, and runs until killed.
+func echoServerMain(name string) int {
+	ln, err := net.Listen("tcp", ":8080")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo server:", err)
+		return 1
+	}
+	fmt.Println("listening")
+	accept(ln, name)
+	return 1
+}
+
+// startInCgroup starts argv and moves it into cgroup, as a container runtime would. The process
+// (and its process group) is killed by the returned stop, at the end of the test at the latest,
+// and with the test binary (Pdeathsig): a busy loop left running would starve every later test
+// in the VM.
+func startInCgroup(t *testing.T, cgroup, logName string, argv []string, env ...string) (*exec.Cmd, *bufio.Reader, func()) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(logDir, logName+".log"))
+	must(t, err)
+	t.Cleanup(func() { logf.Close() })
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = logf
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	must(t, cmd.Start())
+	done := false
+	stop := func() {
+		if !done {
+			done = true
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	if err := kubeletcg.Join(cgroup, cmd.Process.Pid); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewReader(stdout), stop
+}
+
+// delayPod is one backend pod of the delay-aware test: a network namespace behind a veth from
+// the node, its kubelet-like cgroups, an echo server process in its container cgroup, and its
+// Pod object (Running and Ready, bound to the node).
+type delayPod struct {
+	name, addr string
+	pod        *corev1.Pod
+	cgroup     string // the container "echo"'s
+}
+
+func startDelayPod(t *testing.T, tree *kubeletcg.Tree, ns, node, name string, n int) *delayPod {
+	t.Helper()
+	ctx := context.Background()
+	p := &delayPod{name: name, addr: podNetns(t, node, name, n)}
+	p.pod = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
+			Containers: []corev1.Container{{Name: "echo", Image: "e2e.kubelvs.io/echo:test-binary",
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}}}
+	must(t, k8s.Create(ctx, p.pod))
+	now := metav1.Now()
+	p.pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: p.addr, PodIPs: []corev1.PodIP{{IP: p.addr}}, StartTime: &now,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now}}}
+	must(t, k8s.Status().Update(ctx, p.pod))
+	var err error
+	p.cgroup, err = tree.Container(string(p.pod.UID), "echo")
+	must(t, err)
+	exe, err := os.Executable()
+	must(t, err)
+	_, out, _ := startInCgroup(t, p.cgroup, "echo-"+name, []string{"/sbin/ip", "netns", "exec", name, exe}, echoServerEnv+"="+name)
+	if line, err := out.ReadString('\n'); err != nil || line != "listening\n" {
+		t.Fatalf("echo server of %s: %q, %v (see echo-%s.log)", name, line, err, name)
+	}
+	return p
+}
+
+func (p *delayPod) endpoint() discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{p.addr}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+		NodeName:  ptr.To(p.pod.Spec.NodeName),
+		TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: p.pod.Namespace, Name: p.name, UID: p.pod.UID}}
+}
+
+// taskDelays returns the pod's kubelvs.io/TaskDelays condition and the weight level its message
+// gives.
+func (p *delayPod) taskDelays() (corev1.PodCondition, int, error) {
+	var pod corev1.Pod
+	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: p.pod.Namespace, Name: p.name}, &pod); err != nil {
+		return corev1.PodCondition{}, 0, err
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == podstats.ConditionType {
+			return c, podstats.LevelOf(&pod), nil
+		}
+	}
+	return corev1.PodCondition{}, 0, fmt.Errorf("pod %s has no %s condition yet", p.name, podstats.ConditionType)
+}
+
+// wantCondition checks a pod's condition: status, reason and the number of processes sampled.
+func (p *delayPod) wantCondition(status corev1.ConditionStatus, reason string, procs int) (int, error) {
+	c, level, err := p.taskDelays()
+	if err != nil {
+		return 0, err
+	}
+	if c.Status != status || c.Reason != reason || !strings.Contains(c.Message, fmt.Sprintf("procs=%d ", procs)) {
+		return level, fmt.Errorf("%s: %s/%s %q, want %s/%s with procs=%d", p.name, c.Status, c.Reason, c.Message, status, reason, procs)
+	}
+	return level, nil
+}
+
+// kernelWeights reads the weights of vip:80's destinations (by address) from node's IPVS table.
+func kernelWeights(t *testing.T, node, vip string) map[string]uint32 {
+	t.Helper()
+	out := map[string]uint32{}
+	for _, l := range table(t, node, vip) {
+		f := strings.Fields(l)
+		var dest string
+		for i := 0; i+1 < len(f); i++ {
+			switch f[i] {
+			case "-r":
+				dest, _, _ = strings.Cut(f[i+1], ":")
+			case "-w":
+				w, err := strconv.ParseUint(f[i+1], 10, 32)
+				if err != nil {
+					t.Fatalf("weight in %q: %v", l, err)
+				}
+				if dest != "" {
+					out[dest] = uint32(w)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// spread makes n connections from node to vip:80 and counts them by the backend that greeted.
+func spread(t *testing.T, node, vip string, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for i := range n {
+		c, who, err := dial(node, vip+":80")
+		if err != nil {
+			t.Fatalf("connection %d to %s: %v", i, vip, err)
+		}
+		c.Close()
+		got[who]++
+	}
+	return got
+}
+
+// measure makes n connections once the kernel's weights pass check and returns the counts and
+// the weights, which stayed the same from before the first connection to after the last (a
+// measurement during which a window's end changed them is made again).
+func measure(t *testing.T, node, vip string, n int, what string, check func(w map[string]uint32) error) (map[string]int, map[string]uint32) {
+	t.Helper()
+	var got map[string]int
+	var w map[string]uint32
+	eventually(t, what, 3*time.Minute, func() error {
+		w = kernelWeights(t, node, vip)
+		if err := check(w); err != nil {
+			return err
+		}
+		got = spread(t, node, vip, n)
+		if after := kernelWeights(t, node, vip); !maps.Equal(w, after) {
+			return fmt.Errorf("the weights changed from %v to %v during the %d connections %v", w, after, n, got)
+		}
+		return nil
+	})
+	return got, w
+}
+
+// checkShare asserts that of n connections over a and b, a got its weight's share: weighted round
+// robin is exact over whole rounds (a gets wa/g of every (wa+wb)/g connections, g their greatest
+// common divisor), so the count is off by less than a round's share of a (≤ wa/g) wherever the
+// scheduler stood; ±5 % of n leaves room for that and still tells 1:1 (50 %) from 1:10 (9 %).
+func checkShare(t *testing.T, phase string, got map[string]int, w map[string]uint32, a, b *delayPod, n int) {
+	t.Helper()
+	wa, wb := w[a.addr], w[b.addr]
+	want := float64(n) * float64(wa) / float64(wa+wb)
+	t.Logf("%s: weights %s=%d %s=%d; %d connections: %s=%d %s=%d (%s expected %.1f)", phase, a.name, wa, b.name, wb, n,
+		a.name, got[a.name], b.name, got[b.name], a.name, want)
+	if got[a.name]+got[b.name] != n {
+		t.Errorf("%s: %v, want all %d connections on %s and %s", phase, got, n, a.name, b.name)
+	}
+	if d := float64(got[a.name]) - want; d > float64(n)/20 || d < -float64(n)/20 {
+		t.Errorf("%s: %s got %d of %d connections at weights %d:%d, want %.1f ± %d", phase, a.name, got[a.name], n, wa, wb, want, n/20)
+	}
+}
+
+// The delay-aware weights of issue #12: two backend pods of a DelayAware VirtualService on a node
+// whose agent measures pod taskstats in 3 s windows. Pod da is starved of CPU by two busy loops
+// in its container cgroup: its kubelvs.io/TaskDelays condition turns False/CPUDelayHigh, its IPVS
+// weight falls to what desired.DefaultWeightFunc gives its level, and connections move to db; when
+// the loops stop, da recovers its weight and its share. The weights change in place (destination
+// updates, no destination removed and added again).
+func TestDelayAwareWeights(t *testing.T) {
+	ctx := context.Background()
+	tree, err := kubeletcg.New("kubelvs-e2e")
+	if err != nil {
+		t.Fatalf("pod cgroups: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := tree.Close(); err != nil {
+			t.Errorf("removing the pod cgroups: %v", err)
+		}
+	})
+	const node, vip, n = "n6", "192.0.2.70", 200
+	agent := newNode(t, node, "da", false, "--taskstats=true", "--taskstats-window=3s", "--cgroup-root", tree.Root)
+	ns := newNamespace(t)
+	// envtest runs no ServiceAccount controller, and Pod admission wants the namespace's default.
+	if err := k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	a, b := startDelayPod(t, tree, ns, node, "da", 41), startDelayPod(t, tree, ns, node, "db", 42)
+	vipOnNode(t, node, vip)
+	backendsSvc(t, ns, "web")
+	must(t, k8s.Create(ctx, podSlice(ns, "web", a.endpoint(), b.endpoint())))
+	vs := virtualService(ns, "delay", []string{vip}, 80, v1alpha1.BackendRef{Name: "web"})
+	vs.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"zone": "da"}}
+	vs.Spec.Weighting = v1alpha1.WeightingDelayAware
+	must(t, k8s.Create(ctx, vs))
+	full := desired.DefaultWeightFunc.Weight(1, 0, true) // 100: static weight 1, scaled
+	waitTable(t, node, []string{
+		"-A -t " + vip + ":80 -s wrr",
+		fmt.Sprintf("-a -t %s:80 -r %s:8080 -m -w %d", vip, a.addr, full),
+		fmt.Sprintf("-a -t %s:80 -r %s:8080 -m -w %d", vip, b.addr, full),
+	}, vip)
+	ops := func(op string) float64 {
+		return agent.metric(t, "kubelvs_agent_ipvs_operations_total", `operation="`+op+`"`)
+	}
+	adds, deletes := ops("add destination"), ops("delete destination")
+	updates := ops("update destination")
+
+	// 1. Baseline: both pods measured (one process each) with low delays, equal weights, an
+	// even split.
+	eventually(t, "both pods' TaskDelays True/DelaysLow", 2*time.Minute, func() error {
+		for _, p := range []*delayPod{a, b} {
+			if _, err := p.wantCondition(corev1.ConditionTrue, podstats.ReasonDelaysLow, 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	got, w := measure(t, node, vip, n, "equal weights before the starvation", func(w map[string]uint32) error {
+		if w[a.addr] != full || w[b.addr] != full {
+			return fmt.Errorf("weights %v, want %d each", w, full)
+		}
+		return nil
+	})
+	checkShare(t, "baseline", got, w, a, b, n)
+
+	// 2. da starved: two busy loops on CPU 0 in its container cgroup (the VM has one CPU; taskset
+	// keeps them on one where it has more), so that each waits for the CPU about half the time.
+	var loops []func()
+	for i := range 2 {
+		_, _, stop := startInCgroup(t, a.cgroup, fmt.Sprintf("busy-da-%d", i), []string{"taskset", "-c", "0", "sh", "-c", "while :; do :; done"})
+		loops = append(loops, stop)
+	}
+	var levels [2]int
+	got, w = measure(t, node, vip, n, "da's weight lowered for its CPU delay", func(w map[string]uint32) error {
+		// procs=3: a window through which the loops ran (the echo server and the 2 loops).
+		la, err := a.wantCondition(corev1.ConditionFalse, podstats.ReasonCPUDelayHigh, 3)
+		if err != nil {
+			return err
+		}
+		_, lb, err := b.taskDelays()
+		if err != nil {
+			return err
+		}
+		levels = [2]int{la, lb}
+		wa, wb := desired.DefaultWeightFunc.Weight(1, la, true), desired.DefaultWeightFunc.Weight(1, lb, true)
+		if la == 0 || w[a.addr] != wa || w[b.addr] != wb || wa == 0 || wa >= wb {
+			return fmt.Errorf("weights %v at levels da=%d db=%d, want da=%d db=%d with 0 < da < db", w, la, lb, wa, wb)
+		}
+		return nil
+	})
+	c, _, _ := a.taskDelays()
+	t.Logf("starved: da %s/%s %q (level %d), db level %d", c.Status, c.Reason, c.Message, levels[0], levels[1])
+	checkShare(t, "starved", got, w, a, b, n)
+	if got[a.name] == 0 || 2*got[a.name] >= got[b.name] {
+		t.Errorf("starved: %v, want da to get some connections but fewer than half of db's", got)
+	}
+
+	// 3. The loops stop: da's delay falls, its condition turns True again and its weight returns.
+	for _, stop := range loops {
+		stop()
+	}
+	got, w = measure(t, node, vip, n, "equal weights after the starvation", func(w map[string]uint32) error {
+		for _, p := range []*delayPod{a, b} {
+			level, err := p.wantCondition(corev1.ConditionTrue, podstats.ReasonDelaysLow, 1)
+			if err != nil {
+				return err
+			}
+			if level != 0 {
+				return fmt.Errorf("%s at weight level %d, want 0", p.name, level)
+			}
+		}
+		if w[a.addr] != full || w[b.addr] != full {
+			return fmt.Errorf("weights %v, want %d each", w, full)
+		}
+		return nil
+	})
+	checkShare(t, "recovered", got, w, a, b, n)
+
+	// In place: destinations were updated (down, then up again), none removed or added.
+	add, del, upd := ops("add destination")-adds, ops("delete destination")-deletes, ops("update destination")-updates
+	t.Logf("destination operations since the table was programmed: %v updates, %v adds, %v deletes", upd, add, del)
+	if add != 0 || del != 0 || upd < 2 {
+		t.Errorf("destination operations: %v adds, %v deletes, %v updates; want only updates, at least 2 (down and up)", add, del, upd)
+	}
+}
