@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,7 +52,7 @@ func echoServerMain(name string) int {
 // (and its process group) is killed by the returned stop, at the end of the test at the latest,
 // and with the test binary (Pdeathsig): a busy loop left running would starve every later test
 // in the VM.
-func startInCgroup(t *testing.T, cgroup, logName string, argv []string, env ...string) (*exec.Cmd, *bufio.Reader, func()) {
+func startInCgroup(t *testing.T, cgroup, logName string, argv []string, env ...string) (*bufio.Reader, func()) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(logDir, logName+".log"))
 	must(t, err)
@@ -62,13 +63,28 @@ func startInCgroup(t *testing.T, cgroup, logName string, argv []string, env ...s
 	stdout, err := cmd.StdoutPipe()
 	must(t, err)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	must(t, cmd.Start())
-	done := false
+	// Pdeathsig fires when the thread that started the child ends (netns.Do ends the threads it
+	// ran on): start it from a locked thread that lives until the child has been waited for.
+	started, done := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		t.Fatalf("start %s: %v", logName, err)
+	}
+	stopped := false
 	stop := func() {
-		if !done {
-			done = true
+		if !stopped {
+			stopped = true
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
+			<-done
 		}
 	}
 	t.Cleanup(stop)
@@ -76,7 +92,7 @@ func startInCgroup(t *testing.T, cgroup, logName string, argv []string, env ...s
 		stop()
 		t.Fatal(err)
 	}
-	return cmd, bufio.NewReader(stdout), stop
+	return bufio.NewReader(stdout), stop
 }
 
 // delayPod is one backend pod of the delay-aware test: a network namespace behind a veth from
@@ -107,7 +123,8 @@ func startDelayPod(t *testing.T, tree *kubeletcg.Tree, ns, node, name string, n 
 	must(t, err)
 	exe, err := os.Executable()
 	must(t, err)
-	_, out, _ := startInCgroup(t, p.cgroup, "echo-"+name, []string{"/sbin/ip", "netns", "exec", name, exe}, echoServerEnv+"="+name)
+	// One P: fewer of the server's threads wake (and wait for the CPU) per connection.
+	out, _ := startInCgroup(t, p.cgroup, "echo-"+name, []string{"/sbin/ip", "netns", "exec", name, exe}, echoServerEnv+"="+name, "GOMAXPROCS=1")
 	if line, err := out.ReadString('\n'); err != nil || line != "listening\n" {
 		t.Fatalf("echo server of %s: %q, %v (see echo-%s.log)", name, line, err, name)
 	}
@@ -172,11 +189,22 @@ func kernelWeights(t *testing.T, node, vip string) map[string]uint32 {
 	return out
 }
 
-// spread makes n connections from node to vip:80 and counts them by the backend that greeted.
+// connGap paces the connections of a measurement. On the VM's one CPU every connection makes
+// the echo server wait for the CPU while the client runs (about 10 ms a connection under qemu
+// TCG): 200 connections in a burst gave both pods a CPU delay over 30 % and lowered their weights
+// during the baseline. At one connection per 150 ms each pod gets about 3 a second, a few percent
+// of delay, well under the 10 % where the weight starts to fall.
+const connGap = 150 * time.Millisecond
+
+// spread makes n connections from node to vip:80, connGap apart, and counts them by the backend
+// that greeted.
 func spread(t *testing.T, node, vip string, n int) map[string]int {
 	t.Helper()
 	got := map[string]int{}
 	for i := range n {
+		if i > 0 {
+			time.Sleep(connGap)
+		}
 		c, who, err := dial(node, vip+":80")
 		if err != nil {
 			t.Fatalf("connection %d to %s: %v", i, vip, err)
@@ -190,7 +218,7 @@ func spread(t *testing.T, node, vip string, n int) map[string]int {
 // measure makes n connections once the kernel's weights pass check and returns the counts and
 // the weights, which stayed the same from before the first connection to after the last (a
 // measurement during which a window's end changed them is made again).
-func measure(t *testing.T, node, vip string, n int, what string, check func(w map[string]uint32) error) (map[string]int, map[string]uint32) {
+func measure(t *testing.T, node, vip string, n int, what string, pods []*delayPod, check func(w map[string]uint32) error) (map[string]int, map[string]uint32) {
 	t.Helper()
 	var got map[string]int
 	var w map[string]uint32
@@ -201,11 +229,25 @@ func measure(t *testing.T, node, vip string, n int, what string, check func(w ma
 		}
 		got = spread(t, node, vip, n)
 		if after := kernelWeights(t, node, vip); !maps.Equal(w, after) {
-			return fmt.Errorf("the weights changed from %v to %v during the %d connections %v", w, after, n, got)
+			return fmt.Errorf("the weights changed from %v to %v during the %d connections %v; conditions now:%s", w, after, n, got, conditions(pods))
 		}
 		return nil
 	})
 	return got, w
+}
+
+// conditions describes the pods' TaskDelays conditions, for the log and failures.
+func conditions(pods []*delayPod) string {
+	var b strings.Builder
+	for _, p := range pods {
+		c, level, err := p.taskDelays()
+		if err != nil {
+			fmt.Fprintf(&b, "\n\t%s: %v", p.name, err)
+			continue
+		}
+		fmt.Fprintf(&b, "\n\t%s: %s/%s %q (level %d)", p.name, c.Status, c.Reason, c.Message, level)
+	}
+	return b.String()
 }
 
 // checkShare asserts that of n connections over a and b, a got its weight's share: weighted round
@@ -216,8 +258,8 @@ func checkShare(t *testing.T, phase string, got map[string]int, w map[string]uin
 	t.Helper()
 	wa, wb := w[a.addr], w[b.addr]
 	want := float64(n) * float64(wa) / float64(wa+wb)
-	t.Logf("%s: weights %s=%d %s=%d; %d connections: %s=%d %s=%d (%s expected %.1f)", phase, a.name, wa, b.name, wb, n,
-		a.name, got[a.name], b.name, got[b.name], a.name, want)
+	t.Logf("%s: weights %s=%d %s=%d; %d connections: %s=%d %s=%d (%s expected %.1f); conditions:%s", phase, a.name, wa, b.name, wb, n,
+		a.name, got[a.name], b.name, got[b.name], a.name, want, conditions([]*delayPod{a, b}))
 	if got[a.name]+got[b.name] != n {
 		t.Errorf("%s: %v, want all %d connections on %s and %s", phase, got, n, a.name, b.name)
 	}
@@ -243,7 +285,7 @@ func TestDelayAwareWeights(t *testing.T) {
 			t.Errorf("removing the pod cgroups: %v", err)
 		}
 	})
-	const node, vip, n = "n6", "192.0.2.70", 200
+	const node, vip, n = "n6", "192.0.2.70", 100
 	agent := newNode(t, node, "da", false, "--taskstats=true", "--taskstats-window=3s", "--cgroup-root", tree.Root)
 	ns := newNamespace(t)
 	// envtest runs no ServiceAccount controller, and Pod admission wants the namespace's default.
@@ -251,6 +293,7 @@ func TestDelayAwareWeights(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := startDelayPod(t, tree, ns, node, "da", 41), startDelayPod(t, tree, ns, node, "db", 42)
+	pods := []*delayPod{a, b}
 	vipOnNode(t, node, vip)
 	backendsSvc(t, ns, "web")
 	must(t, k8s.Create(ctx, podSlice(ns, "web", a.endpoint(), b.endpoint())))
@@ -280,7 +323,7 @@ func TestDelayAwareWeights(t *testing.T) {
 		}
 		return nil
 	})
-	got, w := measure(t, node, vip, n, "equal weights before the starvation", func(w map[string]uint32) error {
+	got, w := measure(t, node, vip, n, "equal weights before the starvation", pods, func(w map[string]uint32) error {
 		if w[a.addr] != full || w[b.addr] != full {
 			return fmt.Errorf("weights %v, want %d each", w, full)
 		}
@@ -292,11 +335,11 @@ func TestDelayAwareWeights(t *testing.T) {
 	// keeps them on one where it has more), so that each waits for the CPU about half the time.
 	var loops []func()
 	for i := range 2 {
-		_, _, stop := startInCgroup(t, a.cgroup, fmt.Sprintf("busy-da-%d", i), []string{"taskset", "-c", "0", "sh", "-c", "while :; do :; done"})
+		_, stop := startInCgroup(t, a.cgroup, fmt.Sprintf("busy-da-%d", i), []string{"taskset", "-c", "0", "sh", "-c", "while :; do :; done"})
 		loops = append(loops, stop)
 	}
 	var levels [2]int
-	got, w = measure(t, node, vip, n, "da's weight lowered for its CPU delay", func(w map[string]uint32) error {
+	got, w = measure(t, node, vip, n, "da's weight lowered for its CPU delay", pods, func(w map[string]uint32) error {
 		// procs=3: a window through which the loops ran (the echo server and the 2 loops).
 		la, err := a.wantCondition(corev1.ConditionFalse, podstats.ReasonCPUDelayHigh, 3)
 		if err != nil {
@@ -313,8 +356,7 @@ func TestDelayAwareWeights(t *testing.T) {
 		}
 		return nil
 	})
-	c, _, _ := a.taskDelays()
-	t.Logf("starved: da %s/%s %q (level %d), db level %d", c.Status, c.Reason, c.Message, levels[0], levels[1])
+	t.Logf("starved: levels da=%d db=%d", levels[0], levels[1])
 	checkShare(t, "starved", got, w, a, b, n)
 	if got[a.name] == 0 || 2*got[a.name] >= got[b.name] {
 		t.Errorf("starved: %v, want da to get some connections but fewer than half of db's", got)
@@ -324,7 +366,7 @@ func TestDelayAwareWeights(t *testing.T) {
 	for _, stop := range loops {
 		stop()
 	}
-	got, w = measure(t, node, vip, n, "equal weights after the starvation", func(w map[string]uint32) error {
+	got, w = measure(t, node, vip, n, "equal weights after the starvation", pods, func(w map[string]uint32) error {
 		for _, p := range []*delayPod{a, b} {
 			level, err := p.wantCondition(corev1.ConditionTrue, podstats.ReasonDelaysLow, 1)
 			if err != nil {
