@@ -27,6 +27,7 @@ import (
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 	"github.com/kubelvs/kubelvs/internal/kubeletcg"
+	"github.com/kubelvs/kubelvs/internal/netns"
 	"github.com/kubelvs/kubelvs/internal/podstats"
 	"github.com/kubelvs/kubelvs/pkg/desired"
 )
@@ -190,28 +191,33 @@ func kernelWeights(t *testing.T, node, vip string) map[string]uint32 {
 }
 
 // connGap paces the connections of a measurement. On the VM's one CPU every connection makes
-// the echo server wait for the CPU while the client runs (about 10 ms a connection under qemu
-// TCG): 200 connections in a burst gave both pods a CPU delay over 30 % and lowered their weights
-// during the baseline. At one connection per 150 ms each pod gets about 3 a second, a few percent
-// of delay, well under the 10 % where the weight starts to fall.
-const connGap = 150 * time.Millisecond
+// the echo server wait for the CPU while the client runs: 200 connections in a burst gave both
+// pods a CPU delay over 30 % and lowered their weights during the baseline. Paced, each pod gets a
+// few connections a second and a few percent of CPU delay, well under the 10 % where the weight
+// starts to fall.
+const connGap = 200 * time.Millisecond
 
 // spread makes n connections from node to vip:80, connGap apart, and counts them by the backend
-// that greeted.
+// that greeted. The connections are made from one thread in node's namespace (a netns.Do per
+// connection would make and end a thread for each, more CPU for the pods to wait behind).
 func spread(t *testing.T, node, vip string, n int) map[string]int {
 	t.Helper()
 	got := map[string]int{}
-	for i := range n {
-		if i > 0 {
-			time.Sleep(connGap)
+	err := netns.Do(node, func() error {
+		for i := range n {
+			if i > 0 {
+				time.Sleep(connGap)
+			}
+			c, who, err := dialHere(vip + ":80")
+			if err != nil {
+				return fmt.Errorf("connection %d to %s: %w", i, vip, err)
+			}
+			c.Close()
+			got[who]++
 		}
-		c, who, err := dial(node, vip+":80")
-		if err != nil {
-			t.Fatalf("connection %d to %s: %v", i, vip, err)
-		}
-		c.Close()
-		got[who]++
-	}
+		return nil
+	})
+	must(t, err)
 	return got
 }
 

@@ -63,12 +63,18 @@ func vipOnNode(t *testing.T, node, vip string) {
 }
 
 // dial connects from inside node to addr and returns the connection and the backend's name.
-func dial(node, addr string) (net.Conn, string, error) {
-	var c net.Conn
-	err := netns.Do(node, func() (err error) {
-		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+func dial(node, addr string) (c net.Conn, who string, err error) {
+	err = netns.Do(node, func() (err error) {
+		c, who, err = dialHere(addr)
 		return err
 	})
+	return c, who, err
+}
+
+// dialHere connects from the calling thread's namespace to addr and returns the connection and
+// the backend's name.
+func dialHere(addr string) (net.Conn, string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, "", err
 	}
