@@ -49,11 +49,11 @@ func echoServerMain(name string) int {
 	return 1
 }
 
-// startInCgroup starts argv and moves it into cgroup, as a container runtime would. The process
-// (and its process group) is killed by the returned stop, at the end of the test at the latest,
-// and with the test binary (Pdeathsig): a busy loop left running would starve every later test
-// in the VM.
-func startInCgroup(t *testing.T, cgroup, logName string, argv []string, env ...string) (*bufio.Reader, func()) {
+// startInCgroup starts argv at nice value nice and moves it into cgroup, as a container runtime
+// would. The process (and its process group) is killed by the returned stop, at the end of the
+// test at the latest, and with the test binary (Pdeathsig): a busy loop left running would starve
+// every later test in the VM.
+func startInCgroup(t *testing.T, cgroup, logName string, nice int, argv []string, env ...string) (*bufio.Reader, func()) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(logDir, logName+".log"))
 	must(t, err)
@@ -70,6 +70,11 @@ func startInCgroup(t *testing.T, cgroup, logName string, argv []string, env ...s
 	go func() {
 		defer close(done)
 		runtime.LockOSThread()
+		// The child inherits the nice value of this thread, which serves nothing else.
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), nice); err != nil {
+			started <- fmt.Errorf("setpriority %d: %w", nice, err)
+			return
+		}
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return
@@ -124,13 +129,22 @@ func startDelayPod(t *testing.T, tree *kubeletcg.Tree, ns, node, name string, n 
 	must(t, err)
 	exe, err := os.Executable()
 	must(t, err)
-	// One P: fewer of the server's threads wake (and wait for the CPU) per connection.
-	out, _ := startInCgroup(t, p.cgroup, "echo-"+name, []string{"/sbin/ip", "netns", "exec", name, exe}, echoServerEnv+"="+name, "GOMAXPROCS=1")
+	// One P: fewer of the server's threads wake (and wait for the CPU) per connection. Nice -10:
+	// see echoNice.
+	out, _ := startInCgroup(t, p.cgroup, "echo-"+name, echoNice, []string{"/sbin/ip", "netns", "exec", name, exe}, echoServerEnv+"="+name, "GOMAXPROCS=1")
 	if line, err := out.ReadString('\n'); err != nil || line != "listening\n" {
 		t.Fatalf("echo server of %s: %q, %v (see echo-%s.log)", name, line, err, name)
 	}
 	return p
 }
+
+// echoNice is the echo servers' nice value. On the VM's one CPU the other tests' agents, the
+// controller and the test's client make a server at nice 0 wait for the CPU a few percent of the
+// time, in some 3 s windows over the 10 % where its weight begins to fall, and the weights of
+// both pods then flap during the baseline. At -10 a woken server runs first, as the container of
+// a pod with a CPU request would (its cgroup's cpu.weight) against best-effort neighbours. The
+// busy loops run at 0 and wait for each other: that is the delay of da's pod.
+const echoNice = -10
 
 func (p *delayPod) endpoint() discoveryv1.Endpoint {
 	return discoveryv1.Endpoint{Addresses: []string{p.addr}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
@@ -223,23 +237,39 @@ func spread(t *testing.T, node, vip string, n int) map[string]int {
 
 // measure makes n connections once the kernel's weights pass check and returns the counts and
 // the weights, which stayed the same from before the first connection to after the last (a
-// measurement during which a window's end changed them is made again).
-func measure(t *testing.T, node, vip string, n int, what string, pods []*delayPod, check func(w map[string]uint32) error) (map[string]int, map[string]uint32) {
+// measurement during which the agent updated a destination is made again).
+func measure(t *testing.T, agent *agentProc, vip string, n int, what string, pods []*delayPod, check func(w map[string]uint32) error) (map[string]int, map[string]uint32) {
 	t.Helper()
 	var got map[string]int
 	var w map[string]uint32
 	eventually(t, what, 3*time.Minute, func() error {
-		w = kernelWeights(t, node, vip)
+		w = kernelWeights(t, agent.node, vip)
 		if err := check(w); err != nil {
 			return err
 		}
-		got = spread(t, node, vip, n)
-		if after := kernelWeights(t, node, vip); !maps.Equal(w, after) {
-			return fmt.Errorf("the weights changed from %v to %v during the %d connections %v; conditions now:%s", w, after, n, got, conditions(pods))
+		updates := agent.metric(t, "kubelvs_agent_ipvs_operations_total", `operation="update destination"`)
+		got = spread(t, agent.node, vip, n)
+		t.Logf("%d connections %v at weights %v; CPU delay of the window before the last connection:%s", n, got, w, cpuDelays(t, agent, pods))
+		after := kernelWeights(t, agent.node, vip)
+		if more := agent.metric(t, "kubelvs_agent_ipvs_operations_total", `operation="update destination"`) - updates; more != 0 || !maps.Equal(w, after) {
+			err := fmt.Errorf("the weights changed (%v destination updates) from %v to %v during the %d connections; conditions now:%s", more, w, after, n, conditions(pods))
+			t.Logf("measuring again: %v", err)
+			return err
 		}
 		return nil
 	})
 	return got, w
+}
+
+// cpuDelays is the agent's kubelvs_pod_task_delay_ratio{delay="cpu"} of each pod (of its last
+// window, written into the condition only when it moved by the margin or changed the level).
+func cpuDelays(t *testing.T, agent *agentProc, pods []*delayPod) string {
+	t.Helper()
+	var b strings.Builder
+	for _, p := range pods {
+		fmt.Fprintf(&b, " %s=%.1f%%", p.name, 100*agent.metric(t, "kubelvs_pod_task_delay_ratio", `pod="`+p.name+`"`, `delay="cpu"`))
+	}
+	return b.String()
 }
 
 // conditions describes the pods' TaskDelays conditions, for the log and failures.
@@ -329,7 +359,7 @@ func TestDelayAwareWeights(t *testing.T) {
 		}
 		return nil
 	})
-	got, w := measure(t, node, vip, n, "equal weights before the starvation", pods, func(w map[string]uint32) error {
+	got, w := measure(t, agent, vip, n, "equal weights before the starvation", pods, func(w map[string]uint32) error {
 		if w[a.addr] != full || w[b.addr] != full {
 			return fmt.Errorf("weights %v, want %d each", w, full)
 		}
@@ -341,11 +371,11 @@ func TestDelayAwareWeights(t *testing.T) {
 	// keeps them on one where it has more), so that each waits for the CPU about half the time.
 	var loops []func()
 	for i := range 2 {
-		_, stop := startInCgroup(t, a.cgroup, fmt.Sprintf("busy-da-%d", i), []string{"taskset", "-c", "0", "sh", "-c", "while :; do :; done"})
+		_, stop := startInCgroup(t, a.cgroup, fmt.Sprintf("busy-da-%d", i), 0, []string{"taskset", "-c", "0", "sh", "-c", "while :; do :; done"})
 		loops = append(loops, stop)
 	}
 	var levels [2]int
-	got, w = measure(t, node, vip, n, "da's weight lowered for its CPU delay", pods, func(w map[string]uint32) error {
+	got, w = measure(t, agent, vip, n, "da's weight lowered for its CPU delay", pods, func(w map[string]uint32) error {
 		// procs=3: a window through which the loops ran (the echo server and the 2 loops).
 		la, err := a.wantCondition(corev1.ConditionFalse, podstats.ReasonCPUDelayHigh, 3)
 		if err != nil {
@@ -372,7 +402,7 @@ func TestDelayAwareWeights(t *testing.T) {
 	for _, stop := range loops {
 		stop()
 	}
-	got, w = measure(t, node, vip, n, "equal weights after the starvation", pods, func(w map[string]uint32) error {
+	got, w = measure(t, agent, vip, n, "equal weights after the starvation", pods, func(w map[string]uint32) error {
 		for _, p := range []*delayPod{a, b} {
 			level, err := p.wantCondition(corev1.ConditionTrue, podstats.ReasonDelaysLow, 1)
 			if err != nil {
