@@ -182,8 +182,15 @@ func (p *delayPod) wantCondition(status corev1.ConditionStatus, reason string, p
 // kernelWeights reads the weights of vip:80's destinations (by address) from node's IPVS table.
 func kernelWeights(t *testing.T, node, vip string) map[string]uint32 {
 	t.Helper()
+	w, err := parseWeights(table(t, node, vip))
+	must(t, err)
+	return w
+}
+
+// parseWeights returns the weights of the destinations (by address) in `ipvsadm -Sn` lines.
+func parseWeights(lines []string) (map[string]uint32, error) {
 	out := map[string]uint32{}
-	for _, l := range table(t, node, vip) {
+	for _, l := range lines {
 		f := strings.Fields(l)
 		var dest string
 		for i := 0; i+1 < len(f); i++ {
@@ -193,7 +200,7 @@ func kernelWeights(t *testing.T, node, vip string) map[string]uint32 {
 			case "-w":
 				w, err := strconv.ParseUint(f[i+1], 10, 32)
 				if err != nil {
-					t.Fatalf("weight in %q: %v", l, err)
+					return nil, fmt.Errorf("weight in %q: %w", l, err)
 				}
 				if dest != "" {
 					out[dest] = uint32(w)
@@ -201,7 +208,41 @@ func kernelWeights(t *testing.T, node, vip string) map[string]uint32 {
 			}
 		}
 	}
-	return out
+	return out, nil
+}
+
+// watchWeights reads vip:80's weights in node every 250 ms until the returned function is
+// called, which returns each distinct set of weights seen, in order (for the log when weights
+// changed during a measurement).
+func watchWeights(node, vip string) func() []string {
+	done, trace := make(chan struct{}), make(chan []string)
+	go func() {
+		var seen []string
+		for {
+			out, err := exec.Command("/sbin/ip", "netns", "exec", node, "ipvsadm", "-Sn").CombinedOutput()
+			var lines []string
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "-t "+vip+":80 -r ") {
+					lines = append(lines, l)
+				}
+			}
+			w, perr := parseWeights(lines)
+			cur := fmt.Sprint(w)
+			if err != nil || perr != nil {
+				cur = fmt.Sprint(err, perr)
+			}
+			if len(seen) == 0 || seen[len(seen)-1] != cur {
+				seen = append(seen, cur)
+			}
+			select {
+			case <-done:
+				trace <- seen
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	return func() []string { close(done); return <-trace }
 }
 
 // connGap paces the connections of a measurement. On the VM's one CPU every connection makes
@@ -248,11 +289,17 @@ func measure(t *testing.T, agent *agentProc, vip string, n int, what string, pod
 			return err
 		}
 		updates := agent.metric(t, "kubelvs_agent_ipvs_operations_total", `operation="update destination"`)
-		got = spread(t, agent.node, vip, n)
+		var seen []string
+		func() {
+			stopWatch := watchWeights(agent.node, vip)
+			defer func() { seen = stopWatch() }() // also when spread fails the test
+			got = spread(t, agent.node, vip, n)
+		}()
 		t.Logf("%d connections %v at weights %v; CPU delay of the window before the last connection:%s", n, got, w, cpuDelays(t, agent, pods))
 		after := kernelWeights(t, agent.node, vip)
 		if more := agent.metric(t, "kubelvs_agent_ipvs_operations_total", `operation="update destination"`) - updates; more != 0 || !maps.Equal(w, after) {
-			err := fmt.Errorf("the weights changed (%v destination updates) from %v to %v during the %d connections; conditions now:%s", more, w, after, n, conditions(pods))
+			err := fmt.Errorf("the weights changed (%v destination updates; seen: %s) from %v to %v during the %d connections; conditions now:%s",
+				more, strings.Join(seen, " → "), w, after, n, conditions(pods))
 			t.Logf("measuring again: %v", err)
 			return err
 		}
