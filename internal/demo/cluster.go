@@ -18,6 +18,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubelvs/kubelvs/internal/kubeletcg"
 )
 
 // node is one demo node: a network namespace with its own IPVS table and a `kubelvs agent`.
@@ -165,7 +167,7 @@ func (d *Demo) startAgent(n *node) error {
 		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(n.probe),
 		// Pod taskstats: the demo's pod cgroups, a short window, and delay accounting on (off
 		// by default since Linux 5.14), so that the TaskDelays step sees a change within seconds.
-		"--cgroup-root", d.cg.root, "--taskstats-window", taskstatsWindow.String(), "--enable-delayacct")
+		"--cgroup-root", d.cg.Root, "--taskstats-window", taskstatsWindow.String(), "--enable-delayacct")
 	if err != nil {
 		return err
 	}
@@ -200,7 +202,7 @@ func (d *Demo) startController() error {
 // startPodProc starts a process of backend b's container and moves it into the container's
 // cgroup, as a container runtime would.
 func (d *Demo) startPodProc(b *backend, container, what string, argv ...string) (*proc, error) {
-	dir, err := d.cg.podContainer(b.uid, container)
+	dir, err := d.cg.Container(b.uid, container)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +212,7 @@ func (d *Demo) startPodProc(b *backend, container, what string, argv ...string) 
 	}
 	d.podProcs = append(d.podProcs, p)
 	b.procs = append(b.procs, p)
-	if err := join(dir, p.cmd.Process.Pid); err != nil {
+	if err := kubeletcg.Join(dir, p.cmd.Process.Pid); err != nil {
 		p.stop()
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
+	"github.com/kubelvs/kubelvs/internal/kubeletcg"
 	"github.com/kubelvs/kubelvs/internal/testenv"
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
 	"github.com/kubelvs/kubelvs/pkg/lvs"
@@ -59,7 +60,7 @@ type Demo struct {
 	backends   map[string]*backend
 	ipvs       map[string]*ipvs.Client
 	netns      []string // created, deleted by Close in reverse
-	cg         *cgroups
+	cg         *kubeletcg.Tree
 	podProcs   []*proc // every process started in a pod's cgroup
 	step, of   int
 	mu         sync.Mutex // guards res.Sent
@@ -152,7 +153,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 			return d, err
 		}
 	}
-	if d.cg, err = newCgroups(); err != nil {
+	if d.cg, err = kubeletcg.New("kubelvs-demo"); err != nil {
 		return d, err
 	}
 	if err := d.startController(); err != nil {
@@ -165,7 +166,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		d.printf("  node %s: netns %s, agent ready (metrics on 127.0.0.1:%d)\n", n.name, n.netns, n.metrics)
 	}
 	d.printf("  controller running; logs in %s\n", d.logDir)
-	d.printf("  pod cgroups under %s (the agents' --cgroup-root)\n", d.cg.root)
+	d.printf("  pod cgroups under %s (the agents' --cgroup-root)\n", d.cg.Root)
 	return d, nil
 }
 
@@ -208,7 +209,7 @@ func (d *Demo) Close() error {
 	for _, p := range d.podProcs {
 		p.stop()
 	}
-	if err := d.cg.close(); err != nil {
+	if err := d.cg.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	for i := len(d.netns) - 1; i >= 0; i-- {

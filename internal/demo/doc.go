@@ -5,7 +5,7 @@
 // the spread of real requests over the backends against their weights, a backend scaled away and
 // drained under a running download, a backend pod starved of CPU and its kubelvs.io/TaskDelays
 // condition beside a calm one's, and the agent's metrics. The pods' processes live in
-// kubelet-like cgroups the demo makes (mounting cgroup2 where nothing has), which the agents
+// kubelet-like cgroups the demo makes with internal/kubeletcg, which the agents
 // get as --cgroup-root.
 //
 // It runs where the kernel has IPVS (a host with it, or the hack/vm guest) and drives

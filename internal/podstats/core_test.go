@@ -78,6 +78,21 @@ func TestWindow(t *testing.T) {
 			{at: 30 * time.Second, sample: []ProcSample{ps(10, late, 5, 10, 1)}},
 			{close: true, wantDelayMs: 105, wantCPUMs: 110, wantExited: 1},
 		}},
+		{"a start time a second off (the kernel's rounding) is the same process, live and at its exit", []step{
+			{sample: []ProcSample{ps(10, t0, 500, 900, 5), ps(11, t0, 0, 100, 1)}},
+			{at: 3 * time.Second, sample: []ProcSample{ps(10, t0.Add(time.Second), 800, 1900, 9), ps(11, t0.Add(-time.Second), 10, 200, 2)}},
+			{close: true, wantDelayMs: 310, wantCPUMs: 1100},
+			{at: 6 * time.Second, sample: []ProcSample{ps(10, t0, 1100, 2900, 12), ps(11, t0, 20, 300, 3)}},
+			{close: true, wantDelayMs: 310, wantCPUMs: 1100},
+			{exit: ptr(ps(11, t0.Add(time.Second), 25, 350, 4))},
+			{at: 9 * time.Second, sample: []ProcSample{ps(10, t0.Add(time.Second), 1400, 3900, 15)}},
+			{close: true, wantDelayMs: 305, wantCPUMs: 1050, wantExited: 1},
+		}},
+		{"PID reuse by start time two seconds later: the new process counts from its start", []step{
+			{sample: []ProcSample{ps(10, t0.Add(-2*time.Second), 500, 900, 5)}},
+			{at: 3 * time.Second, sample: []ProcSample{ps(10, t0.Add(time.Second), 600, 1000, 6)}},
+			{close: true, wantDelayMs: 600, wantCPUMs: 1000},
+		}},
 		{"PID reuse without the old exit record: counters went backwards", []step{
 			{sample: []ProcSample{ps(10, t0, 500, 900, 5)}},
 			{at: 30 * time.Second, sample: []ProcSample{ps(10, t0, 5, 10, 1)}},

@@ -125,8 +125,15 @@ func (w *Window) count(d Totals) {
 	w.total.Add(d)
 }
 
-// same reports whether two samples with one PID are of the same process: same start time and no
-// counter that only grows went backwards.
+// same reports whether two samples with one PID are of the same process: start times at most
+// startSlack apart and no counter that only grows went backwards. The kernel computes a task's
+// start time anew for every record, as the wall clock's whole seconds minus the whole seconds the
+// task has run (tsacct.c: ktime_get_real_seconds() - ac_etime/USEC_PER_SEC), so one process's
+// start time moves by a second between records depending on where within a second each is taken;
+// demanding equal start times took the process for a new one in about every other window and
+// counted nothing of it there (a starved pod measured at 0 % delay, its weight flapping).
 func same(prev, cur ProcSample) bool {
-	return prev.Start.Equal(cur.Start) && cur.CPUCount >= prev.CPUCount && cur.CPU >= prev.CPU && cur.CPUDelay >= prev.CPUDelay
+	d := cur.Start.Sub(prev.Start)
+	return d <= startSlack && d >= -startSlack &&
+		cur.CPUCount >= prev.CPUCount && cur.CPU >= prev.CPU && cur.CPUDelay >= prev.CPUDelay
 }

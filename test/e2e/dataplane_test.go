@@ -74,22 +74,25 @@ func serve(t *testing.T, ns, addr, name string) {
 	var ln net.Listener
 	must(t, netns.Do(ns, func() (err error) { ln, err = net.Listen("tcp", addr); return err }))
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "%s\n", name)
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "%s\n", sc.Text())
-				}
-			}()
+	go accept(ln, name)
+}
+
+// accept serves ln until it is closed: each connection gets "<name>\n", then its lines echoed.
+func accept(ln net.Listener, name string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
 		}
-	}()
+		go func() {
+			defer c.Close()
+			fmt.Fprintf(c, "%s\n", name)
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				fmt.Fprintf(c, "%s\n", sc.Text())
+			}
+		}()
+	}
 }
 
 func addrsOf(t *testing.T, ns string) string {

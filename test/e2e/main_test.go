@@ -48,6 +48,10 @@ var (
 var nodeLabels = map[string]map[string]string{"n1": {"zone": "a"}, "n2": {"zone": "b"}}
 
 func TestMain(m *testing.M) {
+	// The test binary is also the echo server of the delay-aware test's pods.
+	if name := os.Getenv(echoServerEnv); name != "" {
+		os.Exit(echoServerMain(name))
+	}
 	os.Exit(run(m))
 }
 

@@ -33,6 +33,15 @@ func ipcmd(t *testing.T, args ...string) {
 // its lines echoed.
 func backendPod(t *testing.T, node, pod string, n int) string {
 	t.Helper()
+	addr := podNetns(t, node, pod, n)
+	serve(t, pod, ":8080", pod)
+	return addr
+}
+
+// podNetns makes the network of a "pod": namespace pod behind a veth from node, address
+// 10.20.<n>.2 (returned), default route to the node (10.20.<n>.1).
+func podNetns(t *testing.T, node, pod string, n int) string {
+	t.Helper()
 	addr := fmt.Sprintf("10.20.%d.2", n)
 	ipcmd(t, "netns", "add", pod)
 	t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", pod).Run() })
@@ -43,7 +52,6 @@ func backendPod(t *testing.T, node, pod string, n int) string {
 	ipcmd(t, "-n", pod, "addr", "add", addr+"/24", "dev", "eth0")
 	ipcmd(t, "-n", pod, "link", "set", "eth0", "up")
 	ipcmd(t, "-n", pod, "route", "add", "default", "via", fmt.Sprintf("10.20.%d.1", n))
-	serve(t, pod, ":8080", pod)
 	return addr
 }
 
@@ -55,12 +63,18 @@ func vipOnNode(t *testing.T, node, vip string) {
 }
 
 // dial connects from inside node to addr and returns the connection and the backend's name.
-func dial(node, addr string) (net.Conn, string, error) {
-	var c net.Conn
-	err := netns.Do(node, func() (err error) {
-		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+func dial(node, addr string) (c net.Conn, who string, err error) {
+	err = netns.Do(node, func() (err error) {
+		c, who, err = dialHere(addr)
 		return err
 	})
+	return c, who, err
+}
+
+// dialHere connects from the calling thread's namespace to addr and returns the connection and
+// the backend's name.
+func dialHere(addr string) (net.Conn, string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, "", err
 	}
