@@ -31,10 +31,13 @@ port=$apiport
 "$tmp/agent-bench" populate -kubeconfig "$tmp/kubeconfig" -server "https://127.0.0.1:$port" "$@"
 
 echo "bench-agent: host load average $(cut -d' ' -f1-3 /proc/loadavg)"
+# The profiles are written out even when the run fails: no exit on the pipeline's status.
+set +e
 VM_NET=user VM_MEM=${VM_MEM:-6G} VM_TIMEOUT=${VM_TIMEOUT:-5400} "$ROOT/hack/vm/run.sh" \
   -f "$tmp/agent-bench:/vm/agent-bench" -f "$tmp/kubeconfig:/vm/kubeconfig" -f "$tmp/kubelvs:/vm/kubelvs" -- \
   agent-bench run -kubeconfig /vm/kubeconfig -kubelvs /vm/kubelvs "$@" | tee "$tmp/console" | grep --line-buffered -v '^@@vmcpu \|^@@pprof '
 rc=${PIPESTATUS[0]}
+set -e
 # -profile: the agent's profiles came as `@@pprof NAME BASE64` lines.
 if grep -q '^@@pprof ' "$tmp/console"; then
   dir=${BENCH_PROFILE_DIR:-$ROOT/bin/bench-agent-profiles}
