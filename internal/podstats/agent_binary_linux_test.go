@@ -2,7 +2,6 @@ package podstats
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,11 +34,8 @@ func TestAgentBinary(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/kubelvs: %v\n%s", err, out)
 	}
-	root := filepath.Join(cgroup2Root(t), fmt.Sprintf("kubelvs-podstats-agent-%d", os.Getpid()))
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.Remove(root) })
+	tree := podTree(t, "kubelvs-podstats-agent")
+	root := tree.Root
 	const node = "node-agent-binary"
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}
 	if err := env.Client.Create(ctx, n); err != nil {
@@ -47,7 +43,7 @@ func TestAgentBinary(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
 	pod := makePod(t, ctx, "agent-binary", node)
-	cg := kubeletCgroup(t, root, string(pod.UID))
+	cg := kubeletCgroup(t, tree, string(pod.UID))
 	startIn(t, cg, "exec taskset -c 0 sh -c 'while :; do :; done'")
 	startIn(t, cg, "exec taskset -c 0 sh -c 'while :; do :; done'")
 	waitInCgroup(t, cg, 2)

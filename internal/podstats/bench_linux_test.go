@@ -33,37 +33,12 @@ type benchFixture struct {
 
 func newBenchFixture(b *testing.B) *benchFixture {
 	b.Helper()
-	f := &benchFixture{root: filepath.Join(cgroup2Root(b), fmt.Sprintf("kubelvs-podstats-bench-%d", os.Getpid()))}
-	if err := os.Mkdir(f.root, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	var dirs []string
-	b.Cleanup(func() {
-		for i := len(dirs) - 1; i >= 0; i-- {
-			for range 100 {
-				if err := unix.Rmdir(dirs[i]); err == nil || os.IsNotExist(err) {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-		_ = unix.Rmdir(f.root)
-	})
-	mk := func(d string) {
-		if err := os.Mkdir(d, 0o755); err != nil && !os.IsExist(err) {
-			b.Fatal(err)
-		}
-		dirs = append(dirs, d)
-	}
-	mk(filepath.Join(f.root, "kubepods.slice"))
-	mk(filepath.Join(f.root, "kubepods.slice", "kubepods-besteffort.slice"))
+	tree := podTree(b, "kubelvs-podstats-bench")
+	f := &benchFixture{root: tree.Root}
 	for i := range *benchPods {
 		uid := fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)
 		f.uids = append(f.uids, uid)
-		pod := filepath.Join(f.root, "kubepods.slice", "kubepods-besteffort.slice", "kubepods-besteffort-pod"+strings.ReplaceAll(uid, "-", "_")+".slice")
-		mk(pod)
-		ctr := filepath.Join(pod, "cri-containerd-"+strings.Repeat("a", 64)+".scope")
-		mk(ctr)
+		ctr := kubeletCgroup(b, tree, uid)
 		for range *benchProcs {
 			cmd := exec.Command("sleep", "3600")
 			if err := cmd.Start(); err != nil {

@@ -22,60 +22,36 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/kubelvs/kubelvs/internal/kubeletcg"
 	"github.com/kubelvs/kubelvs/pkg/taskstats"
 )
 
-// cgroup2Root returns a writable cgroup2 hierarchy: the host's (at /sys/fs/cgroup on a pure v2
-// host, /sys/fs/cgroup/unified on a hybrid one, found in mountinfo), or a fresh mount of one in a
-// temporary directory, unmounted at cleanup.
-func cgroup2Root(t testing.TB) string {
+// podTree makes a kubelet-like cgroup tree in the real cgroup2 filesystem (internal/kubeletcg:
+// the host's hierarchy, or one mounted for the test), removed when the test ends (after its
+// workloads, whose cleanups run first).
+func podTree(t testing.TB, name string) *kubeletcg.Tree {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	tree, err := kubeletcg.New(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// ... mount-point ... - fstype source options
-		fields := strings.Fields(sc.Text())
-		for i, fl := range fields {
-			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
-				return fields[4]
-			}
-		}
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("cgroup2", dir, "cgroup2", 0, ""); err != nil {
-		t.Fatalf("no cgroup2 hierarchy mounted, and mounting one failed: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
-
-// kubeletCgroup makes, under a test root in the real cgroup2 filesystem, the cgroup of one
-// container of a Burstable pod as the kubelet's systemd driver and containerd lay it out, and
-// returns the test root (the Discoverer's cgroup root) and the container's cgroup.
-func kubeletCgroup(t *testing.T, root string, uid string) string {
-	t.Helper()
-	u := strings.ReplaceAll(uid, "-", "_")
-	dir := filepath.Join(root, "kubepods.slice", "kubepods-burstable.slice", "kubepods-burstable-pod"+u+".slice",
-		"cri-containerd-"+strings.Repeat("c", 64)+".scope")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("making a cgroup in the real cgroup2 filesystem: %v", err)
-	}
 	t.Cleanup(func() {
-		// Remove leaf first; a cgroup with processes cannot go (the workloads are killed first).
-		for d := dir; d != root; d = filepath.Dir(d) {
-			for range 50 {
-				if err := unix.Rmdir(d); err == nil || os.IsNotExist(err) {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+		if err := tree.Close(); err != nil {
+			t.Error(err)
 		}
 	})
-	return dir
+	return tree
+}
+
+// kubeletCgroup makes in tree the cgroup of one container of a Burstable pod as the kubelet's
+// systemd driver and containerd lay it out, and returns it.
+func kubeletCgroup(t testing.TB, tree *kubeletcg.Tree, uid string) string {
+	t.Helper()
+	cg, err := tree.Container(uid, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cg
 }
 
 // startIn starts sh -c script with its own process placed into cgroup first (so that every
@@ -148,15 +124,12 @@ func makePod(t *testing.T, ctx context.Context, name, node string) *corev1.Pod {
 func TestReconcilerRealKernel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	root := filepath.Join(cgroup2Root(t), fmt.Sprintf("kubelvs-podstats-test-%d", os.Getpid()))
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Rmdir(root) })
+	tree := podTree(t, "kubelvs-podstats-test")
+	root := tree.Root
 
 	const node = "node-podstats"
 	podA, podB := makePod(t, ctx, "busy", node), makePod(t, ctx, "exits", node)
-	cgA, cgB := kubeletCgroup(t, root, string(podA.UID)), kubeletCgroup(t, root, string(podB.UID))
+	cgA, cgB := kubeletCgroup(t, tree, string(podA.UID)), kubeletCgroup(t, tree, string(podB.UID))
 	ioFile := filepath.Join("/var/tmp", fmt.Sprintf("kubelvs-podstats-%d", os.Getpid()))
 	t.Cleanup(func() { _ = os.Remove(ioFile) })
 	startIn(t, cgA, "exec taskset -c 0 sh -c 'while :; do :; done'")
