@@ -89,7 +89,7 @@ node's IPVSNode.`,
 	f.DurationVar(&o.auditPeriod, "audit-period", 60*time.Second, "mean time between full reads of the IPVS table that repair drift (jittered ±10%)")
 	f.DurationVar(&o.drainPoll, "drain-poll-period", 2*time.Second, "how often services with draining destinations are polled (one destination dump each)")
 	f.DurationVar(&o.retryPeriod, "retry-period", 5*time.Second, "how long a VirtualService whose IPVS operations failed waits before a retry")
-	f.DurationVar(&o.checkpointEvery, "checkpoint-interval", time.Second, "least time between two checkpoint writes that only record drains, generations or removals (ownership of a new service is written at once; 0: every change at once)")
+	f.DurationVar(&o.checkpointEvery, "checkpoint-interval", time.Second, "least time between two checkpoint writes that only record drains, generations or removals, longer for a large checkpoint (a second per 256 KiB); ownership of a new service is written at once; 0: every change at once")
 	f.StringSliceVar(&o.managedCIDRs, "managed-cidrs", nil, "only program services whose addresses are in these prefixes (default: no restriction)")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":9753", "address of the metrics endpoint; 0 disables it")
 	f.BoolVar(&o.secureMetrics, "metrics-secure", true, "serve metrics over HTTPS with authentication and authorization")

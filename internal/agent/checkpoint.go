@@ -241,6 +241,9 @@ type CheckpointFile struct {
 	keys []lvs.ServiceKey
 }
 
+// Size is the length of the checkpoint as last read or written.
+func (f *CheckpointFile) Size() int { return len(f.last) }
+
 // Load reads the checkpoint; a missing file is an empty checkpoint. An unusable file (error
 // matching ErrCheckpoint) is moved aside to Path.corrupt-<unix time>, so the agent starts
 // with no ownership claims (it then touches no existing service) and the file stays for

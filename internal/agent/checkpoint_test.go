@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/kubelvs/kubelvs/pkg/desired"
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
@@ -172,4 +174,49 @@ func TestCheckpointSaveChanges(t *testing.T) {
 	f.Path = good
 	save(nil, key(lvs.TCP, "192.0.2.10", 80))
 	readBack("after the failed write", svc("192.0.2.15", 1), svc("192.0.2.20", 2), svc("192.0.2.40", 1))
+}
+
+// Writes that wait (here a drain start) come at most once per CheckpointInterval, or once per
+// second per 256 KiB of the checkpoint when that is longer; a service added is written at once.
+func TestCheckpointIntervalGrowsWithSize(t *testing.T) {
+	fk, dir, c := newFakeKernel(), t.TempDir(), &clock{now: t0}
+	r := NewReconciler(Config{Node: "n1", Kernel: fk, Now: c.Now, CheckpointInterval: time.Second,
+		Checkpoint: &CheckpointFile{Path: filepath.Join(dir, "agent-checkpoint.json")}})
+	if err := r.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wants := bigWants(5000, 2)
+	mustSync(t, r, wants...)
+	size := r.cfg.Checkpoint.Size()
+	want := time.Duration(float64(size) / (256 << 10) * float64(time.Second))
+	if want <= time.Second {
+		t.Fatalf("a checkpoint of %d bytes: the test needs one over 256 KiB", size)
+	}
+	writes := func() float64 { return testutil.ToFloat64(r.cfg.Metrics.CheckpointWrites) }
+	w0 := writes()
+	// One destination removed: a drain starts (a write that waits).
+	drain := func(i int) {
+		t.Helper()
+		w := wants[i]
+		w.Generation++
+		s := w.Services[0]
+		s.Destinations = s.Destinations[1:]
+		w.Services = []desired.Service{s}
+		mustSync(t, r, w)
+	}
+	c.now = t0.Add(time.Second + 100*time.Millisecond)
+	drain(1)
+	if got := writes() - w0; got != 0 {
+		t.Errorf("a drain %v after the last write of a %d-byte checkpoint was written (%v writes); it waits %v", c.now.Sub(t0), size, got, want)
+	}
+	if due, ok := r.CheckpointDue(); !ok || !due.Equal(t0.Add(want)) {
+		t.Errorf("CheckpointDue = %v, %v; want %v", due.Sub(t0), ok, want)
+	}
+	c.now = t0.Add(want)
+	if err := r.FlushCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if got := writes() - w0; got != 1 {
+		t.Errorf("at the due time: %v writes, want 1", got)
+	}
 }
