@@ -235,6 +235,9 @@ func (m *Model) Commit(s *Step) {
 			m.forget(k, s.Op.Destination)
 			return
 		}
+		if s.Op.Destination != nil && o != nil {
+			m.commitDest(k, o, s) // a drain start without a kernel operation (drainDest)
+		}
 	case ipvs.AddService, ipvs.UpdateService:
 		if o == nil {
 			o = &Owned{Dests: map[lvs.DestinationKey]*OwnedDest{}}
@@ -251,12 +254,7 @@ func (m *Model) Commit(s *Step) {
 		if o == nil {
 			return
 		}
-		dk := s.Op.Destination.Key()
-		if old := o.Dests[dk]; (old != nil && (!old.DrainSince.Equal(s.DrainSince) || old.DrainTimeout != s.DrainTimeout)) ||
-			(old == nil && !s.DrainSince.IsZero()) {
-			m.touch(k)
-		}
-		o.Dests[dk] = &OwnedDest{Destination: *s.Op.Destination, DrainSince: s.DrainSince, DrainTimeout: s.DrainTimeout}
+		m.commitDest(k, o, s)
 	case ipvs.DeleteDestination:
 		if o != nil {
 			m.dropDest(k, o, s.Op.Destination.Key())
@@ -269,6 +267,16 @@ func (m *Model) Commit(s *Step) {
 		m.setOwner(k, o, s.Owner)
 		o.Generation, o.Removing, o.DrainTimeout = s.Generation, s.Removing, s.ServiceDrainTimeout
 	}
+}
+
+// commitDest records s's destination of service k (o) as s leaves it.
+func (m *Model) commitDest(k lvs.ServiceKey, o *Owned, s *Step) {
+	dk := s.Op.Destination.Key()
+	if old := o.Dests[dk]; (old != nil && (!old.DrainSince.Equal(s.DrainSince) || old.DrainTimeout != s.DrainTimeout)) ||
+		(old == nil && !s.DrainSince.IsZero()) {
+		m.touch(k)
+	}
+	o.Dests[dk] = &OwnedDest{Destination: *s.Op.Destination, DrainSince: s.DrainSince, DrainTimeout: s.DrainTimeout}
 }
 
 // Refused records that a service could not be added because another owner has it.

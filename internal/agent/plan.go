@@ -188,6 +188,11 @@ func drainDest(steps []Step, base Step, svc *lvs.Service, od *OwnedDest, timeout
 	d := od.Destination
 	d.Weight = 0
 	s.Op = ipvs.Op{Kind: ipvs.UpdateDestination, Service: svc, Destination: &d}
+	if od.Weight == 0 {
+		// The kernel has it at weight 0 already (a drain whose start a crash kept out of the
+		// checkpoint, adopted from the table): the drain starts in the model only.
+		s.Op.Kind = 0
+	}
 	s.DrainSince, s.DrainTimeout = now, timeout
 	return append(steps, s)
 }

@@ -347,3 +347,40 @@ func TestReconcilerAuditOfAnOlderRead(t *testing.T) {
 		t.Errorf("conflicts %v", rep.Conflicts)
 	}
 }
+
+// A drain whose start a crash kept out of the checkpoint (the weight 0 reached the kernel, the
+// checkpoint write was still waiting): the restarted agent starts it again in its model only,
+// without writing the weight again, and removes the destination at the new deadline.
+func TestReconcilerRestartDuringAnUnrecordedDrain(t *testing.T) {
+	fk, dir, c := newFakeKernel(), t.TempDir(), &clock{now: t0}
+	k := key(lvs.TCP, "192.0.2.10", 80)
+	d2 := lvs.DestinationKey{Address: netip.MustParseAddr("10.1.0.2"), Port: 8080}
+	r := newTestReconciler(t, fk, dir, c)
+	two := wsvc(k, "wrr", dst("10.1.0.1", 8080, 1), dst("10.1.0.2", 8080, 1))
+	two.DrainTimeout = time.Minute
+	mustSync(t, r, Want{Key: web, Generation: 1, Services: []desired.Service{two}})
+	// The killed agent's drain: weight 0 in the kernel, nothing in the checkpoint.
+	fk.hand(ipvs.Op{Kind: ipvs.UpdateDestination, Service: &two.Service,
+		Destination: &lvs.Destination{Address: d2.Address, Port: d2.Port, Weight: 0, Forwarding: lvs.Masquerade}})
+	fk.setConns(k, d2, 1, 0)
+	fk.resetCounts()
+	c.now = t0.Add(10 * time.Second)
+	r2 := newTestReconciler(t, fk, dir, c)
+	one := wsvc(k, "wrr", dst("10.1.0.1", 8080, 1))
+	one.DrainTimeout = time.Minute
+	mustSync(t, r2, Want{Key: web, Generation: 2, Services: []desired.Service{one}})
+	if w, _ := fk.counts(); w != 0 {
+		t.Errorf("the restart wrote %d times (%v), want 0", w, fk.kinds())
+	}
+	od := r2.Model().Owned(k).Dests[d2]
+	if od == nil || !od.DrainSince.Equal(c.now) {
+		t.Fatalf("after the restart the destination is %+v, want it draining since the restart", od)
+	}
+	c.now = t0.Add(70 * time.Second)
+	if err := r2.PollDrains(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := fk.counts(); w != 1 || fk.kind(ipvs.DeleteDestination) != 1 {
+		t.Errorf("at the new deadline: %d writes (%v), want one destination delete", w, fk.kinds())
+	}
+}

@@ -271,6 +271,19 @@ func TestRestartWritesNothing(t *testing.T) {
 		"-a -t 192.0.2.40:80 -r 10.1.0.2:8080 -m -w 1",
 	}
 	waitTable(t, "n1", want, "192.0.2.40")
+	// The earlier tests' VirtualServices are deleted as they end: wait until n1 has finished
+	// draining and removing their services (finishing that after the restart would be writes
+	// of theirs, not of the restart).
+	eventually(t, "n1 holding only this test's VirtualService", time.Minute, func() error {
+		var in v1alpha1.IPVSNode
+		if err := k8s.Get(ctx, types.NamespacedName{Name: "n1"}, &in); err != nil {
+			return err
+		}
+		if len(in.Status.VirtualServices) != 1 || in.Status.Counts.Services != 1 {
+			return fmt.Errorf("%d entries, %d services", len(in.Status.VirtualServices), in.Status.Counts.Services)
+		}
+		return nil
+	})
 	a := nodes["n1"]
 	a.kill()
 	must(t, a.start())
