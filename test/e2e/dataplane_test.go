@@ -54,17 +54,9 @@ func newNode(t *testing.T, name, zone string, noAgent bool, extra ...string) *ag
 // 10.30.<n>.1 (its default route). The node forwards.
 func clientNS(t *testing.T, node, name string, n int) string {
 	t.Helper()
-	ipcmd(t, "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", name).Run() })
-	ipcmd(t, "-n", node, "link", "add", "c-"+name, "type", "veth", "peer", "name", "eth0", "netns", name)
-	ipcmd(t, "-n", node, "addr", "add", fmt.Sprintf("10.30.%d.1/24", n), "dev", "c-"+name)
-	ipcmd(t, "-n", node, "link", "set", "c-"+name, "up")
-	ipcmd(t, "-n", name, "link", "set", "lo", "up")
-	ipcmd(t, "-n", name, "addr", "add", fmt.Sprintf("10.30.%d.2/24", n), "dev", "eth0")
-	ipcmd(t, "-n", name, "link", "set", "eth0", "up")
-	ipcmd(t, "-n", name, "route", "add", "default", "via", fmt.Sprintf("10.30.%d.1", n))
+	nodeAddr, _ := vethNS(t, node, name, "c-"+name, fmt.Sprintf("10.30.%d", n))
 	sh(t, "/sbin/ip", "netns", "exec", node, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
-	return fmt.Sprintf("10.30.%d.1", n)
+	return nodeAddr
 }
 
 // serve accepts TCP connections on addr in namespace ns: each gets "<name>\n", then its lines

@@ -42,17 +42,25 @@ func backendPod(t *testing.T, node, pod string, n int) string {
 // 10.20.<n>.2 (returned), default route to the node (10.20.<n>.1).
 func podNetns(t *testing.T, node, pod string, n int) string {
 	t.Helper()
-	addr := fmt.Sprintf("10.20.%d.2", n)
-	ipcmd(t, "netns", "add", pod)
-	t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", pod).Run() })
-	ipcmd(t, "-n", node, "link", "add", "v-"+pod, "type", "veth", "peer", "name", "eth0", "netns", pod)
-	ipcmd(t, "-n", node, "addr", "add", fmt.Sprintf("10.20.%d.1/24", n), "dev", "v-"+pod)
-	ipcmd(t, "-n", node, "link", "set", "v-"+pod, "up")
-	ipcmd(t, "-n", pod, "link", "set", "lo", "up")
-	ipcmd(t, "-n", pod, "addr", "add", addr+"/24", "dev", "eth0")
-	ipcmd(t, "-n", pod, "link", "set", "eth0", "up")
-	ipcmd(t, "-n", pod, "route", "add", "default", "via", fmt.Sprintf("10.20.%d.1", n))
+	_, addr := vethNS(t, node, pod, "v-"+pod, fmt.Sprintf("10.20.%d", n))
 	return addr
+}
+
+// vethNS makes namespace ns behind a veth from node (the node's end is link): ns is
+// <net>.2/24 with its default route to the node's <net>.1. It returns both addresses.
+func vethNS(t *testing.T, node, ns, link, net string) (nodeAddr, nsAddr string) {
+	t.Helper()
+	nodeAddr, nsAddr = net+".1", net+".2"
+	ipcmd(t, "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", ns).Run() })
+	ipcmd(t, "-n", node, "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	ipcmd(t, "-n", node, "addr", "add", nodeAddr+"/24", "dev", link)
+	ipcmd(t, "-n", node, "link", "set", link, "up")
+	ipcmd(t, "-n", ns, "link", "set", "lo", "up")
+	ipcmd(t, "-n", ns, "addr", "add", nsAddr+"/24", "dev", "eth0")
+	ipcmd(t, "-n", ns, "link", "set", "eth0", "up")
+	ipcmd(t, "-n", ns, "route", "add", "default", "via", nodeAddr)
+	return nodeAddr, nsAddr
 }
 
 // vipOnNode puts a VIP on the node namespace's lo, so that clients in the node reach IPVS.
