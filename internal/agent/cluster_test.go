@@ -48,22 +48,27 @@ func eventually(t *testing.T, what string, check func() error) {
 // kernel against the real API server.
 func startAgent(t *testing.T, node string, fk *fakeKernel) { startAgentB(t, node, fk) }
 
-func startAgentB(t testing.TB, node string, fk *fakeKernel) {
+func startAgentB(t testing.TB, node string, fk *fakeKernel, dp ...Dataplane) {
 	t.Helper()
-	t.Cleanup(startAgentDir(t, node, fk, t.TempDir(), nil))
+	t.Cleanup(startAgentDir(t, node, fk, t.TempDir(), nil, dp...))
 }
 
 // startAgentDir starts an agent with its checkpoint in dir, calling ready (when not nil) once
 // it is ready; the returned function stops it.
-func startAgentDir(t testing.TB, node string, fk *fakeKernel, dir string, ready func()) (stop func()) {
+// dp, when given, is the reconciler's dataplane.
+func startAgentDir(t testing.TB, node string, fk *fakeKernel, dir string, ready func(), dp ...Dataplane) (stop func()) {
 	t.Helper()
 	opts := ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0", Cache: CacheOptions(node), Client: ClientOptions()}
 	mgr, err := ctrl.NewManager(env.Config, opts)
 	must(t, err)
 	must(t, controllers.SetupIndexes(t.Context(), mgr.GetFieldIndexer()))
-	rec := NewReconciler(Config{Node: node, Kernel: fk, CheckpointInterval: time.Second,
-		Checkpoint: &CheckpointFile{Path: dir + "/agent-checkpoint.json"}})
+	cfg := Config{Node: node, Kernel: fk, CheckpointInterval: time.Second,
+		Checkpoint: &CheckpointFile{Path: dir + "/agent-checkpoint.json"}}
+	if len(dp) > 0 {
+		cfg.Dataplane = dp[0]
+	}
+	rec := NewReconciler(cfg)
 	status := &StatusWriter{Client: mgr.GetClient(), Node: node, Agent: v1alpha1.AgentInfo{Version: "test"},
 		LeaseNamespace: "default", LeaseDuration: 40 * time.Second}
 	runner := NewRunner(RunnerConfig{Node: node, Reconciler: rec, Cache: mgr.GetCache(), Status: status,

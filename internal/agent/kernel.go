@@ -10,9 +10,6 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
@@ -166,47 +163,4 @@ func writeSysctl(path, value string) (string, error) {
 		return "", fmt.Errorf("agent: sysctl %s: read back: %w", path, err)
 	}
 	return strings.TrimSpace(string(b)), nil
-}
-
-// TrimObject is the agent's cache transform: it drops what the agent never reads (managed
-// fields, kubectl's last-applied annotation, Service status, of EndpointSlices all but what
-// trimSlice keeps) so that 10,000 VirtualServices
-// and their EndpointSlices cost less memory.
-func TrimObject(o any) (any, error) {
-	obj, ok := o.(client.Object)
-	if !ok {
-		return o, nil
-	}
-	obj.SetManagedFields(nil)
-	if a := obj.GetAnnotations(); a != nil {
-		if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
-			delete(a, corev1.LastAppliedConfigAnnotation)
-			obj.SetAnnotations(a)
-		}
-	}
-	switch t := o.(type) {
-	case *corev1.Service:
-		t.Status = corev1.ServiceStatus{}
-	case *discoveryv1.EndpointSlice:
-		trimSlice(t)
-	}
-	return o, nil
-}
-
-// trimSlice keeps of an EndpointSlice what the desired state, delay-aware weights and pod
-// taskstats read: one per endpoint of a node's backends, so the largest part of the cache.
-func trimSlice(es *discoveryv1.EndpointSlice) {
-	if t, ok := es.Annotations[AnnotationTriggerTime]; ok {
-		es.Annotations = map[string]string{AnnotationTriggerTime: t}
-	} else {
-		es.Annotations = nil
-	}
-	es.OwnerReferences = nil
-	for i := range es.Endpoints {
-		ep := &es.Endpoints[i]
-		ep.Hostname, ep.DeprecatedTopology, ep.Hints, ep.Zone = nil, nil, nil, nil
-		if r := ep.TargetRef; r != nil {
-			ep.TargetRef = &corev1.ObjectReference{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
-		}
-	}
 }

@@ -19,8 +19,10 @@ type Model struct {
 	// foreign are services in the kernel the agent does not own, as of the last table read
 	// or the last add refused with "exists".
 	foreign map[lvs.ServiceKey]bool
-	// byOwner indexes services by owner: a sync of one VirtualService must not scan them all.
-	byOwner map[types.NamespacedName]map[lvs.ServiceKey]struct{}
+	// byOwner indexes services by owner, each owner's keys sorted: a sync of one
+	// VirtualService must not scan them all. (Most own one or two services: a slice costs a
+	// tenth of a set.)
+	byOwner map[types.NamespacedName][]lvs.ServiceKey
 	// dirty are the services whose checkpoint record (ownership, generation, drains) changed
 	// since CheckpointSaved: a weight change costs no checkpoint write, and a write encodes
 	// only what changed.
@@ -116,7 +118,7 @@ func (d *OwnedDest) Deadline() time.Time { return d.DrainSince.Add(d.DrainTimeou
 // NewModel returns an empty model.
 func NewModel() *Model {
 	return &Model{services: map[lvs.ServiceKey]*Owned{}, foreign: map[lvs.ServiceKey]bool{},
-		byOwner: map[types.NamespacedName]map[lvs.ServiceKey]struct{}{},
+		byOwner: map[types.NamespacedName][]lvs.ServiceKey{},
 		dirty:   map[lvs.ServiceKey]struct{}{}, draining: map[lvs.ServiceKey]int{},
 		modified: map[lvs.ServiceKey]uint64{}}
 }
@@ -136,32 +138,32 @@ func (m *Model) Keys() []lvs.ServiceKey {
 
 // KeysOf returns the keys of the services owned for the VirtualService vs, sorted.
 func (m *Model) KeysOf(vs types.NamespacedName) []lvs.ServiceKey {
-	keys := slices.Collect(maps.Keys(m.byOwner[vs]))
-	slices.SortFunc(keys, compareKeys)
-	return keys
+	return slices.Clone(m.byOwner[vs])
 }
 
 // setOwner records o (key k) as owned by owner in the index.
 func (m *Model) setOwner(k lvs.ServiceKey, o *Owned, owner types.NamespacedName) {
-	if o.Owner == owner && m.byOwner[owner] != nil {
-		if _, ok := m.byOwner[owner][k]; ok {
+	if o.Owner == owner {
+		if _, ok := slices.BinarySearchFunc(m.byOwner[owner], k, compareKeys); ok {
 			return
 		}
 	}
 	m.unindex(k, o.Owner)
 	o.Owner = owner
-	if m.byOwner[owner] == nil {
-		m.byOwner[owner] = map[lvs.ServiceKey]struct{}{}
-	}
-	m.byOwner[owner][k] = struct{}{}
+	keys := m.byOwner[owner]
+	i, _ := slices.BinarySearchFunc(keys, k, compareKeys)
+	m.byOwner[owner] = slices.Insert(keys, i, k)
 }
 
 func (m *Model) unindex(k lvs.ServiceKey, owner types.NamespacedName) {
-	if set := m.byOwner[owner]; set != nil {
-		delete(set, k)
-		if len(set) == 0 {
-			delete(m.byOwner, owner)
-		}
+	keys := m.byOwner[owner]
+	i, ok := slices.BinarySearchFunc(keys, k, compareKeys)
+	switch {
+	case !ok:
+	case len(keys) == 1:
+		delete(m.byOwner, owner)
+	default:
+		m.byOwner[owner] = slices.Delete(keys, i, i+1)
 	}
 }
 

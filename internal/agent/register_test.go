@@ -22,7 +22,7 @@ import (
 // The Runner's handlers are added to caches that have synced, whose informers then replay
 // every object they hold as an add: those are not changes (the first sync lists them all), and
 // even when they arrive after the first sync began they mark nothing. A real add after them
-// (the informer delivers in order) is marked.
+// (the informer delivers in order) is marked. So is a spec update, and not a status update.
 func TestRunnerIgnoresTheReplayedInitialList(t *testing.T) {
 	ctx := t.Context()
 	c := env.Client
@@ -69,5 +69,35 @@ func TestRunnerIgnoresTheReplayedInitialList(t *testing.T) {
 	r.mu.Unlock()
 	if diff := cmp.Diff([]types.NamespacedName{marker}, got); diff != "" {
 		t.Errorf("marked (-want +got):\n%s", diff)
+	}
+
+	// A status update (the controller's, as nodes program a VirtualService) marks nothing; a
+	// spec update after it does. One informer delivers both in order: once the second is
+	// marked, the first was handled.
+	r.mu.Lock()
+	clear(r.dirty)
+	r.mu.Unlock()
+	var st v1alpha1.VirtualService
+	must(t, c.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: "old-0"}, &st))
+	st.Status.ObservedGeneration = st.Generation
+	must(t, c.Status().Update(ctx, &st))
+	var sp v1alpha1.VirtualService
+	must(t, c.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: "old-1"}, &sp))
+	sp.Spec.Ports[0].Port = 81
+	must(t, c.Update(ctx, &sp))
+	changed := types.NamespacedName{Namespace: ns.Name, Name: "old-1"}
+	eventually(t, "the changed VirtualService marked", func() error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if _, ok := r.dirty[changed]; !ok {
+			return fmt.Errorf("dirty: %v", slices.Collect(maps.Keys(r.dirty)))
+		}
+		return nil
+	})
+	r.mu.Lock()
+	got = slices.Collect(maps.Keys(r.dirty))
+	r.mu.Unlock()
+	if diff := cmp.Diff([]types.NamespacedName{changed}, got); diff != "" {
+		t.Errorf("marked after a status and a spec update (-want +got):\n%s", diff)
 	}
 }

@@ -427,6 +427,12 @@ func asObject(o any) client.Object {
 }
 
 func (r *Runner) onVirtualService(ctx context.Context, old, cur client.Object) {
+	if old != nil && cur != nil && old.GetGeneration() == cur.GetGeneration() &&
+		old.GetDeletionTimestamp().Equal(cur.GetDeletionTimestamp()) {
+		// Its status or metadata changed (the controller writes the status as nodes program
+		// it): nothing the node's table depends on.
+		return
+	}
 	for _, o := range []client.Object{old, cur} {
 		vs, ok := o.(*v1alpha1.VirtualService)
 		if !ok || vs == nil {
