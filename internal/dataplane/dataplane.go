@@ -47,7 +47,6 @@ type Dataplane struct {
 	link *link
 
 	index    *Index
-	dests    map[lvs.ServiceKey][]lvs.Destination
 	prefixes []netip.Prefix
 
 	addrs  map[netip.Addr]struct{} // the agent's addresses on the interface
@@ -73,7 +72,7 @@ func New(cfg Config) *Dataplane {
 	if cfg.Masquerade == "" {
 		cfg.Masquerade = MasqueradeRemote
 	}
-	d := &Dataplane{cfg: cfg, index: NewIndex(), dests: map[lvs.ServiceKey][]lvs.Destination{},
+	d := &Dataplane{cfg: cfg, index: NewIndex(),
 		addrs: map[netip.Addr]struct{}{}, nftEl: NewElements()}
 	d.info = v1alpha1.DataplaneInfo{VIPInterface: cfg.Interface, Masquerade: string(cfg.Masquerade), Sysctls: cfg.Sysctls}
 	return d
@@ -134,19 +133,16 @@ func (d *Dataplane) Close() error {
 	return errors.Join(errs...)
 }
 
-// Set records the IPVS service k with its destinations (Program makes it so).
+// Set records the IPVS service k with its destinations (Program makes it so). Only what
+// the dataplane needs of them is kept.
 func (d *Dataplane) Set(k lvs.ServiceKey, dests []lvs.Destination) {
-	d.dests[k] = dests
-	if s, ok := ServiceOf(k, dests, d.cfg.Masquerade, PrefixesContain(d.prefixes)); ok {
+	if s, ok := ServiceOf(k, dests, d.cfg.Masquerade); ok {
 		d.index.Set(k, s)
 	}
 }
 
 // Remove forgets the IPVS service k.
-func (d *Dataplane) Remove(k lvs.ServiceKey) {
-	delete(d.dests, k)
-	d.index.Remove(k)
-}
+func (d *Dataplane) Remove(k lvs.ServiceKey) { d.index.Remove(k) }
 
 // SetLocalPrefixes sets the node's local prefixes (its pod CIDRs: destinations there are not
 // masqueraded with MasqueradeRemote).
@@ -155,8 +151,8 @@ func (d *Dataplane) SetLocalPrefixes(p []netip.Prefix) {
 		return
 	}
 	d.prefixes = p
-	for k, dests := range d.dests {
-		d.Set(k, dests)
+	if d.cfg.Masquerade == MasqueradeRemote {
+		d.index.SetLocal(PrefixesContain(p))
 	}
 }
 

@@ -66,9 +66,9 @@ type Service struct {
 }
 
 // ServiceOf returns what the service k with destinations dests needs: its port, and the
-// masqueraded destinations mode selects (local: the destination is local to the node, for
-// MasqueradeRemote). Firewall-mark services have no address: ok is false.
-func ServiceOf(k lvs.ServiceKey, dests []lvs.Destination, mode Masquerade, local func(netip.Addr) bool) (s Service, ok bool) {
+// destinations mode may masquerade (MasqueradeRemote leaves the node's local ones out in the
+// Index, which knows the local prefixes). Firewall-mark services have no address: ok is false.
+func ServiceOf(k lvs.ServiceKey, dests []lvs.Destination, mode Masquerade) (s Service, ok bool) {
 	if k.FirewallMark != 0 || !k.Address.IsValid() {
 		return Service{}, false
 	}
@@ -76,22 +76,18 @@ func ServiceOf(k lvs.ServiceKey, dests []lvs.Destination, mode Masquerade, local
 	if mode == MasqueradeNone {
 		return s, true
 	}
-	seen := map[netip.Addr]bool{}
 	for i := range dests {
 		d := &dests[i]
 		a := d.Address.Unmap()
 		// DR and tunnels are never masqueraded: their replies go straight to the client by
 		// design. Neither are destinations of the other family (only tunnels have them).
-		if d.Forwarding != lvs.Masquerade || a.Is4() != s.Port.VIP.Is4() || seen[a] {
+		if d.Forwarding != lvs.Masquerade || a.Is4() != s.Port.VIP.Is4() {
 			continue
 		}
-		if mode == MasqueradeRemote && local != nil && local(a) {
-			continue
-		}
-		seen[a] = true
 		s.Masq = append(s.Masq, Masq{Backend: a})
 	}
 	slices.SortFunc(s.Masq, compareMasq)
+	s.Masq = slices.Clip(slices.Compact(s.Masq))
 	return s, true
 }
 
@@ -113,21 +109,30 @@ func (e Elements) Clone() Elements {
 	return Elements{VIPs: maps.Clone(e.VIPs), Ports: maps.Clone(e.Ports), Masq: maps.Clone(e.Masq)}
 }
 
-// Index is the node's wanted elements, kept incrementally as services change: VIPs and
-// masqueraded destinations are counted (several services share them), ports are one
-// service's each. It records which elements each change touched, so that a change costs what it
-// touches and not the size of the node.
+// Wanted are the elements the services need, VIPs and masqueraded destinations with the
+// number of services that need each (several share them).
+type Wanted struct {
+	VIPs  map[netip.Addr]int32
+	Ports map[Port]struct{}
+	Masq  map[Masq]int32
+}
+
+// Index is the node's wanted elements, kept incrementally as services change. It records
+// which elements each change touched, so that a change costs what it touches and not the size
+// of the node.
 type Index struct {
 	services map[lvs.ServiceKey]Service
-	vips     map[netip.Addr]int
-	masq     map[Masq]int
-	want     Elements
-	touched  Elements
+	want     Wanted
+	// local: destinations that are not masqueraded (MasqueradeRemote's); nil: none.
+	local   func(netip.Addr) bool
+	touched Elements
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{services: map[lvs.ServiceKey]Service{}, vips: map[netip.Addr]int{}, masq: map[Masq]int{}, want: NewElements(), touched: NewElements()}
+	return &Index{services: map[lvs.ServiceKey]Service{},
+		want:    Wanted{VIPs: map[netip.Addr]int32{}, Ports: map[Port]struct{}{}, Masq: map[Masq]int32{}},
+		touched: NewElements()}
 }
 
 // Set records s as what service k needs (replacing what it needed before).
@@ -139,14 +144,19 @@ func (x *Index) Set(k lvs.ServiceKey, s Service) {
 		x.drop(old)
 	}
 	x.services[k] = s
-	x.vips[s.Port.VIP]++
-	x.want.VIPs[s.Port.VIP] = struct{}{}
+	x.add(s)
+}
+
+func (x *Index) add(s Service) {
+	x.want.VIPs[s.Port.VIP]++
 	x.want.Ports[s.Port] = struct{}{}
 	x.touched.VIPs[s.Port.VIP] = struct{}{}
 	x.touched.Ports[s.Port] = struct{}{}
 	for _, m := range s.Masq {
-		x.masq[m]++
-		x.want.Masq[m] = struct{}{}
+		if x.local != nil && x.local(m.Backend) {
+			continue
+		}
+		x.want.Masq[m]++
 		x.touched.Masq[m] = struct{}{}
 	}
 }
@@ -162,17 +172,30 @@ func (x *Index) Remove(k lvs.ServiceKey) {
 func (x *Index) drop(s Service) {
 	x.touched.VIPs[s.Port.VIP] = struct{}{}
 	x.touched.Ports[s.Port] = struct{}{}
-	if x.vips[s.Port.VIP]--; x.vips[s.Port.VIP] <= 0 {
-		delete(x.vips, s.Port.VIP)
+	if x.want.VIPs[s.Port.VIP]--; x.want.VIPs[s.Port.VIP] <= 0 {
 		delete(x.want.VIPs, s.Port.VIP)
 	}
 	delete(x.want.Ports, s.Port)
 	for _, m := range s.Masq {
-		if x.masq[m]--; x.masq[m] <= 0 {
-			delete(x.masq, m)
+		if x.local != nil && x.local(m.Backend) {
+			continue
+		}
+		if x.want.Masq[m]--; x.want.Masq[m] <= 0 {
 			delete(x.want.Masq, m)
 		}
 		x.touched.Masq[m] = struct{}{}
+	}
+}
+
+// SetLocal sets which destinations are local to the node (not masqueraded; nil: none), and
+// counts every service's again.
+func (x *Index) SetLocal(local func(netip.Addr) bool) {
+	for _, s := range x.services {
+		x.drop(s)
+	}
+	x.local = local
+	for _, s := range x.services {
+		x.add(s)
 	}
 }
 
@@ -180,7 +203,7 @@ func (x *Index) drop(s Service) {
 func (x *Index) Keys() []lvs.ServiceKey { return slices.Collect(maps.Keys(x.services)) }
 
 // Want returns the wanted elements (not a copy: do not change them).
-func (x *Index) Want() Elements { return x.want }
+func (x *Index) Want() Wanted { return x.want }
 
 // Touched returns the elements changes touched since the last call, and forgets them.
 func (x *Index) Touched() Elements {
@@ -203,7 +226,7 @@ func (d *Delta) Empty() bool {
 
 // Diff returns what to change among the candidates so that installed holds what want holds
 // (candidates nil: every element of either). It changes nothing.
-func Diff(installed, want Elements, candidates *Elements) Delta {
+func Diff(installed Elements, want Wanted, candidates *Elements) Delta {
 	var d Delta
 	var cv map[netip.Addr]struct{}
 	var cp map[Port]struct{}
@@ -217,7 +240,7 @@ func Diff(installed, want Elements, candidates *Elements) Delta {
 	return d
 }
 
-func diffSet[T comparable](have, want, candidates map[T]struct{}, compare func(a, b T) int) (add, del []T) {
+func diffSet[T comparable, H, W any](have map[T]H, want map[T]W, candidates map[T]struct{}, compare func(a, b T) int) (add, del []T) {
 	check := func(e T) {
 		_, h := have[e]
 		_, w := want[e]

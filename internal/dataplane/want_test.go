@@ -38,9 +38,9 @@ func TestServiceOf(t *testing.T) {
 		want  Service
 		ok    bool
 	}{
-		{"remote: the local pod keeps the client address, the far one is masqueraded", key(vip1, lvs.TCP, 80),
-			[]lvs.Destination{dest(pod, lvs.Masquerade), dest(far, lvs.Masquerade)}, MasqueradeRemote,
-			Service{Port: p80, Masq: []Masq{{Backend: far}}}, true},
+		{"remote: both may be (the index leaves the local one out)", key(vip1, lvs.TCP, 80),
+			[]lvs.Destination{dest(far, lvs.Masquerade), dest(pod, lvs.Masquerade)}, MasqueradeRemote,
+			Service{Port: p80, Masq: []Masq{{Backend: pod}, {Backend: far}}}, true},
 		{"all: both", key(vip1, lvs.TCP, 80), []lvs.Destination{dest(far, lvs.Masquerade), dest(pod, lvs.Masquerade)}, MasqueradeAll,
 			Service{Port: p80, Masq: []Masq{{Backend: pod}, {Backend: far}}}, true},
 		{"none: neither", key(vip1, lvs.TCP, 80), []lvs.Destination{dest(far, lvs.Masquerade)}, MasqueradeNone, Service{Port: p80}, true},
@@ -55,7 +55,7 @@ func TestServiceOf(t *testing.T) {
 			Service{}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := ServiceOf(tt.k, tt.dests, tt.mode, local)
+			got, ok := ServiceOf(tt.k, tt.dests, tt.mode)
 			if ok != tt.ok {
 				t.Fatalf("ok = %v, want %v", ok, tt.ok)
 			}
@@ -80,10 +80,37 @@ func elements(vips []netip.Addr, ports []Port, masq []Masq) Elements {
 	return e
 }
 
+// installedOf is the elements installed to match w.
+func installedOf(w Wanted) Elements {
+	e := NewElements()
+	for v := range w.VIPs {
+		e.VIPs[v] = struct{}{}
+	}
+	for p := range w.Ports {
+		e.Ports[p] = struct{}{}
+	}
+	for m := range w.Masq {
+		e.Masq[m] = struct{}{}
+	}
+	return e
+}
+
+// wanted is e's elements, each needed by one service.
+func wanted(e Elements) Wanted {
+	w := Wanted{VIPs: map[netip.Addr]int32{}, Ports: e.Ports, Masq: map[Masq]int32{}}
+	for v := range e.VIPs {
+		w.VIPs[v] = 1
+	}
+	for m := range e.Masq {
+		w.Masq[m] = 1
+	}
+	return w
+}
+
 // The index counts VIPs shared by services, and a change touches only what it changes.
 func TestIndexDiff(t *testing.T) {
 	p80, p443, p53 := Port{vip1, lvs.TCP, 80}, Port{vip1, lvs.TCP, 443}, Port{vip2, lvs.UDP, 53}
-	m80 := Masq{Backend: far}
+	m80, mPod := Masq{Backend: far}, Masq{Backend: pod}
 	type step struct {
 		name   string
 		change func(x *Index)
@@ -104,6 +131,20 @@ func TestIndexDiff(t *testing.T) {
 		{"the backend stops being masqueraded", func(x *Index) {
 			x.Set(key(vip1, lvs.TCP, 80), Service{Port: p80})
 		}, Delta{DelMasq: []Masq{m80}}},
+		{"a pod of the node and a far one", func(x *Index) {
+			x.Set(key(vip1, lvs.TCP, 80), Service{Port: p80, Masq: []Masq{mPod, m80}})
+		}, Delta{AddMasq: []Masq{mPod, m80}}},
+		{"the node's pod CIDR becomes local: its pod is not masqueraded", func(x *Index) { x.SetLocal(local) },
+			Delta{DelMasq: []Masq{mPod}}},
+		{"a local destination added while local: nothing to masquerade", func(x *Index) {
+			x.Set(key(vip2, lvs.UDP, 53), Service{Port: p53, Masq: []Masq{mPod}})
+		}, Delta{}},
+		{"no local prefixes: the pod is masqueraded again", func(x *Index) { x.SetLocal(nil) },
+			Delta{AddMasq: []Masq{mPod}}},
+		{"the backends go again", func(x *Index) {
+			x.Set(key(vip1, lvs.TCP, 80), Service{Port: p80})
+			x.Set(key(vip2, lvs.UDP, 53), Service{Port: p53})
+		}, Delta{DelMasq: []Masq{mPod, m80}}},
 		{"the last service of vip1 goes: the VIP goes", func(x *Index) {
 			x.Remove(key(vip1, lvs.TCP, 80))
 		}, Delta{DelVIPs: []netip.Addr{vip1}, DelPorts: []Port{p80}}},
@@ -124,7 +165,7 @@ func TestIndexDiff(t *testing.T) {
 			t.Fatalf("%s: full delta (-want +got):\n%s", s.name, d)
 		}
 		installed.Apply(&got)
-		if d := cmp.Diff(x.Want(), installed, cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()); d != "" {
+		if d := cmp.Diff(installedOf(x.Want()), installed, cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()); d != "" {
 			t.Fatalf("%s: installed after the delta (-want +got):\n%s", s.name, d)
 		}
 	}
@@ -136,7 +177,7 @@ func TestIndexDiff(t *testing.T) {
 // A full diff repairs drift: elements the kernel lost come back, strays go.
 func TestDiffRepairsDrift(t *testing.T) {
 	p80, p81 := Port{vip1, lvs.TCP, 80}, Port{vip1, lvs.TCP, 81}
-	want := elements([]netip.Addr{vip1}, []Port{p80}, nil)
+	want := wanted(elements([]netip.Addr{vip1}, []Port{p80}, nil))
 	kernel := elements([]netip.Addr{vip1, vip2}, []Port{p81}, []Masq{{Backend: far}})
 	got := Diff(kernel, want, nil)
 	exp := Delta{DelVIPs: []netip.Addr{vip2}, AddPorts: []Port{p80}, DelPorts: []Port{p81}, DelMasq: []Masq{{Backend: far}}}
