@@ -28,7 +28,7 @@ func (m *Model) Adopt(table []ipvs.TableEntry, cp *Checkpoint) {
 		k := cs.Key.Canonical()
 		o := &Owned{
 			Generation: cs.Generation, Removing: cs.Removing, DrainTimeout: cs.DrainTimeout,
-			Service: lvs.Service{ServiceKey: k}, Dests: map[lvs.DestinationKey]*OwnedDest{},
+			Service: lvs.Service{ServiceKey: k},
 		}
 		m.services[k] = o
 		m.setOwner(k, o, cs.Owner)
@@ -44,13 +44,14 @@ func (m *Model) Adopt(table []ipvs.TableEntry, cp *Checkpoint) {
 		}
 		o.Service, o.Present = e.Service.Service, true
 		drains := allDrains[k]
+		o.Dests = make([]OwnedDest, 0, len(e.Destinations))
 		for j := range e.Destinations {
 			d := &e.Destinations[j]
-			od := &OwnedDest{Destination: d.Destination}
+			od := OwnedDest{Destination: d.Destination}
 			if dr, ok := drains[d.Key()]; ok && d.Weight == 0 {
 				od.DrainSince, od.DrainTimeout = dr.Since, dr.Timeout
 			}
-			o.Dests[d.Key()] = od
+			o.setDest(od)
 		}
 	}
 	for k := range m.services {
@@ -109,13 +110,13 @@ func auditService(steps []Step, o *Owned, e *ipvs.TableEntry) []Step {
 		s := base
 		s.Op, s.Repair = ipvs.Op{Kind: ipvs.AddService, Service: svc}, RepairServiceMissing
 		steps = append(steps, s)
-		for _, dk := range sortedDestKeys(o.Dests) {
-			od := o.Dests[dk]
+		for i := range o.Dests {
+			od := &o.Dests[i]
 			s := base
 			if od.Draining() {
-				s.Op, s.Forget = ipvs.Op{Service: svc, Destination: &od.Destination}, true
+				s.Op, s.Forget = ipvs.Op{Service: svc, Destination: destCopy(od)}, true
 			} else {
-				s.Op, s.Repair = ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: &od.Destination}, RepairDestinationMissing
+				s.Op, s.Repair = ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: destCopy(od)}, RepairDestinationMissing
 			}
 			steps = append(steps, s)
 		}
@@ -135,19 +136,20 @@ func auditDests(steps []Step, base Step, o *Owned, e *ipvs.TableEntry) []Step {
 	for i := range e.Destinations {
 		inKernel[e.Destinations[i].Key()] = &e.Destinations[i]
 	}
-	for _, dk := range sortedDestKeys(o.Dests) {
-		od := o.Dests[dk]
+	for i := range o.Dests {
+		od := &o.Dests[i]
+		dk := od.Key()
 		kd := inKernel[dk]
 		delete(inKernel, dk)
 		s := base
 		s.DrainSince, s.DrainTimeout = od.DrainSince, od.DrainTimeout
 		switch {
 		case kd == nil && od.Draining():
-			s.Op, s.Forget = ipvs.Op{Service: svc, Destination: &od.Destination}, true
+			s.Op, s.Forget = ipvs.Op{Service: svc, Destination: destCopy(od)}, true
 		case kd == nil:
-			s.Op, s.Repair = ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: &od.Destination}, RepairDestinationMissing
+			s.Op, s.Repair = ipvs.Op{Kind: ipvs.AddDestination, Service: svc, Destination: destCopy(od)}, RepairDestinationMissing
 		case !sameDest(&od.Destination, &kd.Destination):
-			s.Op, s.Repair = ipvs.Op{Kind: ipvs.UpdateDestination, Service: svc, Destination: &od.Destination}, RepairDestinationChanged
+			s.Op, s.Repair = ipvs.Op{Kind: ipvs.UpdateDestination, Service: svc, Destination: destCopy(od)}, RepairDestinationChanged
 		default:
 			continue
 		}

@@ -91,9 +91,9 @@ func (m *Model) record(k lvs.ServiceKey) CheckpointService {
 	o := m.services[k]
 	cs := CheckpointService{Key: k, Owner: o.Owner, Generation: o.Generation, Removing: o.Removing, DrainTimeout: o.DrainTimeout}
 	if m.draining[k] > 0 {
-		for _, dk := range sortedDestKeys(o.Dests) {
-			if d := o.Dests[dk]; d.Draining() {
-				cs.Drains = append(cs.Drains, CheckpointDrain{Destination: dk, Since: d.DrainSince, Timeout: d.DrainTimeout})
+		for i := range o.Dests {
+			if d := &o.Dests[i]; d.Draining() {
+				cs.Drains = append(cs.Drains, CheckpointDrain{Destination: d.Key(), Since: d.DrainSince, Timeout: d.DrainTimeout})
 			}
 		}
 	}

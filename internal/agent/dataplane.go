@@ -63,8 +63,8 @@ func (r *Reconciler) dataplaneSet(k lvs.ServiceKey) {
 		return
 	}
 	dests := make([]lvs.Destination, 0, len(o.Dests))
-	for _, d := range o.Dests {
-		dests = append(dests, d.Destination)
+	for i := range o.Dests {
+		dests = append(dests, o.Dests[i].Destination)
 	}
 	r.cfg.Dataplane.Set(k, dests)
 }

@@ -1,9 +1,6 @@
 package agent
 
 import (
-	"cmp"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
@@ -28,17 +25,17 @@ func (m *Model) PlanDrain(k lvs.ServiceKey, kernel []ipvs.Destination, now time.
 	base := Step{Owner: o.Owner, Generation: o.Generation, Removing: o.Removing, ServiceDrainTimeout: o.DrainTimeout}
 	var steps []Step
 	stay := 0
-	for _, dk := range sortedDestKeys(o.Dests) {
-		od := o.Dests[dk]
-		n, inKernel := conns[dk]
+	for i := range o.Dests {
+		od := &o.Dests[i]
+		n, inKernel := conns[od.Key()]
 		switch {
 		case !inKernel:
 			s := base
-			s.Op, s.Forget = ipvs.Op{Service: svc, Destination: &od.Destination}, true
+			s.Op, s.Forget = ipvs.Op{Service: svc, Destination: destCopy(od)}, true
 			steps = append(steps, s)
 		case od.Draining() && (n == 0 || !now.Before(od.Deadline())):
 			s := base
-			s.Op = ipvs.Op{Kind: ipvs.DeleteDestination, Service: svc, Destination: &od.Destination}
+			s.Op = ipvs.Op{Kind: ipvs.DeleteDestination, Service: svc, Destination: destCopy(od)}
 			steps = append(steps, s)
 		default:
 			stay++
@@ -57,8 +54,8 @@ func (m *Model) PlanDrain(k lvs.ServiceKey, kernel []ipvs.Destination, now time.
 func (m *Model) NextDeadline() (time.Time, bool) {
 	var next time.Time
 	for k := range m.draining {
-		for _, d := range m.services[k].Dests {
-			if d.Draining() && (next.IsZero() || d.Deadline().Before(next)) {
+		for i := range m.services[k].Dests {
+			if d := &m.services[k].Dests[i]; d.Draining() && (next.IsZero() || d.Deadline().Before(next)) {
 				next = d.Deadline()
 			}
 		}
@@ -66,10 +63,9 @@ func (m *Model) NextDeadline() (time.Time, bool) {
 	return next, !next.IsZero()
 }
 
-func sortedDestKeys(m map[lvs.DestinationKey]*OwnedDest) []lvs.DestinationKey {
-	keys := slices.Collect(maps.Keys(m))
-	slices.SortFunc(keys, func(a, b lvs.DestinationKey) int {
-		return cmp.Or(a.Address.Compare(b.Address), cmp.Compare(a.Port, b.Port))
-	})
-	return keys
+// destCopy returns a copy of od's destination for a step: the model's destinations move when
+// an earlier step of the batch commits.
+func destCopy(od *OwnedDest) *lvs.Destination {
+	d := od.Destination
+	return &d
 }

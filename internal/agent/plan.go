@@ -135,10 +135,10 @@ func (m *Model) planService(steps []Step, w *Want, ws *desired.Service, o *Owned
 	for i := range ws.Destinations {
 		wd := &ws.Destinations[i]
 		seen[wd.Key()] = true
-		steps = planDest(steps, base, svc, o.Dests[wd.Key()], wd, now)
+		steps = planDest(steps, base, svc, o.Dest(wd.Key()), wd, now)
 	}
-	for _, dk := range sortedDestKeys(o.Dests) {
-		if od := o.Dests[dk]; !seen[dk] && !od.Draining() {
+	for i := range o.Dests {
+		if od := &o.Dests[i]; !seen[od.Key()] && !od.Draining() {
 			steps = drainDest(steps, base, svc, od, ws.DrainTimeout, now)
 		}
 	}
@@ -218,8 +218,8 @@ func (m *Model) planRemoval(steps []Step, o *Owned, now time.Time) []Step {
 		s.Op = ipvs.Op{Service: svc}
 		steps = append(steps, s)
 	}
-	for _, k := range sortedDestKeys(o.Dests) {
-		if od := o.Dests[k]; !od.Draining() {
+	for i := range o.Dests {
+		if od := &o.Dests[i]; !od.Draining() {
 			steps = drainDest(steps, base, svc, od, o.DrainTimeout, now)
 		}
 	}

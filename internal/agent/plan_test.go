@@ -346,3 +346,41 @@ func TestPlanAudit(t *testing.T) {
 		})
 	}
 }
+
+// A batch whose commits move the model's destinations (a delete shifts those after it, an add
+// those after its place) commits each step to the destination it names: steps carry copies.
+func TestCommitBatchThatMovesDestinations(t *testing.T) {
+	k := key(lvs.TCP, "192.0.2.10", 80)
+	four := Want{Key: web, Generation: 1, Services: []desired.Service{wsvc(k, "wrr",
+		dst("10.1.0.1", 8080, 1), dst("10.1.0.2", 8080, 1), dst("10.1.0.3", 8080, 1), dst("10.1.0.4", 8080, 1))}}
+	m := programmed(t, four)
+	// 1 and 2 removed, 0 added: two drains and an add in front of them.
+	after := Want{Key: web, Generation: 1, Services: []desired.Service{wsvc(k, "wrr",
+		dst("10.1.0.0", 8080, 1), dst("10.1.0.3", 8080, 1), dst("10.1.0.4", 8080, 1))}}
+	commitAll(m, t0.Add(time.Second), &after)
+	idle := func(addrs ...string) []ipvs.Destination {
+		var out []ipvs.Destination
+		for _, a := range addrs {
+			out = append(out, ipvs.Destination{Destination: lvs.Destination{Address: netip.MustParseAddr(a), Port: 8080}})
+		}
+		return out
+	}
+	// Both drained ones are done: two deletes in one batch, the first shifting the second.
+	steps := m.PlanDrain(k, idle("10.1.0.0", "10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.4"), t0.Add(2*time.Second))
+	if diff := cmp.Diff([]string{
+		"delete destination TCP 192.0.2.10:80 10.1.0.1:8080 w=0",
+		"delete destination TCP 192.0.2.10:80 10.1.0.2:8080 w=0",
+	}, render(steps)); diff != "" {
+		t.Fatalf("drain steps (-want +got):\n%s", diff)
+	}
+	for i := range steps {
+		m.Commit(&steps[i])
+	}
+	var got []string
+	for _, d := range m.Owned(k).Dests {
+		got = append(got, fmt.Sprintf("%s w=%d draining=%v", d.Key(), d.Weight, d.Draining()))
+	}
+	if diff := cmp.Diff([]string{"10.1.0.0:8080 w=1 draining=false", "10.1.0.3:8080 w=1 draining=false", "10.1.0.4:8080 w=1 draining=false"}, got); diff != "" {
+		t.Errorf("model's destinations after the batch (-want +got):\n%s", diff)
+	}
+}

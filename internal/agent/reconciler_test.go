@@ -131,7 +131,7 @@ func TestReconcilerDrainSurvivesRestart(t *testing.T) {
 	if w, _ := fk.counts(); w != 0 {
 		t.Errorf("restart wrote %d times, want 0", w)
 	}
-	od := r2.Model().Owned(k).Dests[d2]
+	od := r2.Model().Owned(k).Dest(d2)
 	if od == nil || !od.DrainSince.Equal(t0.Add(10*time.Second)) {
 		t.Fatalf("after restart the drain is %+v, want it started at +10s", od)
 	}
@@ -372,7 +372,7 @@ func TestReconcilerRestartDuringAnUnrecordedDrain(t *testing.T) {
 	if w, _ := fk.counts(); w != 0 {
 		t.Errorf("the restart wrote %d times (%v), want 0", w, fk.kinds())
 	}
-	od := r2.Model().Owned(k).Dests[d2]
+	od := r2.Model().Owned(k).Dest(d2)
 	if od == nil || !od.DrainSince.Equal(c.now) {
 		t.Fatalf("after the restart the destination is %+v, want it draining since the restart", od)
 	}

@@ -131,8 +131,8 @@ func (r *Reconciler) entry(k types.NamespacedName, st *vsState, rep *NodeReport)
 		if o.Generation > e.ObservedGeneration {
 			e.ObservedGeneration = o.Generation
 		}
-		for _, d := range o.Dests {
-			if d.Draining() || o.Removing {
+		for i := range o.Dests {
+			if o.Dests[i].Draining() || o.Removing {
 				counts.Draining++
 			} else {
 				counts.Active++
