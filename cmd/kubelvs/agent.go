@@ -357,10 +357,11 @@ func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := controllers.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+	idx := agent.Indexer(mgr.GetCache())
+	if err := controllers.SetupIndexes(context.Background(), idx); err != nil {
 		return nil, err
 	}
-	if err := podstats.SetupIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+	if err := podstats.SetupIndexes(context.Background(), idx); err != nil {
 		return nil, err
 	}
 	return mgr, nil

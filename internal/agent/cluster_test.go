@@ -20,6 +20,7 @@ import (
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 	"github.com/kubelvs/kubelvs/controllers"
+	"github.com/kubelvs/kubelvs/internal/podstats"
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
@@ -62,7 +63,8 @@ func startAgentDir(t testing.TB, node string, fk *fakeKernel, dir string, ready 
 		HealthProbeBindAddress: "0", Cache: CacheOptions(node), Client: ClientOptions()}
 	mgr, err := ctrl.NewManager(env.Config, opts)
 	must(t, err)
-	must(t, controllers.SetupIndexes(t.Context(), mgr.GetFieldIndexer()))
+	must(t, controllers.SetupIndexes(t.Context(), Indexer(mgr.GetCache())))
+	must(t, podstats.SetupIndexes(t.Context(), Indexer(mgr.GetCache())))
 	cfg := Config{Node: node, Kernel: fk, CheckpointInterval: time.Second,
 		Checkpoint: &CheckpointFile{Path: dir + "/agent-checkpoint.json"}}
 	if len(dp) > 0 {

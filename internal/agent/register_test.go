@@ -39,7 +39,7 @@ func TestRunnerIgnoresTheReplayedInitialList(t *testing.T) {
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0", Cache: CacheOptions("replay-node"), Client: ClientOptions()})
 	must(t, err)
-	must(t, controllers.SetupIndexes(ctx, mgr.GetFieldIndexer()))
+	must(t, controllers.SetupIndexes(ctx, Indexer(mgr.GetCache())))
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { _ = mgr.GetCache().Start(cctx) }()
