@@ -11,7 +11,9 @@
 // [Reconciler] drives the core against a [Kernel] (pkg/ipvs in production) and a checkpoint
 // file (what the agent owns and when each drain started, so ownership and drains survive
 // restarts). The Kubernetes side (caches, indexes, IPVSNode status) is in cluster.go and
-// status.go; it tells the reconciler which VirtualServices changed and what they now want.
+// status.go; it tells the reconciler which VirtualServices changed and what they now want. The
+// caches keep what the agent reads (trim.go) and its field indexes hold each value once
+// (indexes.go): at 10,000 VirtualServices they are most of the agent's memory.
 //
 // Rules the reconciler keeps:
 //   - Ownership: it changes and deletes only services it created (recorded in the checkpoint).
