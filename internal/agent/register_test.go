@@ -55,21 +55,7 @@ func TestRunnerIgnoresTheReplayedInitialList(t *testing.T) {
 	r.started.Store(true) // as if the first sync had begun before the replay is delivered
 	must(t, r.register(cctx))
 	must(t, c.Create(ctx, vs("new", "192.0.2.200")))
-	marker := types.NamespacedName{Namespace: ns.Name, Name: "new"}
-	eventually(t, "the new VirtualService marked", func() error {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if _, ok := r.dirty[marker]; !ok {
-			return fmt.Errorf("dirty: %v", slices.Collect(maps.Keys(r.dirty)))
-		}
-		return nil
-	})
-	r.mu.Lock()
-	got := slices.Collect(maps.Keys(r.dirty))
-	r.mu.Unlock()
-	if diff := cmp.Diff([]types.NamespacedName{marker}, got); diff != "" {
-		t.Errorf("marked (-want +got):\n%s", diff)
-	}
+	onlyMarked(t, r, "an add after the replay", types.NamespacedName{Namespace: ns.Name, Name: "new"})
 
 	// A status update (the controller's, as nodes program a VirtualService) marks nothing; a
 	// spec update after it does. One informer delivers both in order: once the second is
@@ -85,19 +71,24 @@ func TestRunnerIgnoresTheReplayedInitialList(t *testing.T) {
 	must(t, c.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: "old-1"}, &sp))
 	sp.Spec.Ports[0].Port = 81
 	must(t, c.Update(ctx, &sp))
-	changed := types.NamespacedName{Namespace: ns.Name, Name: "old-1"}
-	eventually(t, "the changed VirtualService marked", func() error {
+	onlyMarked(t, r, "a status update, then a spec update", types.NamespacedName{Namespace: ns.Name, Name: "old-1"})
+}
+
+// onlyMarked waits for key to be marked dirty on r and checks it is the only one marked.
+func onlyMarked(t *testing.T, r *Runner, after string, key types.NamespacedName) {
+	t.Helper()
+	eventually(t, key.String()+" marked", func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if _, ok := r.dirty[changed]; !ok {
+		if _, ok := r.dirty[key]; !ok {
 			return fmt.Errorf("dirty: %v", slices.Collect(maps.Keys(r.dirty)))
 		}
 		return nil
 	})
 	r.mu.Lock()
-	got = slices.Collect(maps.Keys(r.dirty))
+	got := slices.Collect(maps.Keys(r.dirty))
 	r.mu.Unlock()
-	if diff := cmp.Diff([]types.NamespacedName{changed}, got); diff != "" {
-		t.Errorf("marked after a status and a spec update (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]types.NamespacedName{key}, got); diff != "" {
+		t.Errorf("marked after %s (-want +got):\n%s", after, diff)
 	}
 }
