@@ -273,14 +273,17 @@ func TestRestartWritesNothing(t *testing.T) {
 	waitTable(t, "n1", want, "192.0.2.40")
 	// The earlier tests' VirtualServices are deleted as they end: wait until n1 has finished
 	// draining and removing their services (finishing that after the restart would be writes
-	// of theirs, not of the restart).
+	// of theirs, not of the restart). The status must list this test's VirtualService as its
+	// only one: a status written before it was programmed (writes are spaced) can show an
+	// earlier test's, still draining, as the one service.
 	eventually(t, "n1 holding only this test's VirtualService", time.Minute, func() error {
 		var in v1alpha1.IPVSNode
 		if err := k8s.Get(ctx, types.NamespacedName{Name: "n1"}, &in); err != nil {
 			return err
 		}
-		if len(in.Status.VirtualServices) != 1 || in.Status.Counts.Services != 1 {
-			return fmt.Errorf("%d entries, %d services", len(in.Status.VirtualServices), in.Status.Counts.Services)
+		vss := in.Status.VirtualServices
+		if len(vss) != 1 || vss[0].Namespace != ns || vss[0].Name != "restart" || in.Status.Counts.Services != 1 {
+			return fmt.Errorf("entries %+v, %d services", vss, in.Status.Counts.Services)
 		}
 		return nil
 	})
