@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -232,4 +233,26 @@ func condStatus(conds []metav1.Condition, t string) metav1.ConditionStatus {
 		}
 	}
 	return ""
+}
+
+// TestFirstSyncReleasesMemory: once the first sync is done the agent collects its garbage and
+// returns the pages to the kernel (a forced collection; nothing else in this package's tests
+// forces one).
+func TestFirstSyncReleasesMemory(t *testing.T) {
+	forced := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := forced()
+	ready := make(chan struct{})
+	t.Cleanup(startAgentDir(t, "agent-node-release", newFakeKernel(), t.TempDir(), func() { close(ready) }))
+	select {
+	case <-ready:
+	case <-time.After(time.Minute):
+		t.Fatal("the agent was not ready within a minute")
+	}
+	if n := forced() - before; n < 1 {
+		t.Errorf("%d forced collections from start to ready, want at least 1 (the first sync's memory released)", n)
+	}
 }

@@ -61,6 +61,20 @@ type Reconciler struct {
 	dataplaneDirty bool
 	// report: the entries of the last report (reconciler goroutine; under mu in Report).
 	report reportCache
+	// phases: where the last Sync's time went (reconciler goroutine), logged when it was slow.
+	phases syncPhases
+}
+
+// syncPhases is where one Sync's time went.
+type syncPhases struct {
+	steps                                       int
+	plan, kernel, commit, dataplane, checkpoint time.Duration
+}
+
+// keysAndValues lists the phases for a log line, in seconds.
+func (p *syncPhases) keysAndValues() []any {
+	return []any{"steps", p.steps, "plan", p.plan.Seconds(), "kernel", p.kernel.Seconds(),
+		"commit", p.commit.Seconds(), "dataplane", p.dataplane.Seconds(), "checkpoint", p.checkpoint.Seconds()}
 }
 
 // OwnersSnapshot returns which VirtualService owns each service, as of the last batch; it may
@@ -159,6 +173,7 @@ func (r *Reconciler) table(ctx context.Context) ([]ipvs.TableEntry, error) {
 func (r *Reconciler) Sync(ctx context.Context, wants []Want) ([]types.NamespacedName, error) {
 	start := r.cfg.Now()
 	steps, refusals := r.model.PlanBatch(wants, start, r.cfg.Allow)
+	r.phases = syncPhases{steps: len(steps), plan: time.Since(start)}
 	failures, err := r.apply(ctx, steps)
 	r.mu.Lock()
 	var retry []types.NamespacedName
@@ -183,9 +198,11 @@ func (r *Reconciler) Sync(ctx context.Context, wants []Want) ([]types.Namespaced
 	}
 	r.mu.Unlock()
 	r.cfg.Metrics.SyncDuration.Observe(r.cfg.Now().Sub(start).Seconds())
+	saving := time.Now()
 	if cerr := r.saveCheckpoint(); cerr != nil && err == nil {
 		err = cerr
 	}
+	r.phases.checkpoint = time.Since(saving)
 	return retry, err
 }
 
@@ -197,6 +214,7 @@ func (r *Reconciler) Sync(ctx context.Context, wants []Want) ([]types.Namespaced
 // not be sent, or they would land in a service kubelvs did not create. Everything else goes in
 // one batch.
 func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.NamespacedName][]string, error) {
+	sending := time.Now()
 	results := make([]error, len(steps))
 	var adds, rest []int
 	for i := range steps {
@@ -229,6 +247,8 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 	if err := r.send(ctx, steps, rest, results); err != nil && batchErr == nil {
 		batchErr = err
 	}
+	committing := time.Now()
+	r.phases.kernel = committing.Sub(sending)
 	failures := map[types.NamespacedName][]string{}
 	ops := opCounts{}
 	defer ops.flush(r.cfg.Metrics)
@@ -255,7 +275,10 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 		}
 	}
 	r.publish(steps)
+	programming := time.Now()
+	r.phases.commit = programming.Sub(committing)
 	r.dataplaneSteps(ctx, steps, results)
+	r.phases.dataplane = time.Since(programming)
 	return failures, batchErr
 }
 

@@ -45,12 +45,13 @@ func (p *profiler) cpu(name string, d time.Duration) {
 	}()
 }
 
-// heap prints the agent's heap profile now.
+// heap prints the agent's heap profile now, of the live heap (gc=1: collected first; without it
+// the profile is of the last collection, which after a quiet spell can be from the first sync).
 func (p *profiler) heap(name string) {
 	if !p.on {
 		return
 	}
-	b, err := get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", pprofPort), time.Minute)
+	b, err := get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1", pprofPort), time.Minute)
 	if err != nil {
 		logf("profile %s: %v", name, err)
 		return
