@@ -216,37 +216,7 @@ func (r *Reconciler) Sync(ctx context.Context, wants []Want) ([]types.Namespaced
 func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.NamespacedName][]string, error) {
 	sending := time.Now()
 	results := make([]error, len(steps))
-	var adds, rest []int
-	for i := range steps {
-		switch steps[i].Op.Kind {
-		case 0:
-		case ipvs.AddService:
-			adds = append(adds, i)
-		default:
-			rest = append(rest, i)
-		}
-	}
-	batchErr := r.send(ctx, steps, adds, results)
-	notAdded := map[lvs.ServiceKey]error{}
-	for _, i := range adds {
-		if results[i] != nil {
-			notAdded[steps[i].Op.Service.Key()] = results[i]
-		}
-	}
-	if len(notAdded) > 0 {
-		kept := rest[:0]
-		for _, i := range rest {
-			if err := notAdded[steps[i].Op.Service.Key()]; err != nil {
-				results[i] = fmt.Errorf("agent: not sent: its service was not added: %w", err)
-				continue
-			}
-			kept = append(kept, i)
-		}
-		rest = kept
-	}
-	if err := r.send(ctx, steps, rest, results); err != nil && batchErr == nil {
-		batchErr = err
-	}
+	batchErr := r.sendSteps(ctx, steps, results)
 	committing := time.Now()
 	r.phases.kernel = committing.Sub(sending)
 	failures := map[types.NamespacedName][]string{}
@@ -280,6 +250,43 @@ func (r *Reconciler) apply(ctx context.Context, steps []Step) (map[types.Namespa
 	r.dataplaneSteps(ctx, steps, results)
 	r.phases.dataplane = time.Since(programming)
 	return failures, batchErr
+}
+
+// sendSteps sends the operations of steps, service adds first (see apply), and stores their
+// results.
+func (r *Reconciler) sendSteps(ctx context.Context, steps []Step, results []error) error {
+	var adds, rest []int
+	for i := range steps {
+		switch steps[i].Op.Kind {
+		case 0:
+		case ipvs.AddService:
+			adds = append(adds, i)
+		default:
+			rest = append(rest, i)
+		}
+	}
+	batchErr := r.send(ctx, steps, adds, results)
+	notAdded := map[lvs.ServiceKey]error{}
+	for _, i := range adds {
+		if results[i] != nil {
+			notAdded[steps[i].Op.Service.Key()] = results[i]
+		}
+	}
+	if len(notAdded) > 0 {
+		kept := rest[:0]
+		for _, i := range rest {
+			if err := notAdded[steps[i].Op.Service.Key()]; err != nil {
+				results[i] = fmt.Errorf("agent: not sent: its service was not added: %w", err)
+				continue
+			}
+			kept = append(kept, i)
+		}
+		rest = kept
+	}
+	if err := r.send(ctx, steps, rest, results); err != nil && batchErr == nil {
+		batchErr = err
+	}
+	return batchErr
 }
 
 // send applies the operations of steps[idx...] in one batch and stores their results.
