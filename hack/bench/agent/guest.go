@@ -557,7 +557,8 @@ func hasDest(ds []ipvs.Destination, a netip.Addr) bool {
 	return false
 }
 
-// writeLogTail prints the agents' error lines, if any, and their start-up phases.
+// writeLogTail prints the agents' error lines, if any, their start-up phases and their slow
+// syncs (with where the time went).
 func writeLogTail(n int) error {
 	for i := 1; i <= n; i++ {
 		b, err := os.ReadFile(filepath.Join("/tmp", fmt.Sprintf("agent-%d.log", i)))
@@ -566,7 +567,7 @@ func writeLogTail(n int) error {
 		}
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.Contains(l, "ERROR") || strings.Contains(l, "ready: table adopted") || strings.Contains(l, "adopted the kernel") ||
-				strings.Contains(l, `"msg":"starting"`) {
+				strings.Contains(l, `"msg":"starting"`) || strings.Contains(l, `"msg":"slow sync"`) {
 				logf("agent %d log: %s", i, l)
 			}
 		}
