@@ -180,14 +180,13 @@ func planDest(steps []Step, base Step, svc *lvs.Service, od *OwnedDest, wd *desi
 // a zero timeout.
 func drainDest(steps []Step, base Step, svc *lvs.Service, od *OwnedDest, timeout time.Duration, now time.Time) []Step {
 	s := base
+	d := destCopy(od)
 	if timeout <= 0 || svc.Protocol == lvs.UDP {
-		d := od.Destination
-		s.Op = ipvs.Op{Kind: ipvs.DeleteDestination, Service: svc, Destination: &d}
+		s.Op = ipvs.Op{Kind: ipvs.DeleteDestination, Service: svc, Destination: d}
 		return append(steps, s)
 	}
-	d := od.Destination
 	d.Weight = 0
-	s.Op = ipvs.Op{Kind: ipvs.UpdateDestination, Service: svc, Destination: &d}
+	s.Op = ipvs.Op{Kind: ipvs.UpdateDestination, Service: svc, Destination: d}
 	if od.Weight == 0 {
 		// The kernel has it at weight 0 already (a drain whose start a crash kept out of the
 		// checkpoint, adopted from the table): the drain starts in the model only.

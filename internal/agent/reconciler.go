@@ -171,9 +171,9 @@ func (r *Reconciler) table(ctx context.Context) ([]ipvs.TableEntry, error) {
 // Sync takes the services of each VirtualService in wants to what it wants, in one batch of
 // kernel operations. It returns the VirtualServices some of whose steps failed (to retry).
 func (r *Reconciler) Sync(ctx context.Context, wants []Want) ([]types.NamespacedName, error) {
-	start := r.cfg.Now()
+	start, planning := r.cfg.Now(), time.Now() // the phases are wall time, whatever cfg.Now is
 	steps, refusals := r.model.PlanBatch(wants, start, r.cfg.Allow)
-	r.phases = syncPhases{steps: len(steps), plan: time.Since(start)}
+	r.phases = syncPhases{steps: len(steps), plan: time.Since(planning)}
 	failures, err := r.apply(ctx, steps)
 	r.mu.Lock()
 	var retry []types.NamespacedName
