@@ -109,14 +109,16 @@ type Sysctl struct {
 }
 
 // DataplaneInfo describes what the agent set up on the node around IPVS: the interface its
-// VIPs are bound to, the ARP sysctls, the nftables table that filters and masquerades.
+// VIPs' local routes go through, the ARP sysctls, the nftables table that filters and
+// masquerades.
 type DataplaneInfo struct {
-	// VIPInterface is the dummy interface that carries the node's VIPs; empty when the agent
-	// binds none (--vip-interface="").
+	// VIPInterface is the interface the node's VIPs are routed through, as local routes of
+	// the table local ("lo", or a dummy interface the agent made); empty when the agent routes
+	// none (--vip-interface="").
 	// +optional
 	// +kubebuilder:validation:MaxLength=15
 	VIPInterface string `json:"vipInterface,omitempty"`
-	// BoundVIPs counts the VIPs bound to VIPInterface.
+	// BoundVIPs counts the VIPs the agent routes through VIPInterface.
 	// +optional
 	BoundVIPs int32 `json:"boundVIPs,omitempty"`
 	// Table is the nftables table the agent owns ("inet kubelvs"); empty when none.

@@ -104,7 +104,7 @@ node's IPVSNode.`,
 	f.StringVar(&o.sysctlRoot, "sysctl-root", "/proc/sys", "where the host's /proc/sys (or its net/ipv4/vs part) is mounted")
 	f.StringVar(&o.podName, "pod-name", os.Getenv("POD_NAME"), "the agent's pod name, shown in IPVSNode (default $POD_NAME)")
 	addPodStatsFlags(f, &o.podstats)
-	f.StringVar(&o.vipInterface, "vip-interface", "kubelvs0", "dummy interface the agent creates and binds its VIPs to (empty: bind nothing)")
+	f.StringVar(&o.vipInterface, "vip-interface", "lo", "interface the VIPs' local routes go through: a loopback, or a dummy the agent creates (empty: route no VIP)")
 	f.StringVar(&o.masquerade, "masquerade", string(dataplane.MasqueradeRemote), "source NAT of Masquerade-mode destinations: all, remote (destinations outside the node's pod CIDRs) or none")
 	f.BoolVar(&o.strictARP, "strict-arp", true, "set net.ipv4.conf.all.arp_ignore=1 and arp_announce=2: the node answers no ARP for its VIPs")
 	f.BoolVar(&o.nftables, "nftables", true, "keep the nftables table inet kubelvs (drops traffic to VIPs on unserved ports, masquerades)")

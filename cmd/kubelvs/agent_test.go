@@ -43,7 +43,7 @@ func TestAgentDaemonSetArgs(t *testing.T) {
 // Bad flag values are refused at start with a message naming the flag.
 func TestAgentOptionsValidate(t *testing.T) {
 	good := func() agentOptions {
-		return agentOptions{node: "n1", stateDir: "/var/lib/kubelvs", auditPeriod: 60e9, drainPoll: 2e9, retryPeriod: 5e9, leaseDuration: 40e9, masquerade: "remote", vipInterface: "kubelvs0"}
+		return agentOptions{node: "n1", stateDir: "/var/lib/kubelvs", auditPeriod: 60e9, drainPoll: 2e9, retryPeriod: 5e9, leaseDuration: 40e9, masquerade: "remote", vipInterface: "lo"}
 	}
 	if err := (func() *agentOptions { o := good(); return &o })().validate(); err != nil {
 		t.Fatalf("defaults refused: %v", err)

@@ -43,7 +43,7 @@ func arpSysctls(o *agentOptions, log logr.Logger) []v1alpha1.Sysctl {
 	}
 	var out []v1alpha1.Sysctl
 	// arp_ignore=1: answer ARP only for addresses of the interface it came in on (never for
-	// the VIPs on the dummy interface); arp_announce=2: ARP requests the node sends use the
+	// the VIPs, which are local routes and no interface's addresses); arp_announce=2: ARP requests the node sends use the
 	// best local address of the outgoing interface, never a VIP. The "all" values apply to
 	// every interface (the kernel takes the larger of all and the interface's own).
 	for _, s := range []sysctl{{"net/ipv4/conf/all/arp_ignore", "1"}, {"net/ipv4/conf/all/arp_announce", "2"}} {
@@ -114,11 +114,6 @@ func uninstallAgent(ctx context.Context, o *agentOptions, log logr.Logger) error
 	}
 	if ns != nil {
 		defer ns.Close()
-	}
-	if cfg.Interface == "" {
-		// --vip-interface="" at uninstall would leave the default interface: remove it when
-		// it is the agent's (the check is by name, kind and alias).
-		cfg.Interface = "kubelvs0"
 	}
 	cfg.Filter = true
 	removed, err := dataplane.Uninstall(cfg)

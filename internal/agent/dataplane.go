@@ -78,7 +78,7 @@ func (r *Reconciler) dataplaneProgram(ctx context.Context) {
 }
 
 // dataplaneStart gives the dataplane every owned service after the table was adopted, and
-// programs it (adopting the interface, its addresses and the table that are there).
+// programs it (adopting the interface, its VIP routes and the table that are there).
 func (r *Reconciler) dataplaneStart(ctx context.Context) {
 	if r.cfg.Dataplane == nil {
 		return

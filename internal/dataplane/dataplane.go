@@ -49,10 +49,12 @@ type Dataplane struct {
 	index    *Index
 	prefixes []netip.Prefix
 
-	addrs  map[netip.Addr]struct{} // the agent's addresses on the interface
-	nftEl  Elements                // the table's elements
-	sets   map[string]*nftables.Set
-	synced bool // addrs and nftEl are known to match the kernel (else the next Program reads it)
+	vips map[netip.Addr]struct{} // the VIPs the agent routes through the interface
+	// migrated: the legacy VIP addresses of earlier agents are gone (checked once).
+	migrated bool
+	nftEl    Elements // the table's elements
+	sets     map[string]*nftables.Set
+	synced   bool // addrs and nftEl are known to match the kernel (else the next Program reads it)
 	// genConn asks for the nftables ruleset generation; gen is the one after the agent's last
 	// transaction or table read, when genKnown (see gen.go).
 	genConn  *netlink.Conn
@@ -73,7 +75,7 @@ func New(cfg Config) *Dataplane {
 		cfg.Masquerade = MasqueradeRemote
 	}
 	d := &Dataplane{cfg: cfg, index: NewIndex(),
-		addrs: map[netip.Addr]struct{}{}, nftEl: NewElements()}
+		vips: map[netip.Addr]struct{}{}, nftEl: NewElements()}
 	d.info = v1alpha1.DataplaneInfo{VIPInterface: cfg.Interface, Masquerade: string(cfg.Masquerade), Sysctls: cfg.Sysctls}
 	return d
 }
@@ -186,14 +188,14 @@ func (d *Dataplane) Program(ctx context.Context) error {
 	d.mu.Lock()
 	prev := d.err
 	d.err = err
-	d.info.BoundVIPs = int32(len(d.addrs))
+	d.info.BoundVIPs = int32(len(d.vips))
 	d.info.Table = ""
 	if d.sets != nil {
 		d.info.Table = "inet " + TableName
 	}
 	events := d.cfg.Events
 	d.mu.Unlock()
-	d.cfg.Metrics.BoundVIPs.Set(float64(len(d.addrs)))
+	d.cfg.Metrics.BoundVIPs.Set(float64(len(d.vips)))
 	switch {
 	case events == nil:
 	case err != nil && (prev == nil || prev.Error() != err.Error()):
@@ -234,6 +236,7 @@ func (d *Dataplane) program(touched *Elements) error {
 }
 
 func (d *Dataplane) programLink(full bool, touched *Elements) error {
+	var legacy []legacyAddr
 	if full {
 		created, err := d.link.ensure()
 		d.cfg.Metrics.op("link_ensure", err)
@@ -243,34 +246,77 @@ func (d *Dataplane) programLink(full bool, touched *Elements) error {
 		if created {
 			d.cfg.Log.Info("created the VIP interface", "interface", d.cfg.Interface)
 		}
-		if d.addrs, err = d.link.addresses(); err != nil {
+		if d.vips, err = d.link.vips(); err != nil {
 			return err
+		}
+		if !d.migrated {
+			if legacy, err = d.link.legacyAddresses(); err != nil {
+				return err
+			}
 		}
 	}
 	var cand map[netip.Addr]struct{}
 	if touched != nil {
 		cand = touched.VIPs
 	}
-	add, del := diffSet(d.addrs, d.index.Want().VIPs, cand, netip.Addr.Compare)
+	add, del := diffSet(d.vips, d.index.Want().VIPs, cand, netip.Addr.Compare)
 	var errs []error
 	for _, a := range del {
 		err := d.link.del(a)
-		d.cfg.Metrics.op("address_delete", err)
+		d.cfg.Metrics.op("route_delete", err)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		delete(d.addrs, a)
+		delete(d.vips, a)
 	}
-	added, addErrs := d.link.addMany(add)
+	// A VIP that is still a legacy address is routed beside the address's own local route,
+	// then the address goes: it stays local throughout.
+	add, viaAddr := splitLegacy(add, legacy)
+	errs = append(errs, d.addRoutes(add, false), d.addRoutes(viaAddr, true))
+	if err := errors.Join(errs...); err != nil {
+		return err // the legacy addresses stay until their VIPs are routes
+	}
+	err := d.link.delLegacy(legacy)
+	if err == nil && full {
+		d.migrated = true
+	}
+	return err
+}
+
+// addRoutes routes vips and records the ones added.
+func (d *Dataplane) addRoutes(vips []netip.Addr, appendTo bool) error {
+	if len(vips) == 0 {
+		return nil
+	}
+	added, errs := d.link.addMany(vips, appendTo)
 	for _, a := range added {
-		d.addrs[a] = struct{}{}
-		d.cfg.Metrics.op("address_add", nil)
+		d.vips[a] = struct{}{}
+		d.cfg.Metrics.op("route_add", nil)
 	}
-	for _, err := range addErrs {
-		d.cfg.Metrics.op("address_add", err)
+	for _, err := range errs {
+		d.cfg.Metrics.op("route_add", err)
 	}
-	return errors.Join(append(errs, addErrs...)...)
+	return errors.Join(errs...)
+}
+
+// splitLegacy splits add into the VIPs that are not legacy addresses and those that are.
+func splitLegacy(add []netip.Addr, legacy []legacyAddr) (plain, viaAddr []netip.Addr) {
+	if len(legacy) == 0 {
+		return add, nil
+	}
+	was := make(map[netip.Addr]struct{}, len(legacy))
+	for _, la := range legacy {
+		was[la.addr] = struct{}{}
+	}
+	for _, a := range add {
+		if _, ok := was[a]; ok {
+			viaAddr = append(viaAddr, a)
+		} else {
+			plain = append(plain, a)
+		}
+	}
+	return plain, viaAddr
 }
 
 // generation returns the nftables ruleset generation.
@@ -349,6 +395,9 @@ func (d *Dataplane) Info() (v1alpha1.DataplaneInfo, error) {
 // removed.
 func Uninstall(cfg Config) ([]string, error) {
 	cfg.Filter = true // the table goes whatever the agent ran with
+	if cfg.Interface == "" {
+		cfg.Interface = "lo" // the routes and interfaces go whatever the agent ran with too
+	}
 	d := New(cfg)
 	if err := d.open(); err != nil {
 		return nil, err
@@ -369,10 +418,8 @@ func Uninstall(cfg Config) ([]string, error) {
 		}
 	}
 	if d.link != nil {
-		ok, err := d.link.remove()
-		if ok {
-			removed = append(removed, "interface "+cfg.Interface)
-		}
+		r, err := d.link.remove()
+		removed = append(removed, r...)
 		errs = append(errs, err)
 	}
 	return removed, errors.Join(errs...)

@@ -16,59 +16,63 @@ import (
 // interface as the agent's.
 const LinkAlias = "kubelvs: VIPs of the kubelvs agent"
 
-// AddrMarker is the route priority (IFA_RT_PRIORITY, "metric" in "ip addr") of the agent's
-// addresses; with IFA_F_NOPREFIXROUTE it marks them as the agent's (the addresses add no
-// prefix route, so the priority routes nothing). Its bytes spell "klvs".
+// RouteProtocol is the routing protocol ("proto" in "ip route", rtm_protocol) of the agent's
+// VIP routes: a VIP is a route of type local in the table local through the VIP interface
+// (what the kernel adds for an address, without the address), and only routes of this
+// protocol on that interface are the agent's. 107 is 'k'; the kernel and the routing daemons
+// in iproute2's rt_protos do not use it.
+const RouteProtocol = 107
+
+// AddrMarker is the route priority (IFA_RT_PRIORITY, "metric" in "ip addr") that, with
+// IFA_F_NOPREFIXROUTE, marked the VIP addresses of agents before VIPs were routes: an agent
+// replaces such addresses by routes when it starts (legacyAddresses).
 const AddrMarker = 0x6b6c7673
 
 // ErrNotOurs is matched by the error of an interface of the VIP interface's name that the
 // agent did not create.
 var ErrNotOurs = errors.New("dataplane: the interface exists and is not the agent's")
 
-// link is the VIP interface through rtnetlink.
+// link is the VIP interface through rtnetlink, and the VIPs' local routes through it.
+//
+// Routes, not addresses: the kernel inserts an IPv4 address by walking the interface's
+// address list, so 10,000 VIPs as addresses cost O(n²) (27 s in the emulated VM where 10,000
+// routes took 4 s one request at a time); a local route is a trie insert. Traffic to a VIP is
+// delivered locally either way (IPVS sees it in LOCAL_IN), and with arp_ignore=1 the node
+// answers ARP for neither (a route is no address of the interface asked on).
 type link struct {
 	c *rtnetlink.Conn
-	// raw, when set, is a plain netlink socket of the same namespace for pipelined address
+	// raw, when set, is a plain netlink socket of the same namespace for pipelined route
 	// adds (the library sends one request and waits for its answer each time).
 	raw   *netlink.Conn
 	name  string
 	index uint32
 }
 
-// addWindow is how many address adds go in one sendmsg before their ACKs are read.
+// addWindow is how many route adds go in one sendmsg before their ACKs are read.
 const addWindow = 128
 
-// addMany binds addrs, addWindow requests per sendmsg (each still answered on its own: the
-// kernel handles them in order and ACKs each in order). It returns the addresses it bound;
-// one already there is someone else's and not returned, as in add.
-func (l *link) addMany(addrs []netip.Addr) ([]netip.Addr, []error) {
-	if l.raw == nil {
-		var added []netip.Addr
-		var errs []error
-		for _, a := range addrs {
-			ok, err := l.add(a)
-			if err != nil {
-				errs = append(errs, err)
-			} else if ok {
-				added = append(added, a)
-			}
-		}
-		return added, errs
+// addMany routes vips, addWindow requests per sendmsg (each still answered on its own: the
+// kernel handles them in order and ACKs each in order). It returns the VIPs it routed; one
+// that is already local (someone else's address or route) is not returned, as in add.
+// appendTo adds beside an equal route instead (the legacy addresses' own).
+func (l *link) addMany(vips []netip.Addr, appendTo bool) ([]netip.Addr, []error) {
+	flags := netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl
+	if appendTo {
+		flags = netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Append
 	}
 	var added []netip.Addr
 	var errs []error
-	for chunk := range slices.Chunk(addrs, addWindow) {
+	for chunk := range slices.Chunk(vips, addWindow) {
 		msgs := make([]netlink.Message, len(chunk))
 		for i, a := range chunk {
-			b, err := l.message(a).MarshalBinary()
+			b, err := l.route(a).MarshalBinary()
 			if err != nil {
-				return added, append(errs, fmt.Errorf("dataplane: encode address %s: %w", a, err))
+				return added, append(errs, fmt.Errorf("dataplane: encode route %s: %w", a, err))
 			}
-			msgs[i] = netlink.Message{Header: netlink.Header{Type: unix.RTM_NEWADDR,
-				Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl}, Data: b}
+			msgs[i] = netlink.Message{Header: netlink.Header{Type: unix.RTM_NEWROUTE, Flags: flags}, Data: b}
 		}
 		if _, err := l.raw.SendMessages(msgs); err != nil {
-			return added, append(errs, fmt.Errorf("dataplane: add %d addresses to %s: %w", len(chunk), l.name, err))
+			return added, append(errs, fmt.Errorf("dataplane: add %d VIP routes via %s: %w", len(chunk), l.name, err))
 		}
 		for _, a := range chunk {
 			_, err := l.raw.Receive()
@@ -77,38 +81,46 @@ func (l *link) addMany(addrs []netip.Addr) ([]netip.Addr, []error) {
 				added = append(added, a)
 			case errors.Is(err, unix.EEXIST):
 			default:
-				errs = append(errs, fmt.Errorf("dataplane: add address %s to %s: %w", a, l.name, err))
+				errs = append(errs, fmt.Errorf("dataplane: add VIP route %s via %s: %w", a, l.name, err))
 			}
 		}
 	}
 	return added, errs
 }
 
-// find returns the index of the interface name, 0 when there is none; it fails with
-// ErrNotOurs when the interface is not the agent's.
-func (l *link) find() (uint32, error) {
+// find returns the index of the interface name, 0 when there is none, and whether it is a
+// loopback (lo: the node's, used as it is); it fails with ErrNotOurs when the interface is
+// neither a loopback nor the agent's dummy.
+func (l *link) find() (uint32, bool, error) {
 	links, err := l.c.Link.List()
 	if err != nil {
-		return 0, fmt.Errorf("dataplane: list links: %w", err)
+		return 0, false, fmt.Errorf("dataplane: list links: %w", err)
 	}
 	for _, m := range links {
 		if m.Attributes == nil || m.Attributes.Name != l.name {
 			continue
 		}
-		if m.Attributes.Info == nil || m.Attributes.Info.Kind != "dummy" || m.Attributes.Alias == nil || *m.Attributes.Alias != LinkAlias {
-			return 0, fmt.Errorf("%w: %s (a dummy interface with alias %q is the agent's)", ErrNotOurs, l.name, LinkAlias)
+		if m.Flags&unix.IFF_LOOPBACK != 0 {
+			return m.Index, true, nil
 		}
-		return m.Index, nil
+		if m.Attributes.Info == nil || m.Attributes.Info.Kind != "dummy" || m.Attributes.Alias == nil || *m.Attributes.Alias != LinkAlias {
+			return 0, false, fmt.Errorf("%w: %s (a loopback, or a dummy interface with alias %q, is the agent's)", ErrNotOurs, l.name, LinkAlias)
+		}
+		return m.Index, false, nil
 	}
-	return 0, nil
+	return 0, false, nil
 }
 
-// ensure finds or creates the interface, marks it and brings it up. It reports whether it
-// created it.
+// ensure finds the interface or creates it (a dummy, marked and brought up; a loopback is
+// used as it is). It reports whether it created it.
 func (l *link) ensure() (bool, error) {
-	idx, err := l.find()
+	idx, loopback, err := l.find()
 	if err != nil {
 		return false, err
+	}
+	if loopback {
+		l.index = idx
+		return false, nil
 	}
 	created := false
 	if idx == 0 {
@@ -128,7 +140,7 @@ func (l *link) ensure() (bool, error) {
 		}
 	}
 	l.index = idx
-	// Up, so that its addresses' local routes are live.
+	// Up, so that the routes through it are live.
 	if err := l.c.Link.Set(&rtnetlink.LinkMessage{Family: unix.AF_UNSPEC, Index: idx, Flags: unix.IFF_UP, Change: unix.IFF_UP}); err != nil {
 		return created, fmt.Errorf("dataplane: set %s up: %w", l.name, err)
 	}
@@ -150,75 +162,178 @@ func (l *link) index0() (uint32, error) {
 	return 0, fmt.Errorf("dataplane: the interface %s just created is not listed", l.name)
 }
 
-// ours reports whether an address message is one of the agent's on the interface.
-func (l *link) ours(m *rtnetlink.AddressMessage) bool {
-	if m.Index != l.index || m.Attributes == nil {
-		return false
-	}
-	return m.Attributes.Priority == AddrMarker && m.Attributes.Flags&unix.IFA_F_NOPREFIXROUTE != 0 &&
-		(m.PrefixLength == 32 || m.PrefixLength == 128)
+// ours reports whether a route message is one of the agent's VIP routes through the
+// interface.
+func (l *link) ours(m *rtnetlink.RouteMessage) bool {
+	return isVIPRoute(m) && m.Attributes.OutIface == l.index
 }
 
-// addresses returns the agent's addresses on the interface.
-func (l *link) addresses() (map[netip.Addr]struct{}, error) {
-	msgs, err := l.c.Address.List()
+// isVIPRoute reports whether a route message is a VIP route of an agent, through any
+// interface.
+func isVIPRoute(m *rtnetlink.RouteMessage) bool {
+	table := uint32(m.Table)
+	if m.Attributes.Table != 0 {
+		table = m.Attributes.Table
+	}
+	return table == unix.RT_TABLE_LOCAL && m.Type == unix.RTN_LOCAL && m.Protocol == RouteProtocol && m.Attributes.OutIface != 0 &&
+		((m.Family == unix.AF_INET && m.DstLength == 32) || (m.Family == unix.AF_INET6 && m.DstLength == 128))
+}
+
+// vips returns the VIPs the agent routes through the interface.
+func (l *link) vips() (map[netip.Addr]struct{}, error) {
+	msgs, err := l.c.Route.List()
 	if err != nil {
-		return nil, fmt.Errorf("dataplane: list addresses: %w", err)
+		return nil, fmt.Errorf("dataplane: list routes: %w", err)
 	}
 	out := map[netip.Addr]struct{}{}
 	for i := range msgs {
 		if !l.ours(&msgs[i]) {
 			continue
 		}
-		if a, ok := netip.AddrFromSlice(msgs[i].Attributes.Address); ok {
+		if a, ok := netip.AddrFromSlice(msgs[i].Attributes.Dst); ok {
 			out[a.Unmap()] = struct{}{}
 		}
 	}
 	return out, nil
 }
 
-func (l *link) message(a netip.Addr) *rtnetlink.AddressMessage {
-	m := &rtnetlink.AddressMessage{Family: unix.AF_INET, PrefixLength: 32, Scope: unix.RT_SCOPE_UNIVERSE, Index: l.index,
-		Attributes: &rtnetlink.AddressAttributes{Address: net.IP(a.AsSlice()), Priority: AddrMarker, Flags: unix.IFA_F_NOPREFIXROUTE}}
-	if a.Is4() {
-		m.Attributes.Local = m.Attributes.Address
-	} else {
-		// No duplicate address detection: the VIP is usable at once (and a VIP is on several
-		// nodes by design).
-		m.Family, m.PrefixLength = unix.AF_INET6, 128
-		m.Attributes.Flags |= unix.IFA_F_NODAD
+// route is the local route of a VIP through the interface.
+func (l *link) route(a netip.Addr) *rtnetlink.RouteMessage { return vipRoute(a, l.index) }
+
+// vipRoute is the local route of a VIP through interface index.
+func vipRoute(a netip.Addr, index uint32) *rtnetlink.RouteMessage {
+	m := &rtnetlink.RouteMessage{Family: unix.AF_INET, DstLength: 32, Table: unix.RT_TABLE_LOCAL, Protocol: RouteProtocol,
+		Scope: unix.RT_SCOPE_HOST, Type: unix.RTN_LOCAL,
+		Attributes: rtnetlink.RouteAttributes{Dst: net.IP(a.AsSlice()), OutIface: index}}
+	if a.Is6() {
+		m.Family, m.DstLength = unix.AF_INET6, 128
 	}
 	return m
 }
 
-// add binds a. An address that is already there is someone else's (the agent's own are
-// known): it is not an error, and added is false so that it is never deleted.
-func (l *link) add(a netip.Addr) (added bool, err error) {
-	if err := l.c.Address.New(l.message(a)); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return false, nil
-		}
-		return false, fmt.Errorf("dataplane: add address %s to %s: %w", a, l.name, err)
-	}
-	return true, nil
-}
-
-// del unbinds a; an address already gone is not an error.
+// del removes the route of a; a route already gone is not an error.
 func (l *link) del(a netip.Addr) error {
-	if err := l.c.Address.Delete(l.message(a)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("dataplane: delete address %s from %s: %w", a, l.name, err)
+	if err := l.c.Route.Delete(l.route(a)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("dataplane: delete VIP route %s via %s: %w", a, l.name, err)
 	}
 	return nil
 }
 
-// remove deletes the interface when it is the agent's (its addresses go with it).
-func (l *link) remove() (bool, error) {
-	idx, err := l.find()
-	if err != nil || idx == 0 {
-		return false, err
+// legacyAddr is a VIP address an earlier agent bound to its interface.
+type legacyAddr struct {
+	addr  netip.Addr
+	index uint32
+}
+
+// legacyAddresses returns the VIP addresses earlier agents bound (marked with AddrMarker and
+// IFA_F_NOPREFIXROUTE, on whatever interface: their --vip-interface may not be this one's).
+func (l *link) legacyAddresses() ([]legacyAddr, error) {
+	msgs, err := l.c.Address.List()
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: list addresses: %w", err)
+	}
+	var out []legacyAddr
+	for _, m := range msgs {
+		if m.Attributes == nil || m.Attributes.Priority != AddrMarker ||
+			m.Attributes.Flags&unix.IFA_F_NOPREFIXROUTE == 0 || (m.PrefixLength != 32 && m.PrefixLength != 128) {
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(m.Attributes.Address); ok {
+			out = append(out, legacyAddr{a.Unmap(), m.Index})
+		}
+	}
+	return out, nil
+}
+
+// delLegacy removes legacy VIP addresses, then each agent's dummy interface they were on
+// that is not this agent's interface and has no address left but IPv6 link-local ones.
+func (l *link) delLegacy(legacy []legacyAddr) error {
+	var errs []error
+	links := map[uint32]bool{}
+	for _, la := range legacy {
+		a := la.addr
+		m := &rtnetlink.AddressMessage{Family: unix.AF_INET, PrefixLength: 32, Index: la.index,
+			Attributes: &rtnetlink.AddressAttributes{Address: net.IP(a.AsSlice()), Local: net.IP(a.AsSlice())}}
+		if a.Is6() {
+			m.Family, m.PrefixLength, m.Attributes.Local = unix.AF_INET6, 128, nil
+		}
+		if err := l.c.Address.Delete(m); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("dataplane: delete legacy VIP address %s: %w", a, err))
+		}
+		links[la.index] = la.index != l.index
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for idx, other := range links {
+		if other {
+			errs = append(errs, l.delLegacyLink(idx))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *link) delLegacyLink(idx uint32) error {
+	m, err := l.c.Link.Get(idx)
+	if err != nil || m.Attributes == nil || m.Attributes.Info == nil || m.Attributes.Info.Kind != "dummy" ||
+		m.Attributes.Alias == nil || *m.Attributes.Alias != LinkAlias {
+		return nil // gone, or not an agent's
+	}
+	addrs, err := l.c.Address.List()
+	if err != nil {
+		return fmt.Errorf("dataplane: list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if a.Index == idx && a.Attributes != nil && !a.Attributes.Address.IsLinkLocalUnicast() {
+			return nil // someone else's address is on it
+		}
 	}
 	if err := l.c.Link.Delete(idx); err != nil {
-		return false, fmt.Errorf("dataplane: delete interface %s: %w", l.name, err)
+		return fmt.Errorf("dataplane: delete the earlier agent's interface %s: %w", m.Attributes.Name, err)
 	}
-	return true, nil
+	return nil
+}
+
+// remove deletes every agent VIP route (whatever interface an agent routed through: they are
+// the agent's by protocol) and every dummy interface marked as an agent's (with any legacy
+// VIP addresses on it). It reports what it removed.
+func (l *link) remove() ([]string, error) {
+	msgs, err := l.c.Route.List()
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: list routes: %w", err)
+	}
+	var removed []string
+	var errs []error
+	n := 0
+	for i := range msgs {
+		if !isVIPRoute(&msgs[i]) {
+			continue
+		}
+		a, _ := netip.AddrFromSlice(msgs[i].Attributes.Dst)
+		err := l.c.Route.Delete(vipRoute(a.Unmap(), msgs[i].Attributes.OutIface))
+		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("dataplane: delete VIP route %s: %w", a, err))
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		removed = append(removed, fmt.Sprintf("%d VIP routes", n))
+	}
+	links, err := l.c.Link.List()
+	if err != nil {
+		return removed, errors.Join(append(errs, fmt.Errorf("dataplane: list links: %w", err))...)
+	}
+	for _, m := range links {
+		if m.Attributes == nil || m.Attributes.Info == nil || m.Attributes.Info.Kind != "dummy" ||
+			m.Attributes.Alias == nil || *m.Attributes.Alias != LinkAlias {
+			continue
+		}
+		if err := l.c.Link.Delete(m.Index); err != nil {
+			errs = append(errs, fmt.Errorf("dataplane: delete interface %s: %w", m.Attributes.Name, err))
+			continue
+		}
+		removed = append(removed, "interface "+m.Attributes.Name)
+	}
+	return removed, errors.Join(errs...)
 }

@@ -20,7 +20,7 @@ func NewMetrics() *Metrics {
 	return &Metrics{
 		Operations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubelvs_agent_dataplane_operations_total",
-			Help: "Dataplane operations (address_add, address_delete, link_ensure, nftables_transaction) by result.",
+			Help: "Dataplane operations (route_add, route_delete, link_ensure, nftables_transaction) by result.",
 		}, []string{"operation", "result"}),
 		BoundVIPs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kubelvs_agent_vips_bound",

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,6 +29,17 @@ func netns(t *testing.T, name string) int {
 	return int(f.Fd())
 }
 
+// vipRoutes lists the routes of the local tables through dev in namespace ns, IPv4 then IPv6
+// ("local VIP proto 107 scope host ..."); nothing where the table or dev does not exist.
+func vipRoutes(ns, dev string) string {
+	var b strings.Builder
+	for _, fam := range []string{"-4", "-6"} {
+		out, _ := exec.Command("ip", "-n", ns, fam, "route", "show", "table", "local", "dev", dev).Output()
+		b.Write(out)
+	}
+	return b.String()
+}
+
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -38,10 +50,12 @@ func run(t *testing.T, name string, args ...string) string {
 }
 
 // The table as the kernel holds it, listed by nft -j, is the committed fixture (which the
-// host's unit test checks the library's encoding against); addresses carry the marker.
+// host's unit test checks the library's encoding against); the VIPs are local routes of the
+// agent's protocol through kubelvs0, and no address.
 func TestKernelTableAndAddresses(t *testing.T) {
 	fd := netns(t, "dpk")
-	d := New(Config{NetNS: fd, Interface: "kubelvs0", Filter: true, Masquerade: MasqueradeRemote})
+	run(t, "ip", "-n", "dpk", "link", "set", "lo", "up") // as on any node
+	d := New(Config{NetNS: fd, Interface: "lo", Filter: true, Masquerade: MasqueradeRemote})
 	defer d.Close()
 	fixtureServices(d)
 	if err := d.Program(t.Context()); err != nil {
@@ -55,14 +69,22 @@ func TestKernelTableAndAddresses(t *testing.T) {
 	} else if diff := cmp.Diff(summaryOfJSON(t, want), summaryOfJSON(t, []byte(got))); diff != "" {
 		t.Errorf("nft -j list table inet kubelvs differs from %s (-fixture +now):\n%s\nit lists:\n@@nft-json-begin\n%s\n@@nft-json-end", fixture, diff, got)
 	}
-	addrs := run(t, "ip", "-n", "dpk", "addr", "show", "dev", "kubelvs0")
-	for _, w := range []string{"192.0.2.10/32", "192.0.2.11/32", "2001:db8::10/128", "metric 1802270323", "noprefixroute", "nodad"} {
-		if !strings.Contains(addrs, w) {
-			t.Errorf("ip addr show dev kubelvs0 lacks %q:\n%s", w, addrs)
+	routes := vipRoutes("dpk", "lo")
+	for _, w := range []string{"local 192.0.2.10 proto 107 scope host", "local 192.0.2.11 proto 107 scope host", "local 2001:db8::10 proto 107 "} {
+		if !strings.Contains(routes, w) {
+			t.Errorf("the routes through lo lack %q:\n%s", w, routes)
 		}
 	}
-	if !strings.Contains(run(t, "ip", "-n", "dpk", "link", "show", "kubelvs0"), "alias "+LinkAlias) {
-		t.Error("kubelvs0 has no alias")
+	for _, vip := range []string{"192.0.2.10", "2001:db8::10"} {
+		if got := run(t, "ip", "-n", "dpk", "route", "get", vip); !strings.HasPrefix(got, "local "+vip+" ") {
+			t.Errorf("ip route get %s: %s (want a local route: the node accepts its traffic)", vip, got)
+		}
+	}
+	if addrs := run(t, "ip", "-n", "dpk", "addr"); strings.Contains(addrs, "192.0.2.") || strings.Contains(addrs, "2001:db8::") {
+		t.Errorf("a VIP is an address:\n%s", addrs)
+	}
+	if links := run(t, "ip", "-n", "dpk", "link"); strings.Contains(links, "dummy") || strings.Contains(links, LinkAlias) {
+		t.Errorf("an interface was made for lo's routes:\n%s", links)
 	}
 	info, _ := d.Info()
 	if info.BoundVIPs != 3 || info.Table != "inet kubelvs" {
@@ -80,8 +102,9 @@ func TestKernelAdoptForeignUninstall(t *testing.T) {
 	if err := d.Program(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	// Someone else's address on kubelvs0 and someone else's table.
+	// Someone else's address and route on kubelvs0, and someone else's table.
 	run(t, "ip", "-n", "dpa", "addr", "add", "198.51.100.9/32", "dev", "kubelvs0")
+	run(t, "ip", "-n", "dpa", "route", "add", "local", "198.51.100.20", "dev", "kubelvs0", "table", "local")
 	run(t, "ip", "netns", "exec", "dpa", "nft", "add", "table", "inet", "other")
 	run(t, "ip", "netns", "exec", "dpa", "nft", "add", "chain", "inet", "other", "c", "{ type filter hook input priority 10 ; }")
 	// The UDP service goes: its VIP goes, from the interface and the set.
@@ -89,9 +112,10 @@ func TestKernelAdoptForeignUninstall(t *testing.T) {
 	if err := d.Program(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	addrs := run(t, "ip", "-n", "dpa", "addr", "show", "dev", "kubelvs0")
-	if strings.Contains(addrs, "192.0.2.11/") || !strings.Contains(addrs, "198.51.100.9/32") {
-		t.Errorf("after removing 192.0.2.11:\n%s", addrs)
+	routes := vipRoutes("dpa", "kubelvs0")
+	if strings.Contains(routes, "local 192.0.2.11 ") || !strings.Contains(routes, "local 192.0.2.10 proto 107") ||
+		!strings.Contains(routes, "local 198.51.100.9 proto kernel") || !strings.Contains(routes, "local 198.51.100.20 scope host") {
+		t.Errorf("after removing 192.0.2.11, the routes through kubelvs0:\n%s", routes)
 	}
 	if el := run(t, "ip", "netns", "exec", "dpa", "nft", "list", "set", "inet", "kubelvs", "vips4"); strings.Contains(el, "192.0.2.11") {
 		t.Errorf("vips4 still has 192.0.2.11:\n%s", el)
@@ -107,19 +131,22 @@ func TestKernelAdoptForeignUninstall(t *testing.T) {
 	if err := d2.Program(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	for _, op := range []string{"address_add", "address_delete", "nftables_transaction"} {
+	for _, op := range []string{"route_add", "route_delete", "nftables_transaction"} {
 		if n := testutil.ToFloat64(m.Operations.WithLabelValues(op, "success")); n != 0 {
 			t.Errorf("adoption did %v %s", n, op)
 		}
 	}
 	if info, _ := d2.Info(); info.BoundVIPs != 2 {
-		t.Errorf("adopted %d VIPs, want 2 (the foreign address is not one)", info.BoundVIPs)
+		t.Errorf("adopted %d VIPs, want 2 (the foreign address and route are not)", info.BoundVIPs)
 	}
 	d2.Close()
 
 	removed, err := Uninstall(Config{NetNS: fd, Interface: "kubelvs0"})
-	if err != nil || len(removed) != 2 {
-		t.Fatalf("Uninstall removed %v: %v", removed, err)
+	if diff := cmp.Diff([]string{"nftables table inet kubelvs", "2 VIP routes", "interface kubelvs0"}, removed); err != nil || diff != "" {
+		t.Fatalf("Uninstall: %v; removed (-want +got):\n%s", err, diff)
+	}
+	if routes := vipRoutes("dpa", "kubelvs0") + vipRoutes("dpa", "lo"); strings.Contains(routes, "proto 107") {
+		t.Errorf("VIP routes left after uninstall:\n%s", routes)
 	}
 	if out := run(t, "ip", "netns", "exec", "dpa", "nft", "list", "tables"); strings.Contains(out, "kubelvs") || !strings.Contains(out, "table inet other") {
 		t.Errorf("tables after uninstall:\n%s", out)
@@ -139,11 +166,12 @@ func TestKernelForeignInterface(t *testing.T) {
 	if err := d.Program(t.Context()); err == nil || !strings.Contains(err.Error(), "not the agent's") {
 		t.Fatalf("Program on someone else's kubelvs0: %v", err)
 	}
-	if out := run(t, "ip", "-n", "dpf", "addr", "show", "dev", "kubelvs0"); strings.Contains(out, "192.0.2.10") {
-		t.Errorf("a VIP went on someone else's interface:\n%s", out)
+	if out := vipRoutes("dpf", "kubelvs0"); strings.Contains(out, "192.0.2.10") {
+		t.Errorf("a VIP was routed through someone else's interface:\n%s", out)
 	}
-	if _, err := Uninstall(Config{NetNS: fd, Interface: "kubelvs0"}); err == nil {
-		t.Error("Uninstall did not report that kubelvs0 is not the agent's")
+	// Uninstall removes only dummies with the agent's alias: this one stays.
+	if removed, err := Uninstall(Config{NetNS: fd}); err != nil || slices.Contains(removed, "interface kubelvs0") {
+		t.Errorf("Uninstall on a node with someone else's kubelvs0 removed %v: %v", removed, err)
 	}
 	run(t, "ip", "-n", "dpf", "link", "show", "kubelvs0")
 }
@@ -193,4 +221,52 @@ func TestKernelAuditReadsTableAfterACommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	audit("after a change of the agent's", 0, 0)
+}
+
+// A VIP that is already local (someone else's address) is not routed and not counted, and
+// stays when its service goes; VIP addresses of an agent from before VIPs were routes become
+// routes through lo, and the addresses and their interface go.
+func TestKernelLocalAlreadyAndLegacyAddresses(t *testing.T) {
+	fd := netns(t, "dpl")
+	run(t, "ip", "-n", "dpl", "link", "set", "lo", "up")
+	run(t, "ip", "-n", "dpl", "addr", "add", "192.0.2.11/32", "dev", "lo")
+	// What the earlier agent left: its interface with two marked VIP addresses, one of a
+	// service still there (192.0.2.10) and one of a service gone (192.0.2.99).
+	run(t, "ip", "-n", "dpl", "link", "add", "kubelvs0", "type", "dummy")
+	run(t, "ip", "-n", "dpl", "link", "set", "kubelvs0", "alias", LinkAlias, "up")
+	for _, a := range []string{"192.0.2.10/32", "192.0.2.99/32", "2001:db8::10/128"} {
+		run(t, "ip", "-n", "dpl", "addr", "add", a, "dev", "kubelvs0", "metric", "1802270323", "noprefixroute", "nodad")
+	}
+	m := NewMetrics()
+	d := New(Config{NetNS: fd, Interface: "lo", Metrics: m})
+	defer d.Close()
+	fixtureServices(d)
+	if err := d.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ip", "-n", "dpl", "link", "show", "kubelvs0").CombinedOutput(); err == nil {
+		t.Errorf("the earlier agent's interface is still there:\n%s", out)
+	}
+	routes := vipRoutes("dpl", "lo")
+	for _, w := range []string{"local 192.0.2.10 proto 107", "local 2001:db8::10 proto 107"} {
+		if !strings.Contains(routes, w) {
+			t.Errorf("the routes through lo lack %q:\n%s", w, routes)
+		}
+	}
+	if strings.Contains(routes, "192.0.2.99") || strings.Contains(routes, "192.0.2.11 proto 107") {
+		t.Errorf("the routes through lo have a VIP no service wants or one already local:\n%s", routes)
+	}
+	if info, _ := d.Info(); info.BoundVIPs != 2 {
+		t.Errorf("bound %d VIPs, want 2 (192.0.2.11 is lo's)", info.BoundVIPs)
+	}
+	if n := testutil.ToFloat64(m.Operations.WithLabelValues("route_add", "success")); n != 2 {
+		t.Errorf("%v routes added, want 2", n)
+	}
+	d.Remove(key(netip.MustParseAddr("192.0.2.11"), lvs.UDP, 53))
+	if err := d.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(run(t, "ip", "-n", "dpl", "addr", "show", "dev", "lo"), "192.0.2.11/32") {
+		t.Error("lo's address went with the service on it")
+	}
 }

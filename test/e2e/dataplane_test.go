@@ -87,20 +87,24 @@ func accept(ln net.Listener, name string) {
 	}
 }
 
-func addrsOf(t *testing.T, ns string) string {
-	t.Helper()
-	out, err := exec.Command("/sbin/ip", "-n", ns, "addr", "show", "dev", "kubelvs0").CombinedOutput()
-	if err != nil {
-		return ""
+// vipRoutesOf lists the local routes through lo (the agent's --vip-interface) in ns, IPv4 then
+// IPv6: the agent's VIPs are those of protocol 107 ("local 192.0.2.1 proto 107 scope host").
+func vipRoutesOf(ns string) string {
+	var b strings.Builder
+	for _, fam := range []string{"-4", "-6"} {
+		out, err := exec.Command("/sbin/ip", "-n", ns, fam, "route", "show", "table", "local", "dev", "lo").CombinedOutput()
+		if err == nil {
+			b.Write(out)
+		}
 	}
-	return string(out)
+	return b.String()
 }
 
 func waitBound(t *testing.T, ns, vip string, bound bool) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s bound=%v on %s's kubelvs0", vip, bound, ns), waitLong, func() error {
-		if got := strings.Contains(addrsOf(t, ns), " "+vip+"/"); got != bound {
-			return fmt.Errorf("bound=%v:\n%s", got, addrsOf(t, ns))
+	eventually(t, fmt.Sprintf("%s routed=%v on %s", vip, bound, ns), waitLong, func() error {
+		if got := strings.Contains(vipRoutesOf(ns), "local "+vip+" proto 107 "); got != bound {
+			return fmt.Errorf("bound=%v:\n%s", got, vipRoutesOf(ns))
 		}
 		return nil
 	})
@@ -168,7 +172,7 @@ func TestDataplaneVIPAndFilter(t *testing.T) {
 			return err
 		}
 		dp := node.Status.Dataplane
-		if dp == nil || dp.VIPInterface != "kubelvs0" || dp.BoundVIPs < 1 || dp.Table != "inet kubelvs" || dp.Masquerade != "remote" {
+		if dp == nil || dp.VIPInterface != "lo" || dp.BoundVIPs < 1 || dp.Table != "inet kubelvs" || dp.Masquerade != "remote" {
 			return fmt.Errorf("dataplane %+v", dp)
 		}
 		sysctls := fmt.Sprint(dp.Sysctls)
@@ -230,7 +234,7 @@ func TestDataplaneMasquerade(t *testing.T) {
 
 // (4) Direct routing: the real server has the VIP on its lo and strict ARP, and answers the
 // client directly; nobody answers ARP for the VIP on the shared segment, the director
-// included (its VIP is on kubelvs0 and arp_ignore=1).
+// included (its VIP is a local route, no interface's address, and arp_ignore=1).
 func TestDataplaneDirectRouting(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -286,9 +290,9 @@ func TestDataplaneDirectRouting(t *testing.T) {
 	}
 }
 
-// (5) and (6): a restart adopts the interface, its addresses and the table without removing
-// and re-adding them (a long TCP connection through the VIP survives it), and someone else's
-// address on kubelvs0 and someone else's nftables table are left alone.
+// (5) and (6): a restart adopts the VIP routes and the table without removing and re-adding
+// them (a long TCP connection through the VIP survives it), and someone else's address and
+// local route on lo and someone else's nftables table are left alone.
 func TestDataplaneRestartAndCoexistence(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -304,23 +308,20 @@ func TestDataplaneRestartAndCoexistence(t *testing.T) {
 		return err
 	})
 	defer held.Close()
-	ipcmd(t, "-n", "n1", "addr", "add", "198.51.100.9/32", "dev", "kubelvs0")
+	ipcmd(t, "-n", "n1", "addr", "add", "198.51.100.9/32", "dev", "lo")
+	ipcmd(t, "-n", "n1", "route", "add", "local", "198.51.100.10", "dev", "lo", "table", "local")
 	nft(t, "n1", "add", "table", "inet", "other")
 	nft(t, "n1", "add", "chain", "inet", "other", "in", "{ type filter hook input priority 10 ; policy accept ; }")
 	t.Cleanup(func() {
 		_ = exec.Command("/sbin/ip", "netns", "exec", "n1", "nft", "delete", "table", "inet", "other").Run()
 	})
-	linkBefore := sh(t, "/sbin/ip", "-n", "n1", "-o", "link", "show", "kubelvs0")
 
 	nodes["n1"].kill()
 	must(t, echo(held, "while the agent is down"))
 	must(t, nodes["n1"].start())
 	must(t, echo(held, "after the restart"))
-	if after := sh(t, "/sbin/ip", "-n", "n1", "-o", "link", "show", "kubelvs0"); strings.Fields(after)[0] != strings.Fields(linkBefore)[0] {
-		t.Errorf("kubelvs0 was re-created: %s, before %s", after, linkBefore)
-	}
-	if n := nodes["n1"].metric(t, "kubelvs_agent_dataplane_operations_total", `operation="address_add"`); n != 0 {
-		t.Errorf("the restarted agent added %v addresses: it should have adopted them", n)
+	if n := nodes["n1"].metric(t, "kubelvs_agent_dataplane_operations_total", `operation="route_add"`); n != 0 {
+		t.Errorf("the restarted agent added %v VIP routes: it should have adopted them", n)
 	}
 	if n := nodes["n1"].metric(t, "kubelvs_agent_dataplane_operations_total", `operation="link_ensure"`, `result="success"`); n < 1 {
 		t.Errorf("the restarted agent did not check its interface (%v)", n)
@@ -329,25 +330,27 @@ func TestDataplaneRestartAndCoexistence(t *testing.T) {
 	must(t, k8s.Delete(ctx, vs))
 	waitBound(t, "n1", vip, false)
 	time.Sleep(4 * time.Second)
-	if !strings.Contains(addrsOf(t, "n1"), "198.51.100.9/32") {
-		t.Errorf("someone else's address left kubelvs0:\n%s", addrsOf(t, "n1"))
+	if routes := vipRoutesOf("n1"); !strings.Contains(routes, "local 198.51.100.9 proto kernel") || !strings.Contains(routes, "local 198.51.100.10 scope host") {
+		t.Errorf("someone else's address or route left lo:\n%s", routes)
 	}
 	if out := nft(t, "n1", "list", "tables"); !strings.Contains(out, "table inet other") || !strings.Contains(out, "table inet kubelvs") {
 		t.Errorf("tables:\n%s", out)
 	}
-	ipcmd(t, "-n", "n1", "addr", "del", "198.51.100.9/32", "dev", "kubelvs0")
+	ipcmd(t, "-n", "n1", "addr", "del", "198.51.100.9/32", "dev", "lo")
+	ipcmd(t, "-n", "n1", "route", "del", "local", "198.51.100.10", "dev", "lo", "table", "local")
 }
 
-// (7) Uninstall leaves the node as it was before the agent: addresses, nftables ruleset and
-// IPVS table compared; someone else's IPVS service and table stay.
+// (7) Uninstall leaves the node as it was before the agent: addresses, routes of every table,
+// nftables ruleset and IPVS table compared; someone else's IPVS service and table stay.
 func TestDataplaneUninstall(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	a := newNode(t, "n4", "un", true)
 	sh(t, "/sbin/ip", "netns", "exec", "n4", "ipvsadm", "-A", "-t", "198.51.100.1:80", "-s", "rr")
 	nft(t, "n4", "add", "table", "inet", "other")
-	snapshot := func() [3]string {
-		return [3]string{sh(t, "/sbin/ip", "-n", "n4", "-j", "addr"), nft(t, "n4", "-j", "list", "ruleset"), ipvsadm(t, "n4", "-Sn")}
+	snapshot := func() [5]string {
+		return [5]string{sh(t, "/sbin/ip", "-n", "n4", "-j", "addr"), sh(t, "/sbin/ip", "-n", "n4", "-4", "-j", "route", "show", "table", "all"),
+			sh(t, "/sbin/ip", "-n", "n4", "-6", "-j", "route", "show", "table", "all"), nft(t, "n4", "-j", "list", "ruleset"), ipvsadm(t, "n4", "-Sn")}
 	}
 	before := snapshot()
 	must(t, a.start())
@@ -364,7 +367,7 @@ func TestDataplaneUninstall(t *testing.T) {
 		t.Fatalf("kubelvs agent --uninstall: %v\n%s", err, out)
 	}
 	after := snapshot()
-	for i, what := range []string{"ip -j addr", "nft -j list ruleset", "ipvsadm -Sn"} {
+	for i, what := range []string{"ip -j addr", "ip -4 -j route show table all", "ip -6 -j route show table all", "nft -j list ruleset", "ipvsadm -Sn"} {
 		if after[i] != before[i] {
 			t.Errorf("%s after uninstall:\n%s\nbefore the agent:\n%s", what, after[i], before[i])
 		}
