@@ -338,7 +338,7 @@ func (d *Dataplane) programTable(full bool, touched *Elements) error {
 		// The generation before the read: a commit during the read makes the next audit read again.
 		g, gerr := d.generation()
 		d.gen, d.genKnown = g, gerr == nil
-		el, sets, exists, err := readTable(d.nft)
+		el, sets, exists, err := readTable(d.nft, d.genConn)
 		d.cfg.Metrics.op("nftables_read", err)
 		switch {
 		case errors.Is(err, errTableShape):
@@ -406,7 +406,7 @@ func Uninstall(cfg Config) ([]string, error) {
 	var removed []string
 	var errs []error
 	if d.nft != nil {
-		_, _, exists, err := readTable(d.nft)
+		_, _, exists, err := readTable(d.nft, d.genConn)
 		if exists && (err == nil || errors.Is(err, errTableShape)) {
 			d.nft.DelTable(table())
 			if err = d.nft.Flush(); err == nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/kubelvs/kubelvs/pkg/lvs"
@@ -281,9 +282,10 @@ func keysOf[T any](items []T, key func(T) []byte, is4 func(T) bool) (k4, k6 [][]
 // or changed by hand).
 var errTableShape = errors.New("dataplane: the nftables table differs from the agent's")
 
-// readTable reads the elements of the table's sets; ok is false when there is no table. It
-// fails with errTableShape when the table's sets or chains are not the agent's.
-func readTable(c *nftables.Conn) (Elements, map[string]*nftables.Set, bool, error) {
+// readTable reads the elements of the table's sets (their dumps through raw, a nfnetlink
+// socket of the same namespace); ok is false when there is no table. It fails with
+// errTableShape when the table's sets or chains are not the agent's.
+func readTable(c *nftables.Conn, raw *netlink.Conn) (Elements, map[string]*nftables.Set, bool, error) {
 	el := NewElements()
 	t, err := c.ListTableOfFamily(TableName, nftables.TableFamilyINet)
 	if err != nil {
@@ -309,8 +311,8 @@ func readTable(c *nftables.Conn) (Elements, map[string]*nftables.Set, bool, erro
 	if err := checkChains(c, t); err != nil {
 		return el, nil, true, err
 	}
-	if err := readElements(c, sets, &el); err != nil {
-		return el, nil, true, err
+	if err := readElements(raw, &el); err != nil {
+		return NewElements(), nil, true, err
 	}
 	return el, sets, true, nil
 }
@@ -344,33 +346,31 @@ func checkChains(c *nftables.Conn, t *nftables.Table) error {
 	return nil
 }
 
-func readElements(c *nftables.Conn, sets map[string]*nftables.Set, el *Elements) error {
+func readElements(c *netlink.Conn, el *Elements) error {
 	for _, name := range []string{setVIPs4, setVIPs6, setPorts4, setPorts6, setMasq4, setMasq6} {
-		elems, err := c.GetSetElements(sets[name])
-		if err != nil {
-			return fmt.Errorf("dataplane: list nftables set %s: %w", name, err)
-		}
-		for _, e := range elems {
-			switch name {
-			case setVIPs4, setVIPs6:
-				a, err := parseAddrKey(e.Key)
-				if err != nil {
-					return err
-				}
+		var each func([]byte) error
+		switch name {
+		case setVIPs4, setVIPs6:
+			each = func(k []byte) error {
+				a, err := parseAddrKey(k)
 				el.VIPs[a] = struct{}{}
-			case setPorts4, setPorts6:
-				p, err := parsePortKey(e.Key)
-				if err != nil {
-					return err
-				}
-				el.Ports[p] = struct{}{}
-			default:
-				m, err := parseMasqKey(e.Key)
-				if err != nil {
-					return err
-				}
-				el.Masq[m] = struct{}{}
+				return err
 			}
+		case setPorts4, setPorts6:
+			each = func(k []byte) error {
+				p, err := parsePortKey(k)
+				el.Ports[p] = struct{}{}
+				return err
+			}
+		default:
+			each = func(k []byte) error {
+				m, err := parseMasqKey(k)
+				el.Masq[m] = struct{}{}
+				return err
+			}
+		}
+		if err := dumpSetKeys(c, name, each); err != nil {
+			return err
 		}
 	}
 	return nil
