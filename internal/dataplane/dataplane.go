@@ -82,7 +82,7 @@ func New(cfg Config) *Dataplane {
 
 func (d *Dataplane) open() error {
 	if d.rt == nil && d.cfg.Interface != "" {
-		c, err := rtnetlink.Dial(&netlink.Config{NetNS: d.cfg.NetNS})
+		c, err := rtnetlink.Dial(&netlink.Config{NetNS: d.cfg.NetNS, Strict: true})
 		if err != nil {
 			return fmt.Errorf("dataplane: open rtnetlink: %w", err)
 		}

@@ -103,12 +103,18 @@ func (l *link) find() (uint32, bool, error) {
 		if m.Flags&unix.IFF_LOOPBACK != 0 {
 			return m.Index, true, nil
 		}
-		if m.Attributes.Info == nil || m.Attributes.Info.Kind != "dummy" || m.Attributes.Alias == nil || *m.Attributes.Alias != LinkAlias {
+		if !agentDummy(&m) {
 			return 0, false, fmt.Errorf("%w: %s (a loopback, or a dummy interface with alias %q, is the agent's)", ErrNotOurs, l.name, LinkAlias)
 		}
 		return m.Index, false, nil
 	}
 	return 0, false, nil
+}
+
+// agentDummy reports whether a link is a dummy marked as an agent's.
+func agentDummy(m *rtnetlink.LinkMessage) bool {
+	return m.Attributes != nil && m.Attributes.Info != nil && m.Attributes.Info.Kind == "dummy" &&
+		m.Attributes.Alias != nil && *m.Attributes.Alias == LinkAlias
 }
 
 // ensure finds the interface or creates it (a dummy, marked and brought up; a loopback is
@@ -181,7 +187,7 @@ func isVIPRoute(m *rtnetlink.RouteMessage) bool {
 
 // vips returns the VIPs the agent routes through the interface.
 func (l *link) vips() (map[netip.Addr]struct{}, error) {
-	msgs, err := l.c.Route.List()
+	msgs, err := l.listVIPRoutes()
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: list routes: %w", err)
 	}
@@ -195,6 +201,15 @@ func (l *link) vips() (map[netip.Addr]struct{}, error) {
 		}
 	}
 	return out, nil
+}
+
+// listVIPRoutes dumps the local routes of the table local of the agent's protocol, of both
+// families. The connection is strict (NETLINK_GET_STRICT_CHK), so the kernel filters the
+// dump by table, protocol and type itself: a node's other routes (a full BGP table) are not
+// sent at every audit. The caller still checks each route (ours, isVIPRoute).
+func (l *link) listVIPRoutes() ([]rtnetlink.RouteMessage, error) {
+	return l.c.Route.ListMatch(&rtnetlink.RouteMessage{Family: unix.AF_UNSPEC, Table: unix.RT_TABLE_LOCAL,
+		Protocol: RouteProtocol, Type: unix.RTN_LOCAL})
 }
 
 // route is the local route of a VIP through the interface.
@@ -275,8 +290,7 @@ func (l *link) delLegacy(legacy []legacyAddr) error {
 
 func (l *link) delLegacyLink(idx uint32) error {
 	m, err := l.c.Link.Get(idx)
-	if err != nil || m.Attributes == nil || m.Attributes.Info == nil || m.Attributes.Info.Kind != "dummy" ||
-		m.Attributes.Alias == nil || *m.Attributes.Alias != LinkAlias {
+	if err != nil || !agentDummy(&m) {
 		return nil // gone, or not an agent's
 	}
 	addrs, err := l.c.Address.List()
@@ -298,7 +312,7 @@ func (l *link) delLegacyLink(idx uint32) error {
 // the agent's by protocol) and every dummy interface marked as an agent's (with any legacy
 // VIP addresses on it). It reports what it removed.
 func (l *link) remove() ([]string, error) {
-	msgs, err := l.c.Route.List()
+	msgs, err := l.listVIPRoutes()
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: list routes: %w", err)
 	}
@@ -325,8 +339,7 @@ func (l *link) remove() ([]string, error) {
 		return removed, errors.Join(append(errs, fmt.Errorf("dataplane: list links: %w", err))...)
 	}
 	for _, m := range links {
-		if m.Attributes == nil || m.Attributes.Info == nil || m.Attributes.Info.Kind != "dummy" ||
-			m.Attributes.Alias == nil || *m.Attributes.Alias != LinkAlias {
+		if !agentDummy(&m) {
 			continue
 		}
 		if err := l.c.Link.Delete(m.Index); err != nil {
