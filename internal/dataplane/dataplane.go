@@ -246,9 +246,14 @@ func (d *Dataplane) programLink(full bool, touched *Elements) error {
 		if created {
 			d.cfg.Log.Info("created the VIP interface", "interface", d.cfg.Interface)
 		}
-		if d.vips, err = d.link.vips(); err != nil {
+		vips, stale, err := d.link.vips()
+		for range stale {
+			d.cfg.Metrics.op("route_delete", nil)
+		}
+		if err != nil {
 			return err
 		}
+		d.vips = vips
 		if !d.migrated {
 			if legacy, err = d.link.legacyAddresses(); err != nil {
 				return err

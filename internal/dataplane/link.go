@@ -41,8 +41,8 @@ var ErrNotOurs = errors.New("dataplane: the interface exists and is not the agen
 // answers ARP for neither (a route is no address of the interface asked on).
 type link struct {
 	c *rtnetlink.Conn
-	// raw, when set, is a plain netlink socket of the same namespace for pipelined route
-	// adds (the library sends one request and waits for its answer each time).
+	// raw is a plain netlink socket of the same namespace for pipelined route adds (the
+	// library sends one request and waits for its answer each time).
 	raw   *netlink.Conn
 	name  string
 	index uint32
@@ -53,8 +53,8 @@ const addWindow = 128
 
 // addMany routes vips, addWindow requests per sendmsg (each still answered on its own: the
 // kernel handles them in order and ACKs each in order). It returns the VIPs it routed; one
-// that is already local (someone else's address or route) is not returned, as in add.
-// appendTo adds beside an equal route instead (the legacy addresses' own).
+// that is local already (someone else's address or route: EEXIST) is not returned, so that
+// it is never deleted. appendTo adds beside an equal route instead (a legacy address's own).
 func (l *link) addMany(vips []netip.Addr, appendTo bool) ([]netip.Addr, []error) {
 	flags := netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl
 	if appendTo {
@@ -104,7 +104,7 @@ func (l *link) find() (uint32, bool, error) {
 			return m.Index, true, nil
 		}
 		if !agentDummy(&m) {
-			return 0, false, fmt.Errorf("%w: %s (a loopback, or a dummy interface with alias %q, is the agent's)", ErrNotOurs, l.name, LinkAlias)
+			return 0, false, fmt.Errorf("%w: %s (the agent routes through a loopback, or a dummy interface with alias %q)", ErrNotOurs, l.name, LinkAlias)
 		}
 		return m.Index, false, nil
 	}
@@ -185,22 +185,31 @@ func isVIPRoute(m *rtnetlink.RouteMessage) bool {
 		((m.Family == unix.AF_INET && m.DstLength == 32) || (m.Family == unix.AF_INET6 && m.DstLength == 128))
 }
 
-// vips returns the VIPs the agent routes through the interface.
-func (l *link) vips() (map[netip.Addr]struct{}, error) {
+// vips returns the VIPs the agent routes through the interface, after deleting the agent's
+// VIP routes through any other interface (left by an agent that ran with another
+// --vip-interface: they would make the routes through this one EEXIST, as someone else's).
+// It reports how many it deleted.
+func (l *link) vips() (map[netip.Addr]struct{}, int, error) {
 	msgs, err := l.listVIPRoutes()
 	if err != nil {
-		return nil, fmt.Errorf("dataplane: list routes: %w", err)
+		return nil, 0, fmt.Errorf("dataplane: list routes: %w", err)
 	}
 	out := map[netip.Addr]struct{}{}
+	deleted := 0
 	for i := range msgs {
-		if !l.ours(&msgs[i]) {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(msgs[i].Attributes.Dst); ok {
+		a, ok := netip.AddrFromSlice(msgs[i].Attributes.Dst)
+		switch {
+		case !ok || !isVIPRoute(&msgs[i]):
+		case l.ours(&msgs[i]):
 			out[a.Unmap()] = struct{}{}
+		default:
+			if err := l.c.Route.Delete(vipRoute(a.Unmap(), msgs[i].Attributes.OutIface)); err != nil {
+				return nil, deleted, fmt.Errorf("dataplane: delete VIP route %s through interface %d: %w", a, msgs[i].Attributes.OutIface, err)
+			}
+			deleted++
 		}
 	}
-	return out, nil
+	return out, deleted, nil
 }
 
 // listVIPRoutes dumps the local routes of the table local of the agent's protocol, of both

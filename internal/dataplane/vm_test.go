@@ -270,3 +270,40 @@ func TestKernelLocalAlreadyAndLegacyAddresses(t *testing.T) {
 		t.Error("lo's address went with the service on it")
 	}
 }
+
+// An agent started with another --vip-interface moves the VIP routes: the old ones through
+// kubelvs0 go, the same VIPs are routed through lo and counted.
+func TestKernelInterfaceChange(t *testing.T) {
+	fd := netns(t, "dpc")
+	run(t, "ip", "-n", "dpc", "link", "set", "lo", "up")
+	d := New(Config{NetNS: fd, Interface: "kubelvs0"})
+	fixtureServices(d)
+	if err := d.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	m := NewMetrics()
+	d2 := New(Config{NetNS: fd, Interface: "lo", Metrics: m})
+	defer d2.Close()
+	fixtureServices(d2)
+	if err := d2.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if routes := vipRoutes("dpc", "kubelvs0"); strings.Contains(routes, "proto 107") {
+		t.Errorf("VIP routes left through kubelvs0:\n%s", routes)
+	}
+	routes := vipRoutes("dpc", "lo")
+	for _, w := range []string{"local 192.0.2.10 proto 107", "local 192.0.2.11 proto 107", "local 2001:db8::10 proto 107"} {
+		if !strings.Contains(routes, w) {
+			t.Errorf("the routes through lo lack %q:\n%s", w, routes)
+		}
+	}
+	if info, _ := d2.Info(); info.BoundVIPs != 3 {
+		t.Errorf("bound %d VIPs, want 3", info.BoundVIPs)
+	}
+	for op, want := range map[string]float64{"route_delete": 3, "route_add": 3} {
+		if n := testutil.ToFloat64(m.Operations.WithLabelValues(op, "success")); n != want {
+			t.Errorf("%v %s, want %v", n, op, want)
+		}
+	}
+}
