@@ -54,7 +54,7 @@ type Dataplane struct {
 	migrated bool
 	nftEl    Elements // the table's elements
 	sets     map[string]*nftables.Set
-	synced   bool // addrs and nftEl are known to match the kernel (else the next Program reads it)
+	synced   bool // vips and nftEl are known to match the kernel (else the next Program reads it)
 	// genConn asks for the nftables ruleset generation; gen is the one after the agent's last
 	// transaction or table read, when genKnown (see gen.go).
 	genConn  *netlink.Conn
@@ -282,11 +282,21 @@ func (d *Dataplane) programLink(full bool, touched *Elements) error {
 	if err := errors.Join(errs...); err != nil {
 		return err // the legacy addresses stay until their VIPs are routes
 	}
-	err := d.link.delLegacy(legacy)
-	if err == nil && full {
-		d.migrated = true
+	if err := d.link.delLegacy(legacy); err != nil {
+		return err
 	}
-	return err
+	if full && !d.migrated {
+		d.migrated = true
+		for _, la := range legacy {
+			if la.index == d.link.index {
+				// The interface routed through may have lost its last IPv4 address, and then
+				// the kernel dropped every route through it: route again (a dummy; lo keeps
+				// 127.0.0.1).
+				return d.programLink(true, nil)
+			}
+		}
+	}
+	return nil
 }
 
 // addRoutes routes vips and records the ones added.

@@ -307,3 +307,33 @@ func TestKernelInterfaceChange(t *testing.T) {
 		}
 	}
 }
+
+// An earlier agent's VIP addresses on the very dummy the agent now routes through: deleting
+// the last IPv4 one makes the kernel drop every route through the link, so the agent routes
+// again, and every VIP ends up routed.
+func TestKernelLegacyAddressesOnTheRoutedDummy(t *testing.T) {
+	fd := netns(t, "dpd")
+	run(t, "ip", "-n", "dpd", "link", "add", "kubelvs0", "type", "dummy")
+	run(t, "ip", "-n", "dpd", "link", "set", "kubelvs0", "alias", LinkAlias, "up")
+	for _, a := range []string{"192.0.2.10/32", "192.0.2.11/32"} {
+		run(t, "ip", "-n", "dpd", "addr", "add", a, "dev", "kubelvs0", "metric", "1802270323", "noprefixroute")
+	}
+	d := New(Config{NetNS: fd, Interface: "kubelvs0"})
+	defer d.Close()
+	fixtureServices(d)
+	if err := d.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if addrs := run(t, "ip", "-n", "dpd", "addr", "show", "dev", "kubelvs0"); strings.Contains(addrs, "192.0.2.") {
+		t.Errorf("the legacy VIP addresses are still on kubelvs0:\n%s", addrs)
+	}
+	routes := vipRoutes("dpd", "kubelvs0")
+	for _, w := range []string{"local 192.0.2.10 proto 107", "local 192.0.2.11 proto 107", "local 2001:db8::10 proto 107"} {
+		if !strings.Contains(routes, w) {
+			t.Errorf("the routes through kubelvs0 lack %q:\n%s", w, routes)
+		}
+	}
+	if info, _ := d.Info(); info.BoundVIPs != 3 {
+		t.Errorf("bound %d VIPs, want 3", info.BoundVIPs)
+	}
+}
