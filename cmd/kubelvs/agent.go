@@ -330,6 +330,7 @@ func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("loading the Kubernetes client configuration: %w", err)
 	}
 	cfg.DisableCompression = !o.apiCompression
+	cfg.Wrap(agent.LargeReads) // fewer HTTP/2 flow-control writes while the watches stream
 	scheme := kruntime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("building the scheme: %w", err)
