@@ -40,6 +40,19 @@ func vipRoutes(ns, dev string) string {
 	return b.String()
 }
 
+// wantRoutes fails t for each of want not in the routes through dev in namespace ns, and
+// returns the routes.
+func wantRoutes(t *testing.T, ns, dev string, want ...string) string {
+	t.Helper()
+	routes := vipRoutes(ns, dev)
+	for _, w := range want {
+		if !strings.Contains(routes, w) {
+			t.Errorf("the routes through %s lack %q:\n%s", dev, w, routes)
+		}
+	}
+	return routes
+}
+
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -69,12 +82,7 @@ func TestKernelTableAndAddresses(t *testing.T) {
 	} else if diff := cmp.Diff(summaryOfJSON(t, want), summaryOfJSON(t, []byte(got))); diff != "" {
 		t.Errorf("nft -j list table inet kubelvs differs from %s (-fixture +now):\n%s\nit lists:\n@@nft-json-begin\n%s\n@@nft-json-end", fixture, diff, got)
 	}
-	routes := vipRoutes("dpk", "lo")
-	for _, w := range []string{"local 192.0.2.10 proto 107 scope host", "local 192.0.2.11 proto 107 scope host", "local 2001:db8::10 proto 107 "} {
-		if !strings.Contains(routes, w) {
-			t.Errorf("the routes through lo lack %q:\n%s", w, routes)
-		}
-	}
+	wantRoutes(t, "dpk", "lo", "local 192.0.2.10 proto 107 scope host", "local 192.0.2.11 proto 107 scope host", "local 2001:db8::10 proto 107 ")
 	for _, vip := range []string{"192.0.2.10", "2001:db8::10"} {
 		if got := run(t, "ip", "-n", "dpk", "route", "get", vip); !strings.HasPrefix(got, "local "+vip+" ") {
 			t.Errorf("ip route get %s: %s (want a local route: the node accepts its traffic)", vip, got)
@@ -247,12 +255,7 @@ func TestKernelLocalAlreadyAndLegacyAddresses(t *testing.T) {
 	if out, err := exec.Command("ip", "-n", "dpl", "link", "show", "kubelvs0").CombinedOutput(); err == nil {
 		t.Errorf("the earlier agent's interface is still there:\n%s", out)
 	}
-	routes := vipRoutes("dpl", "lo")
-	for _, w := range []string{"local 192.0.2.10 proto 107", "local 2001:db8::10 proto 107"} {
-		if !strings.Contains(routes, w) {
-			t.Errorf("the routes through lo lack %q:\n%s", w, routes)
-		}
-	}
+	routes := wantRoutes(t, "dpl", "lo", "local 192.0.2.10 proto 107", "local 2001:db8::10 proto 107")
 	if strings.Contains(routes, "192.0.2.99") || strings.Contains(routes, "192.0.2.11 proto 107") {
 		t.Errorf("the routes through lo have a VIP no service wants or one already local:\n%s", routes)
 	}
@@ -292,12 +295,7 @@ func TestKernelInterfaceChange(t *testing.T) {
 	if routes := vipRoutes("dpc", "kubelvs0"); strings.Contains(routes, "proto 107") {
 		t.Errorf("VIP routes left through kubelvs0:\n%s", routes)
 	}
-	routes := vipRoutes("dpc", "lo")
-	for _, w := range []string{"local 192.0.2.10 proto 107", "local 192.0.2.11 proto 107", "local 2001:db8::10 proto 107"} {
-		if !strings.Contains(routes, w) {
-			t.Errorf("the routes through lo lack %q:\n%s", w, routes)
-		}
-	}
+	wantRoutes(t, "dpc", "lo", "local 192.0.2.10 proto 107", "local 192.0.2.11 proto 107", "local 2001:db8::10 proto 107")
 	if info, _ := d2.Info(); info.BoundVIPs != 3 {
 		t.Errorf("bound %d VIPs, want 3", info.BoundVIPs)
 	}
@@ -327,12 +325,7 @@ func TestKernelLegacyAddressesOnTheRoutedDummy(t *testing.T) {
 	if addrs := run(t, "ip", "-n", "dpd", "addr", "show", "dev", "kubelvs0"); strings.Contains(addrs, "192.0.2.") {
 		t.Errorf("the legacy VIP addresses are still on kubelvs0:\n%s", addrs)
 	}
-	routes := vipRoutes("dpd", "kubelvs0")
-	for _, w := range []string{"local 192.0.2.10 proto 107", "local 192.0.2.11 proto 107", "local 2001:db8::10 proto 107"} {
-		if !strings.Contains(routes, w) {
-			t.Errorf("the routes through kubelvs0 lack %q:\n%s", w, routes)
-		}
-	}
+	wantRoutes(t, "dpd", "kubelvs0", "local 192.0.2.10 proto 107", "local 192.0.2.11 proto 107", "local 2001:db8::10 proto 107")
 	if info, _ := d.Info(); info.BoundVIPs != 3 {
 		t.Errorf("bound %d VIPs, want 3", info.BoundVIPs)
 	}
