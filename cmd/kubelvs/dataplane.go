@@ -43,9 +43,10 @@ func arpSysctls(o *agentOptions, log logr.Logger) []v1alpha1.Sysctl {
 	}
 	var out []v1alpha1.Sysctl
 	// arp_ignore=1: answer ARP only for addresses of the interface it came in on (never for
-	// the VIPs, which are local routes and no interface's addresses); arp_announce=2: ARP requests the node sends use the
-	// best local address of the outgoing interface, never a VIP. The "all" values apply to
-	// every interface (the kernel takes the larger of all and the interface's own).
+	// the VIPs, which are local routes and no interface's addresses); arp_announce=2: ARP
+	// requests the node sends use the best local address of the outgoing interface, never a
+	// VIP. The "all" values apply to every interface (the kernel takes the larger of all and
+	// the interface's own).
 	for _, s := range []sysctl{{"net/ipv4/conf/all/arp_ignore", "1"}, {"net/ipv4/conf/all/arp_announce", "2"}} {
 		got, err := agent.Sysctl(o.sysctlRoot, o.netns, s.name, s.value)
 		if err != nil {

@@ -168,12 +168,6 @@ func (l *link) index0() (uint32, error) {
 	return 0, fmt.Errorf("dataplane: the interface %s just created is not listed", l.name)
 }
 
-// ours reports whether a route message is one of the agent's VIP routes through the
-// interface.
-func (l *link) ours(m *rtnetlink.RouteMessage) bool {
-	return isVIPRoute(m) && m.Attributes.OutIface == l.index
-}
-
 // isVIPRoute reports whether a route message is a VIP route of an agent, through any
 // interface.
 func isVIPRoute(m *rtnetlink.RouteMessage) bool {
@@ -200,11 +194,11 @@ func (l *link) vips() (map[netip.Addr]struct{}, int, error) {
 		a, ok := netip.AddrFromSlice(msgs[i].Attributes.Dst)
 		switch {
 		case !ok || !isVIPRoute(&msgs[i]):
-		case l.ours(&msgs[i]):
+		case msgs[i].Attributes.OutIface == l.index:
 			out[a.Unmap()] = struct{}{}
 		default:
-			if err := l.c.Route.Delete(vipRoute(a.Unmap(), msgs[i].Attributes.OutIface)); err != nil {
-				return nil, deleted, fmt.Errorf("dataplane: delete VIP route %s through interface %d: %w", a, msgs[i].Attributes.OutIface, err)
+			if err := l.delRoute(a.Unmap(), msgs[i].Attributes.OutIface); err != nil {
+				return nil, deleted, err
 			}
 			deleted++
 		}
@@ -215,7 +209,7 @@ func (l *link) vips() (map[netip.Addr]struct{}, int, error) {
 // listVIPRoutes dumps the local routes of the table local of the agent's protocol, of both
 // families. The connection is strict (NETLINK_GET_STRICT_CHK), so the kernel filters the
 // dump by table, protocol and type itself: a node's other routes (a full BGP table) are not
-// sent at every audit. The caller still checks each route (ours, isVIPRoute).
+// sent at every audit. The caller still checks each route (isVIPRoute).
 func (l *link) listVIPRoutes() ([]rtnetlink.RouteMessage, error) {
 	return l.c.Route.ListMatch(&rtnetlink.RouteMessage{Family: unix.AF_UNSPEC, Table: unix.RT_TABLE_LOCAL,
 		Protocol: RouteProtocol, Type: unix.RTN_LOCAL})
@@ -235,10 +229,14 @@ func vipRoute(a netip.Addr, index uint32) *rtnetlink.RouteMessage {
 	return m
 }
 
-// del removes the route of a; a route already gone is not an error.
-func (l *link) del(a netip.Addr) error {
-	if err := l.c.Route.Delete(l.route(a)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("dataplane: delete VIP route %s via %s: %w", a, l.name, err)
+// del removes the route of a through the interface.
+func (l *link) del(a netip.Addr) error { return l.delRoute(a, l.index) }
+
+// delRoute removes the VIP route of a through interface index; a route already gone is not
+// an error.
+func (l *link) delRoute(a netip.Addr, index uint32) error {
+	if err := l.c.Route.Delete(vipRoute(a, index)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("dataplane: delete VIP route %s through interface %d: %w", a, index, err)
 	}
 	return nil
 }
@@ -273,7 +271,7 @@ func (l *link) legacyAddresses() ([]legacyAddr, error) {
 // that is not this agent's interface and has no address left but IPv6 link-local ones.
 func (l *link) delLegacy(legacy []legacyAddr) error {
 	var errs []error
-	links := map[uint32]bool{}
+	others := map[uint32]struct{}{} // the interfaces they were on, other than this agent's
 	for _, la := range legacy {
 		a := la.addr
 		m := &rtnetlink.AddressMessage{Family: unix.AF_INET, PrefixLength: 32, Index: la.index,
@@ -284,15 +282,15 @@ func (l *link) delLegacy(legacy []legacyAddr) error {
 		if err := l.c.Address.Delete(m); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("dataplane: delete legacy VIP address %s: %w", a, err))
 		}
-		links[la.index] = la.index != l.index
+		if la.index != l.index {
+			others[la.index] = struct{}{}
+		}
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	for idx, other := range links {
-		if other {
-			errs = append(errs, l.delLegacyLink(idx))
-		}
+	for idx := range others {
+		errs = append(errs, l.delLegacyLink(idx))
 	}
 	return errors.Join(errs...)
 }
@@ -333,9 +331,8 @@ func (l *link) remove() ([]string, error) {
 			continue
 		}
 		a, _ := netip.AddrFromSlice(msgs[i].Attributes.Dst)
-		err := l.c.Route.Delete(vipRoute(a.Unmap(), msgs[i].Attributes.OutIface))
-		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("dataplane: delete VIP route %s: %w", a, err))
+		if err := l.delRoute(a.Unmap(), msgs[i].Attributes.OutIface); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		n++

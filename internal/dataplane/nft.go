@@ -353,19 +353,25 @@ func readElements(c *netlink.Conn, el *Elements) error {
 		case setVIPs4, setVIPs6:
 			each = func(k []byte) error {
 				a, err := parseAddrKey(k)
-				el.VIPs[a] = struct{}{}
+				if err == nil {
+					el.VIPs[a] = struct{}{}
+				}
 				return err
 			}
 		case setPorts4, setPorts6:
 			each = func(k []byte) error {
 				p, err := parsePortKey(k)
-				el.Ports[p] = struct{}{}
+				if err == nil {
+					el.Ports[p] = struct{}{}
+				}
 				return err
 			}
 		default:
 			each = func(k []byte) error {
 				m, err := parseMasqKey(k)
-				el.Masq[m] = struct{}{}
+				if err == nil {
+					el.Masq[m] = struct{}{}
+				}
 				return err
 			}
 		}

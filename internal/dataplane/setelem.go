@@ -51,23 +51,11 @@ func parseSetElems(b []byte, each func(key []byte) error) error {
 	if len(b) < 4 {
 		return fmt.Errorf("%w: %d bytes", errSetElem, len(b))
 	}
-	return walkAttrs(b[4:], func(typ uint16, v []byte) error {
-		if typ != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-			return nil
-		}
-		return walkAttrs(v, func(typ uint16, v []byte) error {
-			if typ != unix.NFTA_LIST_ELEM {
-				return nil
-			}
+	return walkType(b[4:], unix.NFTA_SET_ELEM_LIST_ELEMENTS, func(list []byte) error {
+		return walkType(list, unix.NFTA_LIST_ELEM, func(elem []byte) error {
 			found := false
-			err := walkAttrs(v, func(typ uint16, v []byte) error {
-				if typ != unix.NFTA_SET_ELEM_KEY {
-					return nil
-				}
-				return walkAttrs(v, func(typ uint16, v []byte) error {
-					if typ != unix.NFTA_DATA_VALUE {
-						return nil
-					}
+			err := walkType(elem, unix.NFTA_SET_ELEM_KEY, func(key []byte) error {
+				return walkType(key, unix.NFTA_DATA_VALUE, func(v []byte) error {
 					found = true
 					return each(v)
 				})
@@ -77,6 +65,16 @@ func parseSetElems(b []byte, each func(key []byte) error) error {
 			}
 			return err
 		})
+	})
+}
+
+// walkType calls f with the value of each attribute of type typ in b.
+func walkType(b []byte, typ uint16, f func(v []byte) error) error {
+	return walkAttrs(b, func(t uint16, v []byte) error {
+		if t != typ {
+			return nil
+		}
+		return f(v)
 	})
 }
 
