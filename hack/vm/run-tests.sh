@@ -67,6 +67,11 @@ args="-test.timeout=$timeout"
 [ -n "$run" ] && args="$args -test.run='${run//\'/}'"
 [ -n "$bench" ] && args="$args -test.run='^\$' -test.bench='${bench//\'/}' -test.benchtime=1x"
 
+# Listed first, so that a package that does not even parse fails the run (in a process
+# substitution its error would be lost, and no package would look like all passing).
+"$GO" list -tags ipvsvm -f '{{.ImportPath}}|{{.Dir}}|{{len .TestGoFiles}}|{{len .XTestGoFiles}}' "$@" >"$tmp/pkgs.txt" ||
+  { echo "FAIL [go list -tags ipvsvm $*]"; exit 1; }
+[ -s "$tmp/pkgs.txt" ] || { echo "FAIL [no package in $*]"; exit 1; }
 i=0
 while IFS='|' read -r pkg dir ntest nxtest; do
   [ -n "$pkg" ] || continue
@@ -98,7 +103,7 @@ rc=\$?
 echo "=== VM-RESULT $pkg \$rc \$((\$(date +%s) - start))s"
 [ \$rc -eq 0 ] || failed=\$((failed + 1))
 EOF
-done < <("$GO" list -tags ipvsvm -f '{{.ImportPath}}|{{.Dir}}|{{len .TestGoFiles}}|{{len .XTestGoFiles}}' "$@")
+done <"$tmp/pkgs.txt"
 echo 'exit $failed' >>"$guest"
 
 if [ "$i" -gt "$failed" ]; then

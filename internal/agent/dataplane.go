@@ -19,8 +19,8 @@ import (
 // NAT) that the reconciler keeps in step with the services it owns: internal/dataplane in
 // production, nil for none. It is called from the reconciler's goroutine, Info from any.
 type Dataplane interface {
-	// Set records an owned service as the kernel has it, with its destinations.
-	Set(k lvs.ServiceKey, dests []lvs.Destination)
+	// Set records an owned service the kernel has.
+	Set(k lvs.ServiceKey)
 	// Remove forgets a service that is gone.
 	Remove(k lvs.ServiceKey)
 	// SetLocalPrefixes sets the node's pod CIDRs (destinations there reply through the node).
@@ -32,8 +32,10 @@ type Dataplane interface {
 	Info() (v1alpha1.DataplaneInfo, error)
 }
 
-// dataplaneSteps tells the dataplane about the services that accepted steps changed, and
-// programs it when anything changed or its last program failed.
+// dataplaneSteps tells the dataplane about the services that accepted steps added or
+// removed, and programs it when any did or its last program failed. Destination steps are
+// nothing to it (what is masqueraded depends on the node's prefixes), so an endpoint change
+// costs the dataplane nothing.
 func (r *Reconciler) dataplaneSteps(ctx context.Context, steps []Step, results []error) {
 	dp := r.cfg.Dataplane
 	if dp == nil {
@@ -43,6 +45,10 @@ func (r *Reconciler) dataplaneSteps(ctx context.Context, steps []Step, results [
 	for i := range steps {
 		if results != nil && results[i] != nil {
 			continue
+		}
+		if op := &steps[i].Op; op.Kind != ipvs.AddService && op.Kind != ipvs.DeleteService &&
+			(!steps[i].Forget || op.Destination != nil) {
+			continue // a destination's, an update's or the model's own step
 		}
 		k := steps[i].Op.Service.Key()
 		if seen[k] {
@@ -62,11 +68,7 @@ func (r *Reconciler) dataplaneSet(k lvs.ServiceKey) {
 		r.cfg.Dataplane.Remove(k)
 		return
 	}
-	dests := make([]lvs.Destination, 0, len(o.Dests))
-	for i := range o.Dests {
-		dests = append(dests, o.Dests[i].Destination)
-	}
-	r.cfg.Dataplane.Set(k, dests)
+	r.cfg.Dataplane.Set(k)
 }
 
 func (r *Reconciler) dataplaneProgram(ctx context.Context) {

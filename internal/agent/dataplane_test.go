@@ -17,7 +17,7 @@ import (
 
 // fakeDataplane records what the reconciler tells it.
 type fakeDataplane struct {
-	services map[lvs.ServiceKey]int // destinations per service
+	services map[lvs.ServiceKey]bool
 	sets     int
 	removes  int
 	programs int
@@ -25,8 +25,8 @@ type fakeDataplane struct {
 	fail     error
 }
 
-func (f *fakeDataplane) Set(k lvs.ServiceKey, dests []lvs.Destination) {
-	f.services[k] = len(dests)
+func (f *fakeDataplane) Set(k lvs.ServiceKey) {
+	f.services[k] = true
 	f.sets++
 }
 func (f *fakeDataplane) Remove(k lvs.ServiceKey)         { delete(f.services, k); f.removes++ }
@@ -45,7 +45,7 @@ func (f *fakeDataplane) Info() (v1alpha1.DataplaneInfo, error) {
 // reported.
 func TestReconcilerDrivesDataplane(t *testing.T) {
 	k := newFakeKernel()
-	dp := &fakeDataplane{services: map[lvs.ServiceKey]int{}}
+	dp := &fakeDataplane{services: map[lvs.ServiceKey]bool{}}
 	c := &clock{now: time.Unix(1e9, 0)}
 	r := NewReconciler(Config{Node: "n1", Kernel: k, Now: c.Now, Dataplane: dp,
 		Checkpoint: &CheckpointFile{Path: filepath.Join(t.TempDir(), "cp.json")}})
@@ -57,31 +57,32 @@ func TestReconcilerDrivesDataplane(t *testing.T) {
 	}
 	wants := bigWants(3, 2)
 	mustSync(t, r, wants...)
-	if len(dp.services) != 3 || dp.programs != 2 {
-		t.Fatalf("after the first batch: services %v, %d programs", dp.services, dp.programs)
-	}
-	for k, n := range dp.services {
-		if n != 2 {
-			t.Errorf("service %s told with %d destinations, want 2", k, n)
-		}
+	if len(dp.services) != 3 || dp.sets != 3 || dp.programs != 2 {
+		t.Fatalf("after the first batch: services %v, %d sets, %d programs; want 3, 3 and 2", dp.services, dp.sets, dp.programs)
 	}
 	sets := dp.sets
 	mustSync(t, r, wants...)
 	if dp.programs != 2 || dp.sets != sets {
 		t.Errorf("a batch without change: %d programs, %d sets (want 2 and %d)", dp.programs, dp.sets, sets)
 	}
-	// One weight change: one service told, one program.
+	// A weight change and a new destination are nothing to the dataplane.
 	wants[1].Services[0].Destinations[0].Weight = 5
+	wants[1].Services[0].Destinations = append(wants[1].Services[0].Destinations, wants[1].Services[0].Destinations[0])
+	wants[1].Services[0].Destinations[2].Address = netip.MustParseAddr("10.1.9.9")
 	wants[1].Generation, wants[1].Services[0].Generation = 2, 2
 	mustSync(t, r, wants[1])
+	if dp.sets != sets || dp.programs != 2 {
+		t.Errorf("destination changes: %d sets, %d programs (want %d and 2)", dp.sets, dp.programs, sets)
+	}
+	// A new service: one set, one program.
+	more := bigWants(4, 2)
+	mustSync(t, r, more[3])
 	if dp.sets != sets+1 || dp.programs != 3 {
-		t.Errorf("one change: %d sets, %d programs (want %d and 3)", dp.sets, dp.programs, sets+1)
+		t.Errorf("a new service: %d sets, %d programs (want %d and 3)", dp.sets, dp.programs, sets+1)
 	}
 	// A failing program: reported, retried with the next batch even without a change.
 	dp.fail = errors.New("nftables: boom")
-	wants[0].Services[0].Destinations[0].Weight = 7
-	wants[0].Generation, wants[0].Services[0].Generation = 2, 2
-	mustSync(t, r, wants[0])
+	mustSync(t, r, bigWants(5, 2)[4])
 	rep := r.Report()
 	if rep.DataplaneError == "" || rep.Dataplane == nil || rep.Dataplane.VIPInterface != "kubelvs0" {
 		t.Errorf("report %+v", rep)
@@ -107,7 +108,7 @@ func TestReconcilerDrivesDataplane(t *testing.T) {
 		keys = append(keys, k.String())
 	}
 	slices.Sort(keys)
-	if diff := cmp.Diff([]string{"TCP 10.96.0.0:80", "TCP 10.96.0.1:80", "TCP 10.96.0.2:80"}, keys); diff != "" {
+	if diff := cmp.Diff([]string{"TCP 10.96.0.0:80", "TCP 10.96.0.1:80", "TCP 10.96.0.2:80", "TCP 10.96.0.3:80", "TCP 10.96.0.4:80"}, keys); diff != "" {
 		t.Errorf("services (-want +got):\n%s", diff)
 	}
 }

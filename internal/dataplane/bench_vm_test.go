@@ -85,7 +85,7 @@ func scriptFiles(b *testing.B, from, to int) (ipFile, nftFile string) {
 
 func setBench(d *Dataplane, from, to int) {
 	for i := from; i < to; i++ {
-		d.Set(lvs.ServiceKey{Family: lvs.FamilyOf(benchVIP(i)), Protocol: lvs.TCP, Address: benchVIP(i), Port: 80}, nil)
+		d.Set(lvs.ServiceKey{Family: lvs.FamilyOf(benchVIP(i)), Protocol: lvs.TCP, Address: benchVIP(i), Port: 80})
 	}
 }
 

@@ -76,6 +76,7 @@ func New(cfg Config) *Dataplane {
 	}
 	d := &Dataplane{cfg: cfg, index: NewIndex(),
 		vips: map[netip.Addr]struct{}{}, nftEl: NewElements()}
+	d.index.SetNoMasq(NoMasqBounds(cfg.Masquerade, nil))
 	d.info = v1alpha1.DataplaneInfo{VIPInterface: cfg.Interface, Masquerade: string(cfg.Masquerade), Sysctls: cfg.Sysctls}
 	return d
 }
@@ -135,11 +136,11 @@ func (d *Dataplane) Close() error {
 	return errors.Join(errs...)
 }
 
-// Set records the IPVS service k with its destinations (Program makes it so). Only what
-// the dataplane needs of them is kept.
-func (d *Dataplane) Set(k lvs.ServiceKey, dests []lvs.Destination) {
-	if s, ok := ServiceOf(k, dests, d.cfg.Masquerade); ok {
-		d.index.Set(k, s)
+// Set records the IPVS service k (Program makes it so). Its destinations do not matter:
+// which are masqueraded is decided by their addresses (SetLocalPrefixes).
+func (d *Dataplane) Set(k lvs.ServiceKey) {
+	if p, ok := PortOf(k); ok {
+		d.index.Set(k, p)
 	}
 }
 
@@ -153,9 +154,7 @@ func (d *Dataplane) SetLocalPrefixes(p []netip.Prefix) {
 		return
 	}
 	d.prefixes = p
-	if d.cfg.Masquerade == MasqueradeRemote {
-		d.index.SetLocal(PrefixesContain(p))
-	}
+	d.index.SetNoMasq(NoMasqBounds(d.cfg.Masquerade, p))
 }
 
 func slicesEqual(a, b []netip.Prefix) bool {

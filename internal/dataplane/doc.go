@@ -4,8 +4,10 @@
 // that drops traffic to a VIP on a port and protocol no IPVS service serves and source-NATs
 // masqueraded connections whose replies would not come back through the node.
 //
-// The pure core is [Index] (which VIPs, VIP:port/protocol pairs and masqueraded
-// destinations the node's services need, kept incrementally) and [Diff] (what to add and
+// The pure core is [Index] (which VIPs and VIP:port/protocol pairs the node's services need,
+// kept incrementally, and the ranges of destinations not masqueraded, from [NoMasqBounds]:
+// masquerading is decided by the destination's address against the node's prefixes, so it
+// costs no element per backend) and [Diff] (what to add and
 // remove). The edges are thin: link.go (rtnetlink: the interface and the VIP routes) and
 // nft.go (github.com/google/nftables: the table, its sets and their elements). [Dataplane]
 // drives them and is what the agent calls through its small consumer interface.

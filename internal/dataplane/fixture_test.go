@@ -13,19 +13,18 @@ import (
 // was captured with
 //
 //	hack/vm/run-tests.sh -v -run TestKernelTableAndAddresses ./internal/dataplane | tee log
-//	awk '/@@nft-json-begin/{f=1;next}/@@nft-json-end/{f=0}f' log | sed 's/^        //' | grep -v '^$' >testdata/nft-list-table.json
+//	awk '/@@nft-json-begin/{n++;f=n==1;next}/@@nft-json-end/{f=0}f' log | sed 's/^        //' | grep -v '^$' >testdata/nft-list-table.json
 //
 // TestTableEncoding checks the library's netlink messages against it on any host.
 const fixture = "testdata/nft-list-table.json"
 
-// fixtureServices is the table of testdata/nft-list-table.json: two IPv4 services on one VIP
-// (one masqueraded to a remote backend), an IPv4 UDP one and an IPv6 one with a masqueraded
-// backend.
+// fixtureServices is the table of testdata/nft-list-table.json: two IPv4 services on one VIP,
+// an IPv4 UDP one and an IPv6 one, on a node whose pod CIDR is 10.244.1.0/24 (MasqueradeRemote).
 func fixtureServices(d *Dataplane) {
 	d.SetLocalPrefixes([]netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")})
 	v4, v4b, v6 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("2001:db8::10")
-	d.Set(key(v4, lvs.TCP, 80), []lvs.Destination{dest(netip.MustParseAddr("10.244.2.7"), lvs.Masquerade), dest(netip.MustParseAddr("10.244.1.5"), lvs.Masquerade)})
-	d.Set(key(v4, lvs.TCP, 443), []lvs.Destination{dest(netip.MustParseAddr("10.244.2.8"), lvs.DirectRouting)})
-	d.Set(key(v4b, lvs.UDP, 53), nil)
-	d.Set(key(v6, lvs.TCP, 443), []lvs.Destination{dest(netip.MustParseAddr("2001:db8:2::7"), lvs.Masquerade)})
+	d.Set(key(v4, lvs.TCP, 80))
+	d.Set(key(v4, lvs.TCP, 443))
+	d.Set(key(v4b, lvs.UDP, 53))
+	d.Set(key(v6, lvs.TCP, 443))
 }

@@ -25,12 +25,12 @@ const CtMark = 0x04000000
 
 // The table's sets and chains.
 const (
-	setVIPs4  = "vips4"
-	setVIPs6  = "vips6"
-	setPorts4 = "ports4"
-	setPorts6 = "ports6"
-	setMasq4  = "masq4"
-	setMasq6  = "masq6"
+	setVIPs4   = "vips4"
+	setVIPs6   = "vips6"
+	setPorts4  = "ports4"
+	setPorts6  = "ports6"
+	setNoMasq4 = "nomasq4"
+	setNoMasq6 = "nomasq6"
 
 	chainInput       = "input"
 	chainVIP4        = "vip4"
@@ -55,8 +55,8 @@ func tableSets(t *nftables.Table) []*nftables.Set {
 		{Table: t, Name: setVIPs6, KeyType: nftables.TypeIP6Addr},
 		{Table: t, Name: setPorts4, KeyType: port4, Concatenation: true},
 		{Table: t, Name: setPorts6, KeyType: port6, Concatenation: true},
-		{Table: t, Name: setMasq4, KeyType: nftables.TypeIPAddr},
-		{Table: t, Name: setMasq6, KeyType: nftables.TypeIP6Addr},
+		{Table: t, Name: setNoMasq4, KeyType: nftables.TypeIPAddr, Interval: true},
+		{Table: t, Name: setNoMasq6, KeyType: nftables.TypeIP6Addr, Interval: true},
 	}
 }
 
@@ -102,6 +102,11 @@ func tableRules(t *nftables.Table, chains []*nftables.Chain, sets map[string]*nf
 	lookup := func(set string) *expr.Lookup {
 		return &expr.Lookup{SourceRegister: reg1, SetName: set, SetID: sets[set].ID}
 	}
+	notIn := func(set string) *expr.Lookup {
+		l := lookup(set)
+		l.Invert = true
+		return l
+	}
 	input, vip4, vip6, post := chains[0], chains[1], chains[2], chains[3]
 	ctEstablished := []expr.Any{
 		&expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
@@ -142,16 +147,18 @@ func tableRules(t *nftables.Table, chains []*nftables.Chain, sets map[string]*nf
 		}
 	}
 	// Connections marked in the input chain (new connections to a served VIP) whose packets
-	// now go to a masqueraded destination: IPVS rewrote their destination. (Matching
-	// "ct original daddr" in the VIP set instead would need NFT_CT_DST_IP, which the library
-	// cannot encode, and nft cannot list the family-less NFT_CT_DST in a set lookup.)
-	masq := func(family byte, v6 bool, set string) *nftables.Rule {
+	// leave for an address that is neither a VIP nor in the node's prefixes not masqueraded:
+	// IPVS rewrote their destination to a remote real server (Masquerade forwarding). Direct
+	// routing keeps the VIP as the destination, and a tunnel's packet leaves without the
+	// connection's conntrack entry (IPVS resets it), so neither is source-NATed. Only a
+	// connection's first packet meets a NAT chain.
+	masq := func(family byte, v6 bool, vips, noMasq string) *nftables.Rule {
 		e := nfproto(family)
 		e = append(e,
 			&expr.Ct{Key: expr.CtKeyMARK, Register: reg1},
 			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(CtMark), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
-			daddr(v6, reg1), lookup(set), &expr.Counter{}, &expr.Masq{})
+			daddr(v6, reg1), notIn(vips), notIn(noMasq), &expr.Counter{}, &expr.Masq{})
 		return rule(post, e...)
 	}
 	return [][]*nftables.Rule{
@@ -161,7 +168,7 @@ func tableRules(t *nftables.Table, chains []*nftables.Chain, sets map[string]*nf
 		},
 		vipChain(vip4, unix.NFPROTO_IPV4, false, unix.IPPROTO_ICMP, setPorts4),
 		vipChain(vip6, unix.NFPROTO_IPV6, true, unix.IPPROTO_ICMPV6, setPorts6),
-		{masq(unix.NFPROTO_IPV4, false, setMasq4), masq(unix.NFPROTO_IPV6, true, setMasq6)},
+		{masq(unix.NFPROTO_IPV4, false, setVIPs4, setNoMasq4), masq(unix.NFPROTO_IPV6, true, setVIPs6, setNoMasq6)},
 	}
 }
 
@@ -197,8 +204,6 @@ func portKey(p Port) []byte {
 	return append(k, 0, 0)
 }
 
-func masqKey(m Masq) []byte { return addrKey(m.Backend) }
-
 // parse functions invert the keys (for reading back what the table holds).
 func parseAddrKey(b []byte) (netip.Addr, error) {
 	a, ok := netip.AddrFromSlice(b)
@@ -217,42 +222,39 @@ func parsePortKey(b []byte) (Port, error) {
 	return Port{VIP: a, Protocol: lvs.Protocol(b[n]), Port: binary.BigEndian.Uint16(b[n+4:])}, nil
 }
 
-func parseMasqKey(b []byte) (Masq, error) {
-	a, err := parseAddrKey(b)
-	return Masq{Backend: a}, err
-}
-
 // queueDelta queues the element changes of d on c, at most chunk elements a message.
 func queueDelta(c *nftables.Conn, sets map[string]*nftables.Set, d *Delta) error {
 	type batch struct {
-		set  string
-		add  bool
-		keys [][]byte
+		set   string
+		add   bool
+		elems []nftables.SetElement
 	}
 	var batches []batch
-	split := func(add bool, keys4, keys6 [][]byte, s4, s6 string) {
-		batches = append(batches, batch{s4, add, keys4}, batch{s6, add, keys6})
+	split := func(add bool, e4, e6 []nftables.SetElement, s4, s6 string) {
+		batches = append(batches, batch{s4, add, e4}, batch{s6, add, e6})
 	}
-	vk4, vk6 := keysOf(d.DelVIPs, addrKey, func(a netip.Addr) bool { return a.Is4() })
-	pk4, pk6 := keysOf(d.DelPorts, portKey, func(p Port) bool { return p.VIP.Is4() })
-	mk4, mk6 := keysOf(d.DelMasq, masqKey, func(m Masq) bool { return m.Backend.Is4() })
-	// Deletions first, masquerade and ports before VIPs; additions in the other order.
-	split(false, mk4, mk6, setMasq4, setMasq6)
-	split(false, pk4, pk6, setPorts4, setPorts6)
-	split(false, vk4, vk6, setVIPs4, setVIPs6)
-	vk4, vk6 = keysOf(d.AddVIPs, addrKey, func(a netip.Addr) bool { return a.Is4() })
-	pk4, pk6 = keysOf(d.AddPorts, portKey, func(p Port) bool { return p.VIP.Is4() })
-	mk4, mk6 = keysOf(d.AddMasq, masqKey, func(m Masq) bool { return m.Backend.Is4() })
-	split(true, vk4, vk6, setVIPs4, setVIPs6)
-	split(true, pk4, pk6, setPorts4, setPorts6)
-	split(true, mk4, mk6, setMasq4, setMasq6)
+	vipElem := func(a netip.Addr) nftables.SetElement { return nftables.SetElement{Key: addrKey(a)} }
+	portElem := func(p Port) nftables.SetElement { return nftables.SetElement{Key: portKey(p)} }
+	vipIs4 := func(a netip.Addr) bool { return a.Is4() }
+	portIs4 := func(p Port) bool { return p.VIP.Is4() }
+	boundIs4 := func(b Bound) bool { return b.Addr.Is4() }
+	// Deletions first, the unmasqueraded ranges and ports before VIPs; additions in the other
+	// order.
+	n4, n6 := elemsOf(d.DelNoMasq, boundElem, boundIs4)
+	split(false, n4, n6, setNoMasq4, setNoMasq6)
+	p4, p6 := elemsOf(d.DelPorts, portElem, portIs4)
+	split(false, p4, p6, setPorts4, setPorts6)
+	v4, v6 := elemsOf(d.DelVIPs, vipElem, vipIs4)
+	split(false, v4, v6, setVIPs4, setVIPs6)
+	v4, v6 = elemsOf(d.AddVIPs, vipElem, vipIs4)
+	split(true, v4, v6, setVIPs4, setVIPs6)
+	p4, p6 = elemsOf(d.AddPorts, portElem, portIs4)
+	split(true, p4, p6, setPorts4, setPorts6)
+	n4, n6 = elemsOf(d.AddNoMasq, boundElem, boundIs4)
+	split(true, n4, n6, setNoMasq4, setNoMasq6)
 	const chunk = 1024
 	for _, b := range batches {
-		for keys := range slices.Chunk(b.keys, chunk) {
-			elems := make([]nftables.SetElement, len(keys))
-			for i, k := range keys {
-				elems[i] = nftables.SetElement{Key: k}
-			}
+		for elems := range slices.Chunk(b.elems, chunk) {
 			var err error
 			if b.add {
 				err = c.SetAddElements(sets[b.set], elems)
@@ -267,15 +269,19 @@ func queueDelta(c *nftables.Conn, sets map[string]*nftables.Set, d *Delta) error
 	return nil
 }
 
-func keysOf[T any](items []T, key func(T) []byte, is4 func(T) bool) (k4, k6 [][]byte) {
+func boundElem(b Bound) nftables.SetElement {
+	return nftables.SetElement{Key: addrKey(b.Addr), IntervalEnd: b.End}
+}
+
+func elemsOf[T any](items []T, elem func(T) nftables.SetElement, is4 func(T) bool) (e4, e6 []nftables.SetElement) {
 	for _, it := range items {
 		if is4(it) {
-			k4 = append(k4, key(it))
+			e4 = append(e4, elem(it))
 		} else {
-			k6 = append(k6, key(it))
+			e6 = append(e6, elem(it))
 		}
 	}
-	return k4, k6
+	return e4, e6
 }
 
 // errTableShape: the table exists but is not the one this agent writes (an older version's,
@@ -304,7 +310,7 @@ func readTable(c *nftables.Conn, raw *netlink.Conn) (Elements, map[string]*nftab
 	}
 	for _, w := range tableSets(t) {
 		s := sets[w.Name]
-		if s == nil || s.KeyType.Bytes != w.KeyType.Bytes || len(sets) != len(tableSets(t)) {
+		if s == nil || s.KeyType.Bytes != w.KeyType.Bytes || s.Interval != w.Interval || len(sets) != len(tableSets(t)) {
 			return el, nil, true, fmt.Errorf("%w: set %s", errTableShape, w.Name)
 		}
 	}
@@ -320,7 +326,7 @@ func readTable(c *nftables.Conn, raw *netlink.Conn) (Elements, map[string]*nftab
 func checkChains(c *nftables.Conn, t *nftables.Table) error {
 	chains := tableChains(t)
 	rules := tableRules(t, chains, map[string]*nftables.Set{
-		setVIPs4: {}, setVIPs6: {}, setPorts4: {}, setPorts6: {}, setMasq4: {}, setMasq6: {}})
+		setVIPs4: {}, setVIPs6: {}, setPorts4: {}, setPorts6: {}, setNoMasq4: {}, setNoMasq6: {}})
 	listed, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return fmt.Errorf("dataplane: list nftables chains: %w", err)
@@ -347,11 +353,11 @@ func checkChains(c *nftables.Conn, t *nftables.Table) error {
 }
 
 func readElements(c *netlink.Conn, el *Elements) error {
-	for _, name := range []string{setVIPs4, setVIPs6, setPorts4, setPorts6, setMasq4, setMasq6} {
-		var each func([]byte) error
+	for _, name := range []string{setVIPs4, setVIPs6, setPorts4, setPorts6, setNoMasq4, setNoMasq6} {
+		var each func(key []byte, flags uint32) error
 		switch name {
 		case setVIPs4, setVIPs6:
-			each = func(k []byte) error {
+			each = func(k []byte, _ uint32) error {
 				a, err := parseAddrKey(k)
 				if err == nil {
 					el.VIPs[a] = struct{}{}
@@ -359,7 +365,7 @@ func readElements(c *netlink.Conn, el *Elements) error {
 				return err
 			}
 		case setPorts4, setPorts6:
-			each = func(k []byte) error {
+			each = func(k []byte, _ uint32) error {
 				p, err := parsePortKey(k)
 				if err == nil {
 					el.Ports[p] = struct{}{}
@@ -367,10 +373,10 @@ func readElements(c *netlink.Conn, el *Elements) error {
 				return err
 			}
 		default:
-			each = func(k []byte) error {
-				m, err := parseMasqKey(k)
+			each = func(k []byte, flags uint32) error {
+				a, err := parseAddrKey(k)
 				if err == nil {
-					el.Masq[m] = struct{}{}
+					el.NoMasq[Bound{Addr: a, End: flags&unix.NFT_SET_ELEM_INTERVAL_END != 0}] = struct{}{}
 				}
 				return err
 			}

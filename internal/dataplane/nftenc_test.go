@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -26,8 +27,9 @@ type tableSummary struct {
 }
 
 type setSummary struct {
-	Type  []string
-	Elems []string
+	Type     []string
+	Interval bool
+	Elems    []string // an interval set's as prefixes (a/n) or ranges (a-b)
 }
 
 type chainSummary struct {
@@ -36,7 +38,7 @@ type chainSummary struct {
 }
 
 type ruleSummary struct {
-	Sets    []string // sets looked up
+	Sets    []string // sets looked up, "!" before the name for "not in"
 	Counter bool
 	Verdict string // accept, drop, jump <chain>, masquerade
 }
@@ -59,12 +61,13 @@ func summaryOfJSON(t *testing.T, b []byte) tableSummary {
 			s.Table = v.Family + " " + v.Name
 		case o["set"] != nil:
 			var v struct {
-				Name string
-				Type json.RawMessage
-				Elem []json.RawMessage
+				Name  string
+				Type  json.RawMessage
+				Flags []string
+				Elem  []json.RawMessage
 			}
 			_ = json.Unmarshal(o["set"], &v)
-			var ss setSummary
+			ss := setSummary{Interval: slices.Contains(v.Flags, "interval")}
 			var one string
 			if json.Unmarshal(v.Type, &one) == nil {
 				ss.Type = []string{one}
@@ -94,10 +97,19 @@ func summaryOfJSON(t *testing.T, b []byte) tableSummary {
 				for k, val := range e {
 					switch k {
 					case "match":
-						for _, f := range strings.Split(string(val), `"`) {
-							if strings.HasPrefix(f, "@") {
-								r.Sets = append(r.Sets, f[1:])
+						var m struct {
+							Op    string
+							Right json.RawMessage
+						}
+						_ = json.Unmarshal(val, &m)
+						var set string
+						if json.Unmarshal(m.Right, &set) == nil && strings.HasPrefix(set, "@") {
+							if m.Op == "!=" {
+								set = "!" + set[1:]
+							} else {
+								set = set[1:]
 							}
+							r.Sets = append(r.Sets, set)
 						}
 					case "counter":
 						r.Counter = true
@@ -120,6 +132,21 @@ func jsonElem(e json.RawMessage) string {
 	var s string
 	if json.Unmarshal(e, &s) == nil {
 		return s
+	}
+	var iv struct {
+		Prefix *struct {
+			Addr string
+			Len  int
+		}
+		Range []string
+	}
+	if json.Unmarshal(e, &iv) == nil {
+		switch {
+		case iv.Prefix != nil:
+			return fmt.Sprintf("%s/%d", iv.Prefix.Addr, iv.Prefix.Len)
+		case len(iv.Range) == 2:
+			return iv.Range[0] + "-" + iv.Range[1]
+		}
 	}
 	var c struct{ Concat []any }
 	_ = json.Unmarshal(e, &c)
@@ -162,6 +189,44 @@ func renderKey(types []string, b []byte) string {
 		}
 	}
 	return strings.Join(parts, " . ")
+}
+
+// msgBound is an element of an interval set as a message carries it.
+type msgBound struct {
+	addr netip.Addr
+	end  bool
+}
+
+// renderIntervals renders an interval set's elements as nft lists them: each start with the
+// end after it (none: to the family's last address) as a prefix when it is one, else a range;
+// an end without a start before it (nft writes one at the family's first address) is nothing.
+func renderIntervals(bounds []msgBound) []string {
+	slices.SortFunc(bounds, func(a, b msgBound) int { return a.addr.Compare(b.addr) })
+	var out []string
+	for i, b := range bounds {
+		if b.end {
+			continue
+		}
+		var last netip.Addr
+		if i+1 < len(bounds) && bounds[i+1].end {
+			last = bounds[i+1].addr.Prev()
+		} else {
+			last, _ = netip.AddrFromSlice(bytes.Repeat([]byte{0xff}, b.addr.BitLen()/8))
+		}
+		out = append(out, rangeString(b.addr, last))
+	}
+	return out
+}
+
+// rangeString is a/n when [first, last] is that prefix, else first-last.
+func rangeString(first, last netip.Addr) string {
+	for bits := 0; bits <= first.BitLen(); bits++ {
+		p := netip.PrefixFrom(first, bits)
+		if next := last.Next(); p.Masked().Addr() == first && p.Contains(last) && (!next.IsValid() || !p.Contains(next)) {
+			return p.String()
+		}
+	}
+	return first.String() + "-" + last.String()
 }
 
 func attrs(t *testing.T, b []byte) map[uint16][]byte {
@@ -216,14 +281,28 @@ func summaryOfMessages(t *testing.T, msgs []netlink.Message) tableSummary {
 			}
 			s.Table = "inet " + str(a[unix.NFTA_TABLE_NAME])
 		case unix.NFT_MSG_NEWSET:
-			s.Sets[str(a[unix.NFTA_SET_NAME])] = setSummary{Type: setTypes(binary.BigEndian.Uint32(a[unix.NFTA_SET_KEY_TYPE]))}
+			var flags uint32
+			if f := a[unix.NFTA_SET_FLAGS]; f != nil {
+				flags = binary.BigEndian.Uint32(f)
+			}
+			s.Sets[str(a[unix.NFTA_SET_NAME])] = setSummary{Type: setTypes(binary.BigEndian.Uint32(a[unix.NFTA_SET_KEY_TYPE])),
+				Interval: flags&unix.NFT_SET_INTERVAL != 0}
 		case unix.NFT_MSG_NEWSETELEM:
 			name := str(a[unix.NFTA_SET_ELEM_LIST_SET])
 			ss := s.Sets[name]
+			var bounds []msgBound
 			for _, e := range list(t, a[unix.NFTA_SET_ELEM_LIST_ELEMENTS]) {
-				key := attrs(t, attrs(t, e)[unix.NFTA_SET_ELEM_KEY])[unix.NFTA_DATA_VALUE]
+				ea := attrs(t, e)
+				key := attrs(t, ea[unix.NFTA_SET_ELEM_KEY])[unix.NFTA_DATA_VALUE]
+				if ss.Interval {
+					addr, _ := netip.AddrFromSlice(key)
+					f := ea[unix.NFTA_SET_ELEM_FLAGS]
+					bounds = append(bounds, msgBound{addr, len(f) == 4 && binary.BigEndian.Uint32(f)&unix.NFT_SET_ELEM_INTERVAL_END != 0})
+					continue
+				}
 				ss.Elems = append(ss.Elems, renderKey(ss.Type, key))
 			}
+			ss.Elems = append(ss.Elems, renderIntervals(bounds)...)
 			slices.Sort(ss.Elems)
 			s.Sets[name] = ss
 		case unix.NFT_MSG_NEWCHAIN:
@@ -252,7 +331,12 @@ func ruleOf(t *testing.T, b []byte) ruleSummary {
 		data := ea[unix.NFTA_EXPR_DATA]
 		switch str(ea[unix.NFTA_EXPR_NAME]) {
 		case "lookup":
-			r.Sets = append(r.Sets, str(attrs(t, data)[unix.NFTA_LOOKUP_SET]))
+			la := attrs(t, data)
+			name := str(la[unix.NFTA_LOOKUP_SET])
+			if f := la[unix.NFTA_LOOKUP_FLAGS]; len(f) == 4 && binary.BigEndian.Uint32(f)&unix.NFT_LOOKUP_F_INV != 0 {
+				name = "!" + name
+			}
+			r.Sets = append(r.Sets, name)
 		case "counter":
 			r.Counter = true
 		case "masq":

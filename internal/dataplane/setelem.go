@@ -20,9 +20,9 @@ var errSetElem = errors.New("dataplane: malformed nftables set element message")
 // getSetElemType is NFT_MSG_GETSETELEM in the nftables subsystem of nfnetlink.
 const getSetElemType = netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM)
 
-// dumpSetKeys calls each with the key of every element of the table's set (the bytes are the
-// message's: each must copy what it keeps).
-func dumpSetKeys(c *netlink.Conn, set string, each func(key []byte) error) error {
+// dumpSetKeys calls each with the key and flags (NFT_SET_ELEM_INTERVAL_END) of every element
+// of the table's set (the bytes are the message's: each must copy what it keeps).
+func dumpSetKeys(c *netlink.Conn, set string, each func(key []byte, flags uint32) error) error {
 	ae := netlink.NewAttributeEncoder()
 	ae.String(unix.NFTA_SET_ELEM_LIST_TABLE, TableName)
 	ae.String(unix.NFTA_SET_ELEM_LIST_SET, set)
@@ -46,24 +46,39 @@ func dumpSetKeys(c *netlink.Conn, set string, each func(key []byte) error) error
 
 // parseSetElems decodes one NFT_MSG_NEWSETELEM payload: struct nfgenmsg, then
 // NFTA_SET_ELEM_LIST_ELEMENTS holding NFTA_LIST_ELEM entries, each with NFTA_SET_ELEM_KEY
-// holding NFTA_DATA_VALUE. Other attributes are skipped.
-func parseSetElems(b []byte, each func(key []byte) error) error {
+// holding NFTA_DATA_VALUE, and NFTA_SET_ELEM_FLAGS (big-endian; 0 when absent). Other
+// attributes are skipped.
+func parseSetElems(b []byte, each func(key []byte, flags uint32) error) error {
 	if len(b) < 4 {
 		return fmt.Errorf("%w: %d bytes", errSetElem, len(b))
 	}
 	return walkType(b[4:], unix.NFTA_SET_ELEM_LIST_ELEMENTS, func(list []byte) error {
 		return walkType(list, unix.NFTA_LIST_ELEM, func(elem []byte) error {
+			var key []byte
+			var flags uint32
 			found := false
-			err := walkType(elem, unix.NFTA_SET_ELEM_KEY, func(key []byte) error {
-				return walkType(key, unix.NFTA_DATA_VALUE, func(v []byte) error {
-					found = true
-					return each(v)
-				})
+			err := walkAttrs(elem, func(typ uint16, v []byte) error {
+				switch typ {
+				case unix.NFTA_SET_ELEM_KEY:
+					return walkType(v, unix.NFTA_DATA_VALUE, func(v []byte) error {
+						key, found = v, true
+						return nil
+					})
+				case unix.NFTA_SET_ELEM_FLAGS:
+					if len(v) != 4 {
+						return fmt.Errorf("%w: element flags of %d bytes", errSetElem, len(v))
+					}
+					flags = binary.BigEndian.Uint32(v)
+				}
+				return nil
 			})
-			if err == nil && !found {
-				err = fmt.Errorf("%w: an element without a key", errSetElem)
+			switch {
+			case err != nil:
+				return err
+			case !found:
+				return fmt.Errorf("%w: an element without a key", errSetElem)
 			}
-			return err
+			return each(key, flags)
 		})
 	})
 }

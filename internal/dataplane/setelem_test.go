@@ -16,25 +16,45 @@ import (
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
+// testElem is an element as a test encodes it: a nil key makes one without
+// NFTA_SET_ELEM_KEY; flagBytes, when set, is NFTA_SET_ELEM_FLAGS's payload as is.
+type testElem struct {
+	key       []byte
+	flags     uint32
+	flagBytes []byte
+}
+
 // newSetElemMsg encodes a NEWSETELEM payload with mdlayher/netlink's encoder (not the code
 // under test): nfgenmsg, the table and set names, then the elements, each with its key and
-// flags. A nil key makes an element without NFTA_SET_ELEM_KEY.
+// flags 0.
 func newSetElemMsg(t testing.TB, keys ...[]byte) []byte {
+	elems := make([]testElem, len(keys))
+	for i, k := range keys {
+		elems[i] = testElem{key: k}
+	}
+	return newSetElemMsgOf(t, elems...)
+}
+
+func newSetElemMsgOf(t testing.TB, elems ...testElem) []byte {
 	t.Helper()
 	ae := netlink.NewAttributeEncoder()
 	ae.String(unix.NFTA_SET_ELEM_LIST_TABLE, "kubelvs")
 	ae.String(unix.NFTA_SET_ELEM_LIST_SET, "vips4")
 	ae.Nested(unix.NFTA_SET_ELEM_LIST_ELEMENTS, func(ae *netlink.AttributeEncoder) error {
-		for _, k := range keys {
+		for _, e := range elems {
 			ae.Nested(unix.NFTA_LIST_ELEM, func(ae *netlink.AttributeEncoder) error {
-				if k != nil {
+				if e.key != nil {
 					ae.Nested(unix.NFTA_SET_ELEM_KEY, func(ae *netlink.AttributeEncoder) error {
-						ae.Bytes(unix.NFTA_DATA_VALUE, k)
+						ae.Bytes(unix.NFTA_DATA_VALUE, e.key)
 						return nil
 					})
 				}
-				ae.ByteOrder = binary.BigEndian
-				ae.Uint32(unix.NFTA_SET_ELEM_FLAGS, 0)
+				if e.flagBytes != nil {
+					ae.Bytes(unix.NFTA_SET_ELEM_FLAGS, e.flagBytes)
+				} else {
+					ae.ByteOrder = binary.BigEndian
+					ae.Uint32(unix.NFTA_SET_ELEM_FLAGS, e.flags)
+				}
 				return nil
 			})
 		}
@@ -47,28 +67,42 @@ func newSetElemMsg(t testing.TB, keys ...[]byte) []byte {
 	return append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, b...)
 }
 
+type parsedElem struct {
+	Key   []byte
+	Flags uint32
+}
+
 func TestParseSetElems(t *testing.T) {
 	concat := []byte{192, 0, 2, 10, 6, 0, 0, 0, 0, 80, 0, 0} // 192.0.2.10 . tcp . 80
-	good := newSetElemMsg(t, []byte{192, 0, 2, 10}, concat, []byte{0x20, 0x01, 0x0d, 0xb8, 12: 0, 15: 0x10})
+	v6 := []byte{0x20, 0x01, 0x0d, 0xb8, 12: 0, 15: 0x10}
+	good := newSetElemMsg(t, []byte{192, 0, 2, 10}, concat, v6)
+	// An interval set's: 0.0.0.0 end, 10.244.1.0, 10.244.2.0 end.
+	interval := newSetElemMsgOf(t, testElem{key: []byte{0, 0, 0, 0}, flags: unix.NFT_SET_ELEM_INTERVAL_END},
+		testElem{key: []byte{10, 244, 1, 0}}, testElem{key: []byte{10, 244, 2, 0}, flags: unix.NFT_SET_ELEM_INTERVAL_END})
 	tests := []struct {
 		name    string
 		b       []byte
-		want    [][]byte
+		want    []parsedElem
 		wantErr bool
 	}{
-		{"three keys, other attributes skipped", good, [][]byte{{192, 0, 2, 10}, concat, {0x20, 0x01, 0x0d, 0xb8, 12: 0, 15: 0x10}}, false},
+		{"three keys, other attributes skipped", good, []parsedElem{{Key: []byte{192, 0, 2, 10}}, {Key: concat}, {Key: v6}}, false},
+		{"interval ends", interval, []parsedElem{{Key: []byte{0, 0, 0, 0}, Flags: 1}, {Key: []byte{10, 244, 1, 0}}, {Key: []byte{10, 244, 2, 0}, Flags: 1}}, false},
 		{"no elements (an empty set's dump)", newSetElemMsg(t), nil, false},
 		{"only the nfgenmsg", good[:4], nil, false},
 		{"shorter than nfgenmsg", good[:3], nil, true},
-		{"an element without a key", newSetElemMsg(t, []byte{1, 2, 3, 4}, nil), [][]byte{{1, 2, 3, 4}}, true},
+		{"an element without a key", newSetElemMsg(t, []byte{1, 2, 3, 4}, nil), []parsedElem{{Key: []byte{1, 2, 3, 4}}}, true},
+		{"flags of 2 bytes", newSetElemMsgOf(t, testElem{key: []byte{1, 2, 3, 4}, flagBytes: []byte{0, 1}}), nil, true},
 		{"cut inside an attribute", good[:len(good)-3], nil, true},
 		{"an attribute longer than the message", append(good[:4:4], 0xff, 0x00, 0x03, 0x00), nil, true},
 		{"an attribute shorter than its header", append(good[:4:4], 0x02, 0x00, 0x03, 0x00), nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got [][]byte
-			err := parseSetElems(tt.b, func(k []byte) error { got = append(got, append([]byte(nil), k...)); return nil })
+			var got []parsedElem
+			err := parseSetElems(tt.b, func(k []byte, flags uint32) error {
+				got = append(got, parsedElem{append([]byte(nil), k...), flags})
+				return nil
+			})
 			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, errSetElem)) {
 				t.Fatalf("err = %v, want an error: %v (matching errSetElem)", err, tt.wantErr)
 			}
@@ -76,12 +110,12 @@ func TestParseSetElems(t *testing.T) {
 				return
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("keys (-want +got):\n%s", diff)
+				t.Errorf("elements (-want +got):\n%s", diff)
 			}
 		})
 	}
 	stop := errors.New("stop")
-	if err := parseSetElems(good, func([]byte) error { return stop }); !errors.Is(err, stop) {
+	if err := parseSetElems(good, func([]byte, uint32) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("the callback's error: %v, want it returned", err)
 	}
 }
@@ -89,10 +123,11 @@ func TestParseSetElems(t *testing.T) {
 func FuzzParseSetElems(f *testing.F) {
 	f.Add(newSetElemMsg(f, []byte{192, 0, 2, 10}, []byte{192, 0, 2, 10, 6, 0, 0, 0, 0, 80, 0, 0}))
 	f.Add(newSetElemMsg(f, nil))
+	f.Add(newSetElemMsgOf(f, testElem{key: []byte{0, 0, 0, 0}, flags: unix.NFT_SET_ELEM_INTERVAL_END}, testElem{key: []byte{1}, flagBytes: []byte{1}}))
 	f.Add([]byte{unix.NFPROTO_INET, 0, 0, 0, 8, 0, 3, 0x80, 4, 0, 8, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n := 0
-		err := parseSetElems(b, func(k []byte) error {
+		err := parseSetElems(b, func(k []byte, _ uint32) error {
 			n++
 			if len(k) > len(b) {
 				t.Fatalf("a key of %d bytes from %d", len(k), len(b))
@@ -143,11 +178,23 @@ func TestReadElementsRealKernel(t *testing.T) {
 	want.VIPs[v6] = struct{}{}
 	p4 := Port{VIP: netip.MustParseAddr("198.18.0.1"), Protocol: lvs.UDP, Port: 53}
 	p6 := Port{VIP: v6, Protocol: lvs.TCP, Port: 443}
-	m4 := Masq{Backend: netip.MustParseAddr("10.244.2.7")}
-	want.Ports[p4], want.Ports[p6], want.Masq[m4] = struct{}{}, struct{}{}, struct{}{}
+	want.Ports[p4], want.Ports[p6] = struct{}{}, struct{}{}
+	// The interval sets, as the agent writes them for a dual-stack pod CIDR.
+	var n4, n6 []nftables.SetElement
+	for _, b := range NoMasqBounds(MasqueradeRemote, []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:10:244:1::/64")}) {
+		want.NoMasq[b] = struct{}{}
+		if b.Addr.Is4() {
+			n4 = append(n4, boundElem(b))
+		} else {
+			n6 = append(n6, boundElem(b))
+		}
+	}
+	if len(want.NoMasq) != 6 {
+		t.Fatalf("%d bounds, want 6", len(want.NoMasq))
+	}
 	for set, el := range map[string][]nftables.SetElement{
 		setVIPs4: v4, setVIPs6: {{Key: addrKey(v6)}}, setPorts4: {{Key: portKey(p4)}},
-		setPorts6: {{Key: portKey(p6)}}, setMasq4: {{Key: masqKey(m4)}},
+		setPorts6: {{Key: portKey(p6)}}, setNoMasq4: n4, setNoMasq6: n6,
 	} {
 		if err := c.SetAddElements(sets[set], el); err != nil {
 			t.Fatal(err)

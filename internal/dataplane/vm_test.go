@@ -330,3 +330,96 @@ func TestKernelLegacyAddressesOnTheRoutedDummy(t *testing.T) {
 		t.Errorf("bound %d VIPs, want 3", info.BoundVIPs)
 	}
 }
+
+// The ranges not masqueraded follow the node's prefixes and the mode, each change one
+// transaction the kernel accepts (ends moved, ranges added and removed), nft lists them as
+// prefixes, and a restarted agent reads them back equal (no transaction); a table of an agent
+// from before the ranges (a set of masqueraded backends) is replaced.
+func TestKernelNoMasqRanges(t *testing.T) {
+	fd := netns(t, "dpm")
+	old := "table inet kubelvs {\n set masq4 { type ipv4_addr; elements = { 10.244.2.7 } }\n}\n"
+	cmd := exec.Command("ip", "netns", "exec", "dpm", "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(old)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("an earlier agent's table: %v\n%s", err, out)
+	}
+	m := NewMetrics()
+	transactions := func() float64 {
+		return testutil.ToFloat64(m.Operations.WithLabelValues("nftables_transaction", "success"))
+	}
+	list := func(set string) string {
+		t.Helper()
+		out := run(t, "ip", "netns", "exec", "dpm", "nft", "list", "set", "inet", "kubelvs", set)
+		_, rest, ok := strings.Cut(out, "elements = { ")
+		elems, _, _ := strings.Cut(rest, " }")
+		if !ok {
+			return ""
+		}
+		return elems
+	}
+	pfx := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	d := New(Config{NetNS: fd, Filter: true, Masquerade: MasqueradeRemote, Metrics: m})
+	defer d.Close()
+	d.Set(key(netip.MustParseAddr("192.0.2.30"), lvs.TCP, 80))
+	for _, step := range []struct {
+		name       string
+		prefixes   []netip.Prefix
+		want4      string
+		want6      string
+		wantCommit float64
+	}{
+		{"the pod CIDR, over the earlier agent's table", pfx("10.244.1.0/24"), "10.244.1.0/24", "", 1},
+		{"the same: nothing sent", pfx("10.244.1.0/24"), "10.244.1.0/24", "", 0},
+		{"wider: the end moves", pfx("10.244.0.0/16"), "10.244.0.0/16", "", 1},
+		{"three ranges, two families", pfx("10.250.0.0/16", "10.244.1.0/24", "fd00:10:244:1::/64"), "10.244.1.0/24, 10.250.0.0/16", "fd00:10:244:1::/64", 1},
+		{"adjacent ones merged", pfx("10.244.0.0/24", "10.244.1.0/24"), "10.244.0.0/23", "", 1},
+		{"none", nil, "", "", 1},
+	} {
+		before := transactions()
+		d.SetLocalPrefixes(step.prefixes)
+		if err := d.Program(t.Context()); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := transactions() - before; got != step.wantCommit {
+			t.Errorf("%s: %v transactions, want %v", step.name, got, step.wantCommit)
+		}
+		if got4, got6 := list("nomasq4"), list("nomasq6"); got4 != step.want4 || got6 != step.want6 {
+			t.Errorf("%s: nomasq4 { %s }, nomasq6 { %s }; want { %s } and { %s }", step.name, got4, got6, step.want4, step.want6)
+		}
+	}
+	if tbl := run(t, "ip", "netns", "exec", "dpm", "nft", "list", "table", "inet", "kubelvs"); strings.Contains(tbl, "set masq4 ") || strings.Contains(tbl, "10.244.2.7") {
+		t.Errorf("the earlier agent's set is still there:\n%s", tbl)
+	}
+	d.SetLocalPrefixes(pfx("10.244.1.0/24", "fd00:10:244:1::/64"))
+	if err := d.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// A restarted agent reads the ranges back as it wrote them, the ends' flags included.
+	m2 := NewMetrics()
+	d2 := New(Config{NetNS: fd, Filter: true, Masquerade: MasqueradeRemote, Metrics: m2})
+	defer d2.Close()
+	d2.Set(key(netip.MustParseAddr("192.0.2.30"), lvs.TCP, 80))
+	d2.SetLocalPrefixes(pfx("fd00:10:244:1::/64", "10.244.1.0/24"))
+	if err := d2.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(m2.Operations.WithLabelValues("nftables_transaction", "success")); n != 0 {
+		t.Errorf("the restarted agent made %v transactions, want 0 (its reading of the ranges differs from what it wrote)", n)
+	}
+	// --masquerade=none: every address of both families.
+	d3 := New(Config{NetNS: fd, Filter: true, Masquerade: MasqueradeNone, Metrics: NewMetrics()})
+	defer d3.Close()
+	d3.Set(key(netip.MustParseAddr("192.0.2.30"), lvs.TCP, 80))
+	if err := d3.Program(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got4, got6 := list("nomasq4"), list("nomasq6"); got4 != "0.0.0.0/0" || got6 != "::/0" {
+		t.Errorf("none: nomasq4 { %s }, nomasq6 { %s }; want 0.0.0.0/0 and ::/0", got4, got6)
+	}
+}

@@ -49,116 +49,157 @@ func (p Port) String() string {
 	return p.Protocol.String() + "/" + netip.AddrPortFrom(p.VIP, p.Port).String()
 }
 
-// Masq is one masqueraded destination: connections to a VIP that IPVS forwards to Backend
-// are source-NATed to the node's address. The choice depends on the destination only (the
-// mode is the node's, and whether a destination is local is a property of its address), so
-// one element serves every service that has the destination.
-type Masq struct {
-	Backend netip.Addr
-}
-
-func (m Masq) String() string { return m.Backend.String() }
-
-// Service is what one IPVS service needs of the dataplane.
-type Service struct {
-	Port Port
-	Masq []Masq
-}
-
-// ServiceOf returns what the service k with destinations dests needs: its port, and the
-// destinations mode may masquerade (MasqueradeRemote leaves the node's local ones out in the
-// Index, which knows the local prefixes). Firewall-mark services have no address: ok is false.
-func ServiceOf(k lvs.ServiceKey, dests []lvs.Destination, mode Masquerade) (s Service, ok bool) {
+// PortOf returns the port of the IPVS service k: what the dataplane needs of a service (its
+// VIP routed, the port let in). Firewall-mark services have no address: ok is false.
+// Masquerading depends on the destination's address only, not on the service (see Bound).
+func PortOf(k lvs.ServiceKey) (p Port, ok bool) {
 	if k.FirewallMark != 0 || !k.Address.IsValid() {
-		return Service{}, false
+		return Port{}, false
 	}
-	s.Port = Port{VIP: k.Address.Unmap(), Protocol: k.Protocol, Port: k.Port}
-	if mode == MasqueradeNone {
-		return s, true
+	return Port{VIP: k.Address.Unmap(), Protocol: k.Protocol, Port: k.Port}, true
+}
+
+// Bound is one element of the interval sets of destinations that are not masqueraded
+// (nomasq4 and nomasq6): the first address of a range, or (End) the first address after
+// one. The sets hold ranges of the node's prefixes, not destinations: a change of
+// destinations costs no element, and 100,000 masqueraded backends no 100,000 elements.
+type Bound struct {
+	Addr netip.Addr
+	End  bool
+}
+
+func (b Bound) String() string {
+	if b.End {
+		return b.Addr.String() + " (end)"
 	}
-	for i := range dests {
-		d := &dests[i]
-		a := d.Address.Unmap()
-		// DR and tunnels are never masqueraded: their replies go straight to the client by
-		// design. Neither are destinations of the other family (only tunnels have them).
-		if d.Forwarding != lvs.Masquerade || a.Is4() != s.Port.VIP.Is4() {
+	return b.Addr.String()
+}
+
+// NoMasqBounds returns the elements of the sets of destinations mode does not masquerade,
+// given the node's local prefixes (its pod CIDRs): none for MasqueradeAll, every address for
+// MasqueradeNone, the local prefixes for MasqueradeRemote. Overlapping and adjacent prefixes
+// are merged (the kernel refuses overlapping intervals). As nft writes an interval set, a
+// family's first range that does not start at its first address is preceded by an end at
+// that address, and a range that ends at the last address has no end.
+func NoMasqBounds(mode Masquerade, local []netip.Prefix) []Bound {
+	var prefixes []netip.Prefix
+	switch mode {
+	case MasqueradeNone:
+		prefixes = []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0), netip.PrefixFrom(netip.IPv6Unspecified(), 0)}
+	case MasqueradeRemote:
+		prefixes = local
+	}
+	var bounds []Bound
+	for _, zero := range []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
+		rs := mergeRanges(prefixes, zero.Is4())
+		if len(rs) > 0 && rs[0].first != zero {
+			bounds = append(bounds, Bound{Addr: zero, End: true})
+		}
+		for _, r := range rs {
+			bounds = append(bounds, Bound{Addr: r.first})
+			if next := r.last.Next(); next.IsValid() {
+				bounds = append(bounds, Bound{Addr: next, End: true})
+			}
+		}
+	}
+	return bounds
+}
+
+type addrRange struct{ first, last netip.Addr }
+
+// mergeRanges returns the prefixes of one family as sorted ranges, overlapping and adjacent
+// ones merged. IPv4-mapped IPv6 prefixes are IPv6 (the kernel sees them so).
+func mergeRanges(prefixes []netip.Prefix, v4 bool) []addrRange {
+	var rs []addrRange
+	for _, p := range prefixes {
+		if !p.IsValid() || p.Addr().Is4() != v4 {
 			continue
 		}
-		s.Masq = append(s.Masq, Masq{Backend: a})
+		p = p.Masked()
+		rs = append(rs, addrRange{p.Addr(), lastAddr(p)})
 	}
-	slices.SortFunc(s.Masq, compareMasq)
-	s.Masq = slices.Clip(slices.Compact(s.Masq))
-	return s, true
+	slices.SortFunc(rs, func(a, b addrRange) int { return a.first.Compare(b.first) })
+	var out []addrRange
+	for _, r := range rs {
+		if n := len(out); n > 0 {
+			cur := &out[n-1]
+			if next := cur.last.Next(); !next.IsValid() || r.first.Compare(next) <= 0 {
+				if r.last.Compare(cur.last) > 0 {
+					cur.last = r.last
+				}
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
-// Elements are the set elements of the dataplane: VIPs (the addresses bound and the nftables
-// VIP sets), ports and masqueraded destinations.
+// lastAddr returns the last address of the masked prefix p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// Elements are the set elements of the dataplane: VIPs (the addresses routed and the
+// nftables VIP sets), ports, and the bounds of the destinations not masqueraded.
 type Elements struct {
-	VIPs  map[netip.Addr]struct{}
-	Ports map[Port]struct{}
-	Masq  map[Masq]struct{}
+	VIPs   map[netip.Addr]struct{}
+	Ports  map[Port]struct{}
+	NoMasq map[Bound]struct{}
 }
 
 // NewElements returns empty elements.
 func NewElements() Elements {
-	return Elements{VIPs: map[netip.Addr]struct{}{}, Ports: map[Port]struct{}{}, Masq: map[Masq]struct{}{}}
+	return Elements{VIPs: map[netip.Addr]struct{}{}, Ports: map[Port]struct{}{}, NoMasq: map[Bound]struct{}{}}
 }
 
 // Clone returns a copy of e.
 func (e Elements) Clone() Elements {
-	return Elements{VIPs: maps.Clone(e.VIPs), Ports: maps.Clone(e.Ports), Masq: maps.Clone(e.Masq)}
+	return Elements{VIPs: maps.Clone(e.VIPs), Ports: maps.Clone(e.Ports), NoMasq: maps.Clone(e.NoMasq)}
 }
 
-// Wanted are the elements the services need, VIPs and masqueraded destinations with the
-// number of services that need each (several share them).
+// Wanted are the elements the node needs: VIPs with the number of services that need each
+// (several share them), ports, and the bounds of the destinations not masqueraded.
 type Wanted struct {
-	VIPs  map[netip.Addr]int32
-	Ports map[Port]struct{}
-	Masq  map[Masq]int32
+	VIPs   map[netip.Addr]int32
+	Ports  map[Port]struct{}
+	NoMasq map[Bound]struct{}
 }
 
 // Index is the node's wanted elements, kept incrementally as services change. It records
 // which elements each change touched, so that a change costs what it touches and not the size
 // of the node.
 type Index struct {
-	services map[lvs.ServiceKey]Service
+	services map[lvs.ServiceKey]Port
 	want     Wanted
-	// local: destinations that are not masqueraded (MasqueradeRemote's); nil: none.
-	local   func(netip.Addr) bool
-	touched Elements
+	touched  Elements
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{services: map[lvs.ServiceKey]Service{},
-		want:    Wanted{VIPs: map[netip.Addr]int32{}, Ports: map[Port]struct{}{}, Masq: map[Masq]int32{}},
+	return &Index{services: map[lvs.ServiceKey]Port{},
+		want:    Wanted{VIPs: map[netip.Addr]int32{}, Ports: map[Port]struct{}{}, NoMasq: map[Bound]struct{}{}},
 		touched: NewElements()}
 }
 
-// Set records s as what service k needs (replacing what it needed before).
-func (x *Index) Set(k lvs.ServiceKey, s Service) {
+// Set records p as the port of service k (replacing what it had before).
+func (x *Index) Set(k lvs.ServiceKey, p Port) {
 	if old, ok := x.services[k]; ok {
-		if old.Port == s.Port && slices.Equal(old.Masq, s.Masq) {
+		if old == p {
 			return
 		}
 		x.drop(old)
 	}
-	x.services[k] = s
-	x.add(s)
-}
-
-func (x *Index) add(s Service) {
-	x.want.VIPs[s.Port.VIP]++
-	x.want.Ports[s.Port] = struct{}{}
-	x.touched.VIPs[s.Port.VIP] = struct{}{}
-	x.touched.Ports[s.Port] = struct{}{}
-	for _, m := range s.Masq {
-		if x.local != nil && x.local(m.Backend) {
-			continue
-		}
-		x.want.Masq[m]++
-		x.touched.Masq[m] = struct{}{}
-	}
+	x.services[k] = p
+	x.want.VIPs[p.VIP]++
+	x.want.Ports[p] = struct{}{}
+	x.touched.VIPs[p.VIP] = struct{}{}
+	x.touched.Ports[p] = struct{}{}
 }
 
 // Remove forgets service k.
@@ -169,34 +210,32 @@ func (x *Index) Remove(k lvs.ServiceKey) {
 	}
 }
 
-func (x *Index) drop(s Service) {
-	x.touched.VIPs[s.Port.VIP] = struct{}{}
-	x.touched.Ports[s.Port] = struct{}{}
-	if x.want.VIPs[s.Port.VIP]--; x.want.VIPs[s.Port.VIP] <= 0 {
-		delete(x.want.VIPs, s.Port.VIP)
+func (x *Index) drop(p Port) {
+	x.touched.VIPs[p.VIP] = struct{}{}
+	x.touched.Ports[p] = struct{}{}
+	if x.want.VIPs[p.VIP]--; x.want.VIPs[p.VIP] <= 0 {
+		delete(x.want.VIPs, p.VIP)
 	}
-	delete(x.want.Ports, s.Port)
-	for _, m := range s.Masq {
-		if x.local != nil && x.local(m.Backend) {
-			continue
-		}
-		if x.want.Masq[m]--; x.want.Masq[m] <= 0 {
-			delete(x.want.Masq, m)
-		}
-		x.touched.Masq[m] = struct{}{}
-	}
+	delete(x.want.Ports, p)
 }
 
-// SetLocal sets which destinations are local to the node (not masqueraded; nil: none), and
-// counts every service's again.
-func (x *Index) SetLocal(local func(netip.Addr) bool) {
-	for _, s := range x.services {
-		x.drop(s)
+// SetNoMasq sets the bounds of the destinations not masqueraded (NoMasqBounds).
+func (x *Index) SetNoMasq(bounds []Bound) {
+	want := make(map[Bound]struct{}, len(bounds))
+	for _, b := range bounds {
+		want[b] = struct{}{}
 	}
-	x.local = local
-	for _, s := range x.services {
-		x.add(s)
+	for b := range x.want.NoMasq {
+		if _, ok := want[b]; !ok {
+			x.touched.NoMasq[b] = struct{}{}
+		}
 	}
+	for b := range want {
+		if _, ok := x.want.NoMasq[b]; !ok {
+			x.touched.NoMasq[b] = struct{}{}
+		}
+	}
+	x.want.NoMasq = want
 }
 
 // Keys returns the keys of the services in the index.
@@ -214,14 +253,14 @@ func (x *Index) Touched() Elements {
 
 // Delta is what to add and remove to go from installed elements to wanted ones, sorted.
 type Delta struct {
-	AddVIPs, DelVIPs   []netip.Addr
-	AddPorts, DelPorts []Port
-	AddMasq, DelMasq   []Masq
+	AddVIPs, DelVIPs     []netip.Addr
+	AddPorts, DelPorts   []Port
+	AddNoMasq, DelNoMasq []Bound
 }
 
 // Empty reports whether the delta changes nothing.
 func (d *Delta) Empty() bool {
-	return len(d.AddVIPs)+len(d.DelVIPs)+len(d.AddPorts)+len(d.DelPorts)+len(d.AddMasq)+len(d.DelMasq) == 0
+	return len(d.AddVIPs)+len(d.DelVIPs)+len(d.AddPorts)+len(d.DelPorts)+len(d.AddNoMasq)+len(d.DelNoMasq) == 0
 }
 
 // Diff returns what to change among the candidates so that installed holds what want holds
@@ -230,13 +269,13 @@ func Diff(installed Elements, want Wanted, candidates *Elements) Delta {
 	var d Delta
 	var cv map[netip.Addr]struct{}
 	var cp map[Port]struct{}
-	var cm map[Masq]struct{}
+	var cn map[Bound]struct{}
 	if candidates != nil {
-		cv, cp, cm = candidates.VIPs, candidates.Ports, candidates.Masq
+		cv, cp, cn = candidates.VIPs, candidates.Ports, candidates.NoMasq
 	}
 	d.AddVIPs, d.DelVIPs = diffSet(installed.VIPs, want.VIPs, cv, netip.Addr.Compare)
 	d.AddPorts, d.DelPorts = diffSet(installed.Ports, want.Ports, cp, comparePort)
-	d.AddMasq, d.DelMasq = diffSet(installed.Masq, want.Masq, cm, compareMasq)
+	d.AddNoMasq, d.DelNoMasq = diffSet(installed.NoMasq, want.NoMasq, cn, compareBound)
 	return d
 }
 
@@ -284,11 +323,11 @@ func (e Elements) Apply(d *Delta) {
 	for _, p := range d.DelPorts {
 		delete(e.Ports, p)
 	}
-	for _, m := range d.AddMasq {
-		e.Masq[m] = struct{}{}
+	for _, b := range d.AddNoMasq {
+		e.NoMasq[b] = struct{}{}
 	}
-	for _, m := range d.DelMasq {
-		delete(e.Masq, m)
+	for _, b := range d.DelNoMasq {
+		delete(e.NoMasq, b)
 	}
 }
 
@@ -296,17 +335,16 @@ func comparePort(a, b Port) int {
 	return cmp.Or(a.VIP.Compare(b.VIP), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
 }
 
-func compareMasq(a, b Masq) int { return a.Backend.Compare(b.Backend) }
+func compareBound(a, b Bound) int {
+	return cmp.Or(a.Addr.Compare(b.Addr), cmpBool(a.End, b.End))
+}
 
-// PrefixesContain returns the check "the address is in one of prefixes" (MasqueradeRemote's
-// local destinations).
-func PrefixesContain(prefixes []netip.Prefix) func(netip.Addr) bool {
-	return func(a netip.Addr) bool {
-		for _, p := range prefixes {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
 	}
+	return -1
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -192,44 +193,78 @@ func TestDataplaneVIPAndFilter(t *testing.T) {
 	}
 }
 
-// (3) Masquerade: a real server whose default route does not lead back to the director
-// serves through the VIP with --masquerade=all and not with --masquerade=none.
+// (3) Masquerade: real servers whose default routes do not lead back to the director serve
+// through a VIP only when the director source-NATs them: with --masquerade=remote (the
+// default) the one outside the node's pod CIDR is and the one inside is not, with none
+// neither, with all both.
 func TestDataplaneMasquerade(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	a := newNode(t, "n3", "mq", true, "--masquerade=none")
+	a := newNode(t, "n3", "mq", true)
+	var node corev1.Node
+	must(t, k8s.Get(ctx, types.NamespacedName{Name: "n3"}, &node))
+	node.Spec.PodCIDR, node.Spec.PodCIDRs = "10.20.33.0/24", []string{"10.20.33.0/24"}
+	must(t, k8s.Update(ctx, &node))
 	clientNS(t, "n3", "c3", 33)
-	backend := backendPod(t, "n3", "m3", 33)
-	// Its replies go to a gateway that is not the director (and not there).
+	local := backendPod(t, "n3", "m3", 33) // in the pod CIDR
+	far := backendPod(t, "n3", "m4", 34)   // outside it, as another node's pod
+	// Their replies go to a gateway that is not the director (and not there).
 	ipcmd(t, "-n", "m3", "route", "replace", "default", "via", "10.20.33.3")
+	ipcmd(t, "-n", "m4", "route", "replace", "default", "via", "10.20.34.3")
 	must(t, a.start())
 	t.Cleanup(a.stop)
-	const vip = "192.0.2.121"
-	must(t, k8s.Create(ctx, poolVS(t, ns, "masq", vip, 80, "mq", backend)))
-	waitTable(t, "n3", []string{"-A -t " + vip + ":80 -s wrr", "-a -t " + vip + ":80 -r " + backend + ":8080 -m -w 1"}, vip)
-	waitBound(t, "n3", vip, true)
-	if c, who, err := dial("c3", vip+":80"); err == nil {
-		c.Close()
-		t.Fatalf("with --masquerade=none the reply found its way (%s): the test proves nothing", who)
+	const vipLocal, vipFar = "192.0.2.121", "192.0.2.123"
+	must(t, k8s.Create(ctx, poolVS(t, ns, "masq", vipLocal, 80, "mq", local)))
+	must(t, k8s.Create(ctx, poolVS(t, ns, "masq-far", vipFar, 80, "mq", far)))
+	waitTable(t, "n3", []string{"-A -t " + vipLocal + ":80 -s wrr", "-a -t " + vipLocal + ":80 -r " + local + ":8080 -m -w 1"}, vipLocal)
+	waitTable(t, "n3", []string{"-A -t " + vipFar + ":80 -s wrr", "-a -t " + vipFar + ":80 -r " + far + ":8080 -m -w 1"}, vipFar)
+	waitBound(t, "n3", vipLocal, true)
+	waitBound(t, "n3", vipFar, true)
+	noMasq := func(want string) {
+		t.Helper()
+		eventually(t, "nomasq4 = "+want, waitLong, func() error {
+			out := nft(t, "n3", "list", "set", "inet", "kubelvs", "nomasq4")
+			if (want == "" && strings.Contains(out, "elements")) || (want != "" && !strings.Contains(out, "elements = { "+want+" }")) {
+				return fmt.Errorf("nomasq4:\n%s", out)
+			}
+			return nil
+		})
 	}
+	reaches := func(vip, who string) {
+		t.Helper()
+		c, got, err := dial("c3", vip+":80")
+		if err != nil {
+			t.Fatalf("%s (%s): %v", vip, who, err)
+		}
+		defer c.Close()
+		if got != who {
+			t.Errorf("%s reached %q, want %q", vip, got, who)
+		}
+		must(t, echo(c, "through the director"))
+	}
+	fails := func(vip, why string) {
+		t.Helper()
+		if c, who, err := dial("c3", vip+":80"); err == nil {
+			c.Close()
+			t.Fatalf("%s: the reply found its way (%s), %s", vip, who, why)
+		}
+	}
+	noMasq("10.20.33.0/24")
+	reaches(vipFar, "m4")
+	fails(vipLocal, "but a pod of the node's pod CIDR is not masqueraded")
+	if out := nft(t, "n3", "list", "chain", "inet", "kubelvs", "postrouting"); !strings.Contains(out, "counter packets 1 ") {
+		t.Errorf("the masquerade rule counted other than one connection's first packet:\n%s", out)
+	}
+	a.stop()
+	a.extra = []string{"--masquerade=none"}
+	must(t, a.start())
+	noMasq("0.0.0.0/0")
+	fails(vipFar, "with --masquerade=none")
 	a.stop()
 	a.extra = []string{"--masquerade=all"}
 	must(t, a.start())
-	eventually(t, "the masquerade element", waitLong, func() error {
-		if out := nft(t, "n3", "list", "set", "inet", "kubelvs", "masq4"); !strings.Contains(out, backend) {
-			return fmt.Errorf("masq4:\n%s", out)
-		}
-		return nil
-	})
-	c, who, err := dial("c3", vip+":80")
-	if err != nil {
-		t.Fatalf("with --masquerade=all: %v", err)
-	}
-	defer c.Close()
-	if who != "m3" {
-		t.Errorf("reached %q", who)
-	}
-	must(t, echo(c, "through the director"))
+	noMasq("")
+	reaches(vipLocal, "m3")
 }
 
 // (4) Direct routing: the real server has the VIP on its lo and strict ARP, and answers the
@@ -274,9 +309,9 @@ func TestDataplaneDirectRouting(t *testing.T) {
 	if who != "dr1" {
 		t.Errorf("reached %q", who)
 	}
-	// No masquerade element for a DR destination.
-	if out := nft(t, "n5", "list", "set", "inet", "kubelvs", "masq4"); strings.Contains(out, "10.40.1.3") {
-		t.Errorf("a DR destination is masqueraded:\n%s", out)
+	// A DR destination is not masqueraded (its packets keep the VIP as their destination).
+	if out := nft(t, "n5", "list", "chain", "inet", "kubelvs", "postrouting"); !strings.Contains(out, "masquerade") || regexp.MustCompile(`packets [1-9]`).MatchString(out) {
+		t.Errorf("a DR connection was masqueraded:\n%s", out)
 	}
 	arping := func(target string) string {
 		out, _ := exec.Command("/sbin/ip", "netns", "exec", "cdr", "arping", "-c", "2", "-w", "3", "-I", "eth0", target).CombinedOutput()
