@@ -12,9 +12,10 @@ import (
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
-// tableReader reads the kernel's table.
+// tableReader reads the kernel's table, or only its services (one dump, with their counters).
 type tableReader interface {
 	Table(ctx context.Context) ([]ipvs.TableEntry, error)
+	Services(ctx context.Context) ([]ipvs.Service, error)
 }
 
 // ownersSource tells which VirtualService owns which service.
@@ -24,7 +25,8 @@ type ownersSource interface {
 
 // StatsCollector exports the kernel's 64-bit IPVS counters of the services the agent owns, per
 // service and real server, labelled with their VirtualService, read at scrape time: one table
-// read per scrape, shared by scrapes that arrive while it runs.
+// read per scrape, shared by scrapes that arrive while it runs; without the real servers' series,
+// one dump of the services (their counters come with them) instead of one more per service.
 type StatsCollector struct {
 	kernel  tableReader
 	owners  ownersSource
@@ -133,7 +135,16 @@ func (c *StatsCollector) read() ([]ipvs.TableEntry, error) {
 	c.Reads++
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	r.table, r.err = c.kernel.Table(ctx)
+	if c.NoRealServers {
+		var svcs []ipvs.Service
+		svcs, r.err = c.kernel.Services(ctx)
+		r.table = make([]ipvs.TableEntry, len(svcs))
+		for i := range svcs {
+			r.table[i].Service = svcs[i]
+		}
+	} else {
+		r.table, r.err = c.kernel.Table(ctx)
+	}
 	cancel()
 	c.mu.Lock()
 	c.inflight = nil

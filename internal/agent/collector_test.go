@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -12,9 +14,26 @@ import (
 	"github.com/kubelvs/kubelvs/pkg/lvs"
 )
 
-type staticTable []ipvs.TableEntry
+// staticTable is a kernel's table; it counts what the collector reads.
+type staticTable struct {
+	entries          []ipvs.TableEntry
+	tables, services int
+}
 
-func (t staticTable) Table(context.Context) ([]ipvs.TableEntry, error) { return t, nil }
+func (t *staticTable) Table(context.Context) ([]ipvs.TableEntry, error) {
+	t.tables++
+	return t.entries, nil
+}
+
+// Services is the services without destinations, as the kernel's service dump has them.
+func (t *staticTable) Services(context.Context) ([]ipvs.Service, error) {
+	t.services++
+	out := make([]ipvs.Service, len(t.entries))
+	for i := range t.entries {
+		out[i] = t.entries[i].Service
+	}
+	return out, nil
+}
 
 type staticOwners map[lvs.ServiceKey]types.NamespacedName
 
@@ -32,7 +51,8 @@ func TestStatsCollectorSeries(t *testing.T) {
 		}
 		return e
 	}
-	table := staticTable{entry(mine, 3), entry(theirs, 2)}
+	table := &staticTable{entries: []ipvs.TableEntry{entry(mine, 3), entry(theirs, 2)}}
+	table.entries[0].Stats = ipvs.Stats{Conns: 7, InBytes: 1 << 40} // past 32 bits
 	owners := staticOwners{mine: web}
 	c := NewStatsCollector(table, owners)
 	if n := testutil.CollectAndCount(c); n != 1+5+3*8 {
@@ -42,7 +62,19 @@ func TestStatsCollectorSeries(t *testing.T) {
 	if n := testutil.CollectAndCount(c); n != 1+5 {
 		t.Errorf("without real servers: %d series, want %d", n, 1+5)
 	}
-	if c.Reads != 2 {
-		t.Errorf("%d table reads for 2 scrapes", c.Reads)
+	// The services' dump carries their counters.
+	want := fmt.Sprintf(`
+# HELP kubelvs_ipvs_service_bytes_in_total Bytes in.
+# TYPE kubelvs_ipvs_service_bytes_in_total counter
+kubelvs_ipvs_service_bytes_in_total{name=%q,namespace=%q,service="TCP 192.0.2.10:80"} 1.099511627776e+12
+# HELP kubelvs_ipvs_service_connections_total Connections scheduled.
+# TYPE kubelvs_ipvs_service_connections_total counter
+kubelvs_ipvs_service_connections_total{name=%q,namespace=%q,service="TCP 192.0.2.10:80"} 7
+`, web.Name, web.Namespace, web.Name, web.Namespace)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "kubelvs_ipvs_service_connections_total", "kubelvs_ipvs_service_bytes_in_total"); err != nil {
+		t.Error(err)
+	}
+	if c.Reads != 3 || table.tables != 1 || table.services != 2 {
+		t.Errorf("%d reads for 3 scrapes: %d of the table, %d of the services only; want 3, 1 and 2", c.Reads, table.tables, table.services)
 	}
 }

@@ -125,6 +125,20 @@ func (f *fakeKernel) Table(context.Context) ([]ipvs.TableEntry, error) {
 	return out, nil
 }
 
+// Services is one dump of the services (counted as one).
+func (f *fakeKernel) Services(context.Context) ([]ipvs.Service, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dumps++
+	out := make([]ipvs.Service, 0, len(f.services))
+	for _, s := range f.services {
+		svc := ipvs.Service{Service: s.svc}
+		svc.Flags |= lvs.FlagHashed
+		out = append(out, svc)
+	}
+	return out, nil
+}
+
 func (f *fakeKernel) dest(k lvs.ServiceKey, s *fakeService, dk lvs.DestinationKey) ipvs.Destination {
 	d := ipvs.Destination{Destination: s.dests[dk]}
 	if d.Family == 0 {

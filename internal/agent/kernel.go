@@ -68,6 +68,15 @@ func (k *IPVSKernel) Table(ctx context.Context) ([]ipvs.TableEntry, error) {
 	return c.Table(ctx)
 }
 
+// Services dumps the services, without their destinations.
+func (k *IPVSKernel) Services(ctx context.Context) ([]ipvs.Service, error) {
+	c, err := k.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Services(ctx)
+}
+
 // Destinations dumps the destinations of one service.
 func (k *IPVSKernel) Destinations(ctx context.Context, s *lvs.Service) ([]ipvs.Destination, error) {
 	c, err := k.client(ctx)
