@@ -303,7 +303,10 @@ func (w *StatusWriter) apply(ctx context.Context, st *v1alpha1.IPVSNodeStatus) e
 	w.mu.Lock()
 	w.lastSize = len(body)
 	w.mu.Unlock()
-	out := &v1alpha1.IPVSNode{ObjectMeta: metav1.ObjectMeta{Name: w.Node}}
+	// The answer is read as metadata only: decoded whole, the object the server sends back
+	// (every entry) cost more CPU than the write, in bursts that delayed the node's changes.
+	out := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "IPVSNode"},
+		ObjectMeta: metav1.ObjectMeta{Name: w.Node}}
 	if err := w.Client.Status().Patch(ctx, out, client.RawPatch(types.ApplyPatchType, body), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		if apierrors.IsNotFound(err) {
 			w.created = false // deleted behind our back: create it again next time
