@@ -166,9 +166,6 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	began := time.Now()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zapOpts)))
 	log := ctrl.Log.WithName("agent").WithValues("node", o.node)
-	if gcDefault(os.LookupEnv) {
-		log.V(1).Info("garbage collector target set", "GOGC", agentGCPercent)
-	}
 	if o.uninstall {
 		return uninstallAgent(ctx, o, log)
 	}
@@ -312,24 +309,6 @@ func kernelInfo(ctx context.Context, o *agentOptions, c *ipvs.Client, log logr.L
 		info.Sysctls = append(info.Sysctls, got)
 	}
 	return info
-}
-
-// agentGCPercent is the agent's garbage collector target (GOGC) when the environment sets
-// none. The agent's heap is mostly what it keeps (caches, model, checkpoint: about 90 MiB at
-// 10,000 VirtualServices × 10 endpoints) and it allocates little between changes, so Go's 100
-// (the heap may grow to twice what is live before a collection) made its resident memory about
-// 2.7 times its live heap; at 50 it is collected at 1.5 times, for more frequent but small
-// collections. Prometheus lowered its default the same way.
-const agentGCPercent = 50
-
-// gcDefault sets agentGCPercent unless GOGC is in the environment (lookup); it reports
-// whether it did.
-func gcDefault(lookup func(string) (string, bool)) bool {
-	if _, set := lookup("GOGC"); set {
-		return false
-	}
-	debug.SetGCPercent(agentGCPercent)
-	return true
 }
 
 func kernelRelease() string {

@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -73,22 +72,5 @@ func TestAgentOptionsValidate(t *testing.T) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
-	}
-}
-
-// Without GOGC in the environment the agent collects at 50 %; with it, the environment wins.
-func TestGCDefault(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	if !gcDefault(func(string) (string, bool) { return "", false }) {
-		t.Fatal("GOGC unset: the default was not applied")
-	}
-	if got := debug.SetGCPercent(100); got != agentGCPercent {
-		t.Errorf("GC percent %d, want %d", got, agentGCPercent)
-	}
-	if gcDefault(func(k string) (string, bool) { return "200", k == "GOGC" }) {
-		t.Error("GOGC set: the default overrode it")
-	}
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Errorf("GOGC set: GC percent changed to %d", got)
 	}
 }
