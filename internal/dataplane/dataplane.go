@@ -36,7 +36,7 @@ type Config struct {
 	Events func(warning bool, reason, message string)
 }
 
-// Dataplane keeps the VIP interface's addresses and the nftables table equal to what the
+// Dataplane keeps the VIP routes and the nftables table equal to what the
 // node's IPVS services need. Set, Remove and Program are called from one goroutine; Info from
 // any.
 type Dataplane struct {
@@ -404,8 +404,8 @@ func (d *Dataplane) Info() (v1alpha1.DataplaneInfo, error) {
 	return info, d.err
 }
 
-// Uninstall removes what the agent made on the node: the nftables table and the VIP
-// interface (with its addresses), each only when it is the agent's. It reports what it
+// Uninstall removes what the agent made on the node: the nftables table, the VIP routes
+// and the agent's dummy interfaces, each only when it is the agent's. It reports what it
 // removed.
 func Uninstall(cfg Config) ([]string, error) {
 	cfg.Filter = true // the table goes whatever the agent ran with
