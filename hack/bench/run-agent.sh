@@ -44,8 +44,14 @@ if grep -q '^@@pprof ' "$tmp/console"; then
   mkdir -p "$dir"
   cp "$tmp/kubelvs" "$dir/kubelvs"
   for name in $(grep '^@@pprof ' "$tmp/console" | cut -d' ' -f2 | sort -u); do
-    grep "^@@pprof $name " "$tmp/console" | cut -d' ' -f3 | tr -d '\r\n' | base64 -d >"$dir/$name.pprof"
-    echo "bench-agent: profile $dir/$name.pprof (go tool pprof -top $dir/kubelvs $dir/$name.pprof)"
+    case $name in
+    *-trace)
+      grep "^@@pprof $name " "$tmp/console" | cut -d' ' -f3 | tr -d '\r\n' | base64 -d >"$dir/$name.out"
+      echo "bench-agent: execution trace $dir/$name.out (go tool trace -pprof=sched $dir/$name.out >sched.pprof)" ;;
+    *)
+      grep "^@@pprof $name " "$tmp/console" | cut -d' ' -f3 | tr -d '\r\n' | base64 -d >"$dir/$name.pprof"
+      echo "bench-agent: profile $dir/$name.pprof (go tool pprof -top $dir/kubelvs $dir/$name.pprof)" ;;
+    esac
   done
 fi
 echo "bench-agent: host load average $(cut -d' ' -f1-3 /proc/loadavg)"

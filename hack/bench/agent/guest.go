@@ -420,6 +420,9 @@ func run(o *options) (err error) {
 	prof.wait()
 	if o.changeInterval > 0 {
 		prof.cpu("changes", time.Duration(o.changes)*o.changeInterval)
+		if o.trace {
+			prof.trace("changes", time.Duration(o.changes)*o.changeInterval)
+		}
 	}
 	ct, err := runChanges(ctx, o, k8s, kernel, keys)
 	if err != nil {

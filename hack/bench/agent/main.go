@@ -39,6 +39,7 @@ type options struct {
 	agentFlags                           []string
 	profile                              bool
 	profileFor                           time.Duration
+	trace                                bool
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	fs.StringVar(&o.kubelvs, "kubelvs", "", "run: the kubelvs binary")
 	fs.BoolVar(&o.profile, "profile", false, "run: take the agent's CPU profiles of convergence, the changes and the restart and its heap profile after the changes (pprof on 127.0.0.1), printed as @@pprof NAME BASE64 lines (run-agent.sh writes them to BENCH_PROFILE_DIR)")
 	fs.DurationVar(&o.profileFor, "profile-for", 40*time.Second, "run: with -profile, the length of the convergence and restart CPU profiles (from the agent's pprof coming up)")
+	fs.BoolVar(&o.trace, "trace", false, "run: with -profile and -change-interval, also an execution trace of the agent over the changes (go tool trace; -pprof=sched for where goroutines waited to run)")
 	fs.Func("agent-flag", "run: one more flag for `kubelvs agent` (repeatable), e.g. -agent-flag=--vip-interface=", func(v string) error {
 		o.agentFlags = append(o.agentFlags, v)
 		return nil

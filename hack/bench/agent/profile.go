@@ -45,6 +45,26 @@ func (p *profiler) cpu(name string, d time.Duration) {
 	}()
 }
 
+// trace starts an execution trace of d (the agent's /debug/pprof/trace) and prints it when it
+// ends, as NAME-trace (run-agent.sh writes it as NAME-trace.out, for go tool trace).
+func (p *profiler) trace(name string, d time.Duration) {
+	if !p.on {
+		return
+	}
+	ch := make(chan struct{})
+	p.done = append(p.done, ch)
+	go func() {
+		defer close(ch)
+		url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/trace?seconds=%d", pprofPort, int(d.Seconds()))
+		b, err := get(url, d+time.Minute)
+		if err != nil {
+			logf("trace %s: %v", name, err)
+			return
+		}
+		emit(name+"-trace", b)
+	}()
+}
+
 // heap prints the agent's heap profile now, of the live heap (gc=1: collected first; without it
 // the profile is of the last collection, which after a quiet spell can be from the first sync).
 func (p *profiler) heap(name string) {
