@@ -63,13 +63,20 @@ func TestReportIncremental(t *testing.T) {
 	check("programmed", "default/api Programmed 1/0", "default/web Programmed 2/0")
 
 	// Two reports without a change in between; then one endpoint removed: web's entry only.
+	// A report handed out does not change with the later ones (they share its entries until
+	// one changes).
 	r.Report()
+	before := r.Report()
+	beforeLines := entryLines(before)
 	fk.setConns(k1, lvs.DestinationKey{Address: dst("10.1.0.2", 8080, 1).Address, Port: 8080}, 1, 0)
 	mustSync(t, r, want(web, 2, svc(web, k1, dst("10.1.0.1", 8080, 1))))
 	if err := r.PollDrains(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	check("draining", "default/api Programmed 1/0", "default/web Programmed 1/1")
+	if diff := cmp.Diff(beforeLines, entryLines(before)); diff != "" {
+		t.Errorf("a report handed out changed with a later one (-then +now):\n%s", diff)
+	}
 
 	// The drain times out.
 	c.now = t0.Add(2 * time.Minute)
@@ -130,6 +137,28 @@ func TestStatusWriterInterval(t *testing.T) {
 		w := &StatusWriter{MinInterval: tc.min, BytesPerSecond: tc.bps, lastSize: tc.size}
 		if got := w.interval(); got != tc.want {
 			t.Errorf("MinInterval %v, BytesPerSecond %d, last write %d bytes: interval %v, want %v", tc.min, tc.bps, tc.size, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkReport is the loop's report once a second while endpoints churn: 10,000
+// VirtualServices of 10 destinations, one of them changed since the last report.
+func BenchmarkReport(b *testing.B) {
+	fk, c := newFakeKernel(), &clock{now: t0}
+	r := NewReconciler(Config{Node: "n1", Kernel: fk, Now: c.Now})
+	if err := r.Start(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	wants := bigWants(10000, 10)
+	if retry, err := r.Sync(b.Context(), wants); err != nil || len(retry) > 0 {
+		b.Fatalf("sync: %v, retry %v", err, retry)
+	}
+	r.Report()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r.reportChanged(wants[i%len(wants)].Key)
+		if rep := r.Report(); len(rep.VirtualServices) != len(wants) {
+			b.Fatalf("%d entries", len(rep.VirtualServices))
 		}
 	}
 }

@@ -27,13 +27,33 @@ type NodeReport struct {
 // reportCache keeps the report's entries between reports and rebuilds only those of the
 // VirtualServices that changed since the last one (and all of them after an adoption or an
 // audit): rebuilding every entry once a second while endpoints churn cost the loop time in
-// proportion to the node's table, and a change arriving meanwhile waited for it.
+// proportion to the node's table, and a change arriving meanwhile waited for it. The entries
+// are kept sorted in a slice that a report hands out as it is (looking 10,000 entries up in a
+// map to assemble each report was most of a report's time); once handed out it is copied
+// before it changes, and a report without changes copies nothing.
 type reportCache struct {
 	all       bool // rebuild every entry
 	dirty     map[types.NamespacedName]struct{}
-	entries   map[types.NamespacedName]v1alpha1.NodeVirtualService
+	keys      []types.NamespacedName            // the keys of the entries, sorted
+	list      []v1alpha1.NodeVirtualService     // the entries, in the order of keys
+	shared    bool                              // list is in a report: copy it before a change
+	active    int32                             // entries not draining
 	conflicts map[types.NamespacedName][]string // "VirtualService: key" of the entries that have any
-	sorted    []types.NamespacedName            // the keys of entries, sorted
+}
+
+// own makes list the cache's own before a change.
+func (rc *reportCache) own() {
+	if rc.shared {
+		rc.list = slices.Clone(rc.list)
+		rc.shared = false
+	}
+}
+
+func countsActive(e *v1alpha1.NodeVirtualService) int32 {
+	if e.State != v1alpha1.StateDraining {
+		return 1
+	}
+	return 0
 }
 
 // reportChanged marks a VirtualService's entry for the next report (reconciler goroutine).
@@ -50,8 +70,8 @@ func (r *Reconciler) Report() NodeReport {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rc := &r.report
-	if rc.entries == nil {
-		rc.entries, rc.conflicts, rc.all = map[types.NamespacedName]v1alpha1.NodeVirtualService{}, map[types.NamespacedName][]string{}, true
+	if rc.conflicts == nil {
+		rc.conflicts, rc.all = map[types.NamespacedName][]string{}, true
 	}
 	if rc.all {
 		for k := range r.states {
@@ -60,7 +80,7 @@ func (r *Reconciler) Report() NodeReport {
 		for _, k := range r.model.Owners() {
 			r.reportChanged(k)
 		}
-		for k := range rc.entries {
+		for _, k := range rc.keys {
 			r.reportChanged(k)
 		}
 		rc.all = false
@@ -69,16 +89,11 @@ func (r *Reconciler) Report() NodeReport {
 		r.refreshEntry(k)
 	}
 	clear(rc.dirty)
-	rep := NodeReport{VirtualServices: make([]v1alpha1.NodeVirtualService, 0, len(rc.sorted))}
+	rep := NodeReport{VirtualServices: rc.list}
+	rc.shared = true
+	rep.Counts.VirtualServices = rc.active
 	if r.checkpointErr != nil {
 		rep.CheckpointError = r.checkpointErr.Error()
-	}
-	for _, k := range rc.sorted {
-		e := rc.entries[k]
-		rep.VirtualServices = append(rep.VirtualServices, e)
-		if e.State != v1alpha1.StateDraining {
-			rep.Counts.VirtualServices++
-		}
 	}
 	if len(rc.conflicts) > 0 {
 		conflicted := slices.Collect(maps.Keys(rc.conflicts))
@@ -102,25 +117,33 @@ func (r *Reconciler) refreshEntry(k types.NamespacedName) {
 		delete(r.states, k) // drained and gone
 		st = nil
 	}
-	i, found := slices.BinarySearchFunc(rc.sorted, k, compareNames)
+	i, found := slices.BinarySearchFunc(rc.keys, k, compareNames)
 	if st == nil && !owns {
-		delete(rc.entries, k)
 		delete(rc.conflicts, k)
 		if found {
-			rc.sorted = slices.Delete(rc.sorted, i, i+1)
+			rc.own()
+			rc.active -= countsActive(&rc.list[i])
+			rc.keys = slices.Delete(rc.keys, i, i+1)
+			rc.list = slices.Delete(rc.list, i, i+1)
 		}
 		return
 	}
 	var conflicts NodeReport
-	rc.entries[k] = r.entry(k, st, &conflicts)
+	e := r.entry(k, st, &conflicts)
 	if len(conflicts.Conflicts) > 0 {
 		rc.conflicts[k] = conflicts.Conflicts
 	} else {
 		delete(rc.conflicts, k)
 	}
-	if !found {
-		rc.sorted = slices.Insert(rc.sorted, i, k)
+	rc.own()
+	if found {
+		rc.active += countsActive(&e) - countsActive(&rc.list[i])
+		rc.list[i] = e
+		return
 	}
+	rc.active += countsActive(&e)
+	rc.keys = slices.Insert(rc.keys, i, k)
+	rc.list = slices.Insert(rc.list, i, e)
 }
 
 func (r *Reconciler) entry(k types.NamespacedName, st *vsState, rep *NodeReport) v1alpha1.NodeVirtualService {
