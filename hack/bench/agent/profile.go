@@ -20,7 +20,15 @@ type profiler struct {
 
 // cpu starts a CPU profile of d as soon as the agent's pprof endpoint answers (it comes up
 // with the manager, before the caches sync) and prints it when it ends.
-func (p *profiler) cpu(name string, d time.Duration) {
+func (p *profiler) cpu(name string, d time.Duration) { p.record(name, "profile", d) }
+
+// trace starts an execution trace of d (the agent's /debug/pprof/trace) the same way and
+// prints it as NAME-trace (run-agent.sh writes it as NAME-trace.out, for go tool trace).
+func (p *profiler) trace(name string, d time.Duration) { p.record(name+"-trace", "trace", d) }
+
+// record takes /debug/pprof/KIND over d, retrying while the endpoint does not answer yet, and
+// prints it as name.
+func (p *profiler) record(name, kind string, d time.Duration) {
 	if !p.on {
 		return
 	}
@@ -28,7 +36,7 @@ func (p *profiler) cpu(name string, d time.Duration) {
 	p.done = append(p.done, ch)
 	go func() {
 		defer close(ch)
-		url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", pprofPort, int(d.Seconds()))
+		url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s?seconds=%d", pprofPort, kind, int(d.Seconds()))
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			b, err := get(url, d+time.Minute)
@@ -42,26 +50,6 @@ func (p *profiler) cpu(name string, d time.Duration) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-	}()
-}
-
-// trace starts an execution trace of d (the agent's /debug/pprof/trace) and prints it when it
-// ends, as NAME-trace (run-agent.sh writes it as NAME-trace.out, for go tool trace).
-func (p *profiler) trace(name string, d time.Duration) {
-	if !p.on {
-		return
-	}
-	ch := make(chan struct{})
-	p.done = append(p.done, ch)
-	go func() {
-		defer close(ch)
-		url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/trace?seconds=%d", pprofPort, int(d.Seconds()))
-		b, err := get(url, d+time.Minute)
-		if err != nil {
-			logf("trace %s: %v", name, err)
-			return
-		}
-		emit(name+"-trace", b)
 	}()
 }
 
