@@ -44,7 +44,7 @@ func logf(format string, args ...any) {
 
 func sh(name string, args ...string) error {
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, out)
 	}
 	return nil
 }
@@ -129,8 +129,11 @@ func (a *agentProc) waitReady(timeout time.Duration) (time.Duration, error) {
 							break
 						}
 					}
+					if i == 1000 && err != nil {
+						return 0, fmt.Errorf("the agent logged ready but /readyz does not answer a second later: %w", err)
+					}
 					if i == 1000 {
-						return 0, fmt.Errorf("the agent logged ready but /readyz is not ready a second later (%v)", err)
+						return 0, errors.New("the agent logged ready but /readyz is not ready a second later")
 					}
 					time.Sleep(time.Millisecond)
 				}
@@ -245,8 +248,11 @@ func informerSync(o *options) (time.Duration, error) {
 	}
 	d := time.Since(start)
 	var l v1alpha1.VirtualServiceList
-	if err := c.List(ctx, &l); err != nil || len(l.Items) < o.vs {
-		return 0, fmt.Errorf("cache holds %d VirtualServices (want %d): %v", len(l.Items), o.vs, err)
+	if err := c.List(ctx, &l); err != nil {
+		return 0, fmt.Errorf("list the cache's VirtualServices: %w", err)
+	}
+	if len(l.Items) < o.vs {
+		return 0, fmt.Errorf("cache holds %d VirtualServices (want %d)", len(l.Items), o.vs)
 	}
 	return d, nil
 }
