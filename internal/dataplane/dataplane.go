@@ -46,8 +46,7 @@ type Dataplane struct {
 	nft  *nftables.Conn
 	link *link
 
-	index    *Index
-	prefixes []netip.Prefix
+	index *Index
 
 	vips map[netip.Addr]struct{} // the VIPs the agent routes through the interface
 	// migrated: the legacy VIP addresses of earlier agents are gone (checked once).
@@ -148,25 +147,10 @@ func (d *Dataplane) Set(k lvs.ServiceKey) {
 func (d *Dataplane) Remove(k lvs.ServiceKey) { d.index.Remove(k) }
 
 // SetLocalPrefixes sets the node's local prefixes (its pod CIDRs: destinations there are not
-// masqueraded with MasqueradeRemote).
+// masqueraded with MasqueradeRemote). The same prefixes again change nothing (the index
+// compares the bounds).
 func (d *Dataplane) SetLocalPrefixes(p []netip.Prefix) {
-	if slicesEqual(p, d.prefixes) {
-		return
-	}
-	d.prefixes = p
 	d.index.SetNoMasq(NoMasqBounds(d.cfg.Masquerade, p))
-}
-
-func slicesEqual(a, b []netip.Prefix) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Audit makes the next Program read the kernel's state and repair any drift.

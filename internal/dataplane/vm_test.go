@@ -357,13 +357,6 @@ func TestKernelNoMasqRanges(t *testing.T) {
 		}
 		return elems
 	}
-	pfx := func(ss ...string) []netip.Prefix {
-		var out []netip.Prefix
-		for _, s := range ss {
-			out = append(out, netip.MustParsePrefix(s))
-		}
-		return out
-	}
 	d := New(Config{NetNS: fd, Filter: true, Masquerade: MasqueradeRemote, Metrics: m})
 	defer d.Close()
 	d.Set(key(netip.MustParseAddr("192.0.2.30"), lvs.TCP, 80))

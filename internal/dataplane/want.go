@@ -3,7 +3,6 @@ package dataplane
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 
@@ -66,13 +65,6 @@ func PortOf(k lvs.ServiceKey) (p Port, ok bool) {
 type Bound struct {
 	Addr netip.Addr
 	End  bool
-}
-
-func (b Bound) String() string {
-	if b.End {
-		return b.Addr.String() + " (end)"
-	}
-	return b.Addr.String()
 }
 
 // NoMasqBounds returns the elements of the sets of destinations mode does not masquerade,
@@ -158,11 +150,6 @@ func NewElements() Elements {
 	return Elements{VIPs: map[netip.Addr]struct{}{}, Ports: map[Port]struct{}{}, NoMasq: map[Bound]struct{}{}}
 }
 
-// Clone returns a copy of e.
-func (e Elements) Clone() Elements {
-	return Elements{VIPs: maps.Clone(e.VIPs), Ports: maps.Clone(e.Ports), NoMasq: maps.Clone(e.NoMasq)}
-}
-
 // Wanted are the elements the node needs: VIPs with the number of services that need each
 // (several share them), ports, and the bounds of the destinations not masqueraded.
 type Wanted struct {
@@ -237,9 +224,6 @@ func (x *Index) SetNoMasq(bounds []Bound) {
 	}
 	x.want.NoMasq = want
 }
-
-// Keys returns the keys of the services in the index.
-func (x *Index) Keys() []lvs.ServiceKey { return slices.Collect(maps.Keys(x.services)) }
 
 // Want returns the wanted elements (not a copy: do not change them).
 func (x *Index) Want() Wanted { return x.want }

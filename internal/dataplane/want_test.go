@@ -17,6 +17,15 @@ var (
 	vip6 = netip.MustParseAddr("2001:db8::1")
 )
 
+// pfx parses prefixes.
+func pfx(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
 func key(a netip.Addr, proto lvs.Protocol, port uint16) lvs.ServiceKey {
 	return lvs.ServiceKey{Family: lvs.FamilyOf(a), Protocol: proto, Address: a, Port: port}
 }
@@ -50,13 +59,6 @@ func TestPortOf(t *testing.T) {
 // { 10.244.1.0/24 }, one start element for { 0.0.0.0/0 }, no end after 255.255.255.0/24).
 func TestNoMasqBounds(t *testing.T) {
 	a := netip.MustParseAddr
-	pfx := func(ss ...string) []netip.Prefix {
-		var out []netip.Prefix
-		for _, s := range ss {
-			out = append(out, netip.MustParsePrefix(s))
-		}
-		return out
-	}
 	start := func(s string) Bound { return Bound{Addr: a(s)} }
 	end := func(s string) Bound { return Bound{Addr: a(s), End: true} }
 	for _, tt := range []struct {
