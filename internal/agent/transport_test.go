@@ -26,10 +26,14 @@ func (b *recordingBody) Read(p []byte) (int, error) {
 
 func (b *recordingBody) Close() error { b.closed = true; return nil }
 
-type bodyTransport struct{ body *recordingBody }
+// bodyTransport answers with body, of length n (-1: unknown, as a watch's).
+type bodyTransport struct {
+	body *recordingBody
+	n    int64
+}
 
 func (t bodyTransport) RoundTrip(*http.Request) (*http.Response, error) {
-	return &http.Response{StatusCode: 200, Body: t.body}, nil
+	return &http.Response{StatusCode: 200, Body: t.body, ContentLength: t.n}, nil
 }
 
 // A decoder reading 4 KiB at a time gets the same bytes, the connection is read 256 KiB at a
@@ -39,7 +43,7 @@ func TestLargeReads(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
 	body := &recordingBody{r: bytes.NewReader(data), avail: 300 << 10}
 	req, _ := http.NewRequest(http.MethodGet, "https://apiserver/apis/kubelvs.io/v1alpha1/virtualservices?watch=true", nil)
-	resp, err := LargeReads(bodyTransport{body}).RoundTrip(req)
+	resp, err := LargeReads(bodyTransport{body, -1}).RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,11 +79,27 @@ func TestLargeReads(t *testing.T) {
 
 	// Only 1 KiB has arrived: the read returns it, it does not wait for more.
 	slow := &recordingBody{r: strings.NewReader(strings.Repeat("x", 10<<10)), avail: 1 << 10}
-	resp, err = LargeReads(bodyTransport{slow}).RoundTrip(req)
+	resp, err = LargeReads(bodyTransport{slow, -1}).RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n, err := resp.Body.Read(buf); n != 1<<10 || err != nil || len(slow.asked) != 1 {
 		t.Errorf("first read: %d bytes, %v, after %d reads of the body; want 1024, nil, 1", n, err, len(slow.asked))
+	}
+
+	// Bodies of a known length: a small one is read as the decoder reads it, a larger one
+	// through a buffer of its own size (no 256 KiB for a 100 KiB answer).
+	for _, tt := range []struct {
+		n         int
+		wantFirst int
+	}{{2 << 10, 4 << 10}, {100 << 10, 100 << 10}} {
+		b := &recordingBody{r: strings.NewReader(strings.Repeat("y", tt.n)), avail: tt.n}
+		resp, err := LargeReads(bodyTransport{b, int64(tt.n)}).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := resp.Body.Read(buf); err != nil || len(b.asked) == 0 || b.asked[0] != tt.wantFirst {
+			t.Errorf("a body of %d bytes: first read of the connection's body with %v (%v), want a %d-byte buffer", tt.n, b.asked, err, tt.wantFirst)
+		}
 	}
 }
