@@ -61,7 +61,7 @@ func startAgentB(t testing.TB, node string, fk *fakeKernel, dp ...Dataplane) {
 func startAgentDir(t testing.TB, node string, fk *fakeKernel, dir string, ready func(), dp ...Dataplane) (stop func()) {
 	t.Helper()
 	opts := ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0", Cache: CacheOptions(node), Client: ClientOptions()}
+		HealthProbeBindAddress: "0", Cache: testCacheOptions(t, node), Client: testClientOptions(t)}
 	mgr, err := ctrl.NewManager(env.Config, opts)
 	must(t, err)
 	must(t, controllers.SetupIndexes(t.Context(), Indexer(mgr.GetCache())))

@@ -1,10 +1,14 @@
 package agent
 
 import (
+	"time"
+
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,9 +24,13 @@ import (
 // The objects the desired state is computed from are read without a deep copy: the agent
 // only reads them (pkg/desired is pure), and copying every object a sync reads made the
 // first sync of a node with thousands of VirtualServices spend most of its time copying.
-func CacheOptions(node string) cache.Options {
+//
+// vsList, when not nil, is how the VirtualServices are listed and watched
+// (vswatch.ListWatch: a cheaper decoder of their watch).
+func CacheOptions(node string, vsList toolscache.ListerWatcher) cache.Options {
 	shared := cache.ByObject{UnsafeDisableDeepCopy: ptr.To(true)}
 	return cache.Options{
+		NewInformer:      newInformer(vsList),
 		DefaultTransform: TrimObject,
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Node{}:               {Field: fields.OneTermEqualSelector("metadata.name", node)},
@@ -41,4 +49,16 @@ func ClientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{
 		DisableFor: []client.Object{&coordinationv1.Lease{}, &v1alpha1.IPVSNode{}},
 	}}
+}
+
+// newInformer is the caches' informer constructor: client-go's, with the VirtualServices'
+// list and watch replaced by vsList
+// (vswatch.ListWatch: a cheaper decoder of their watch).
+func newInformer(vsList toolscache.ListerWatcher) func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer {
+	return func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, idx toolscache.Indexers) toolscache.SharedIndexInformer {
+		if _, ok := obj.(*v1alpha1.VirtualService); ok && vsList != nil {
+			lw = vsList
+		}
+		return toolscache.NewSharedIndexInformer(lw, obj, resync, idx)
+	}
 }

@@ -37,7 +37,7 @@ func TestRunnerIgnoresTheReplayedInitialList(t *testing.T) {
 		must(t, c.Create(ctx, vs(fmt.Sprintf("old-%d", i), fmt.Sprintf("192.0.2.%d", 100+i))))
 	}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0", Cache: CacheOptions("replay-node"), Client: ClientOptions()})
+		HealthProbeBindAddress: "0", Cache: testCacheOptions(t, "replay-node"), Client: testClientOptions(t)})
 	must(t, err)
 	must(t, controllers.SetupIndexes(ctx, Indexer(mgr.GetCache())))
 	cctx, cancel := context.WithCancel(ctx)
