@@ -14,7 +14,7 @@
 #   -m MEM         guest memory, qemu syntax (default $VM_MEM or 3G: enough for 110,000 IPVS dests)
 #
 # Inside the guest: KUBELVS_VM=1, PATH with busybox applets and /vm, HOME=/root, TMPDIR=/tmp, cwd /vm,
-# ip_vs loaded, /sbin/modprobe (busybox) so the kernel autoloads schedulers, veth/dummy/bridge available,
+# ip_vs loaded, /sbin/modprobe (busybox) so the kernel autoloads schedulers, veth/dummy/bridge/ipip available,
 # ipvsadm, iproute2's ip and nftables' nft (nf_tables, nft_ct, nft_nat, nft_masq, nft_chain_nat loaded), every busybox applet (nc, wget, httpd, unshare, nsenter, ...).
 #
 # Benchmarks on a shared host: a console line `@@vmcpu LABEL` comes out as `@@vmcpu SECONDS LABEL`, with
@@ -171,7 +171,8 @@ for spec in "${files[@]+"${files[@]}"}"; do
   fi
 done
 
-# Kernel modules: every IPVS module (schedulers, ftp, pe_sip) plus veth/dummy, each with everything it
+# Kernel modules: every IPVS module (schedulers, ftp, pe_sip) plus veth/dummy/bridge and ipip (a
+# tunnel real server's tunl0), each with everything it
 # needs according to the kernel's depmod data: kmod's `modprobe --show-depends` follows modules.dep,
 # modules.alias and softdeps (libcrc32c needs a crc32c implementation through the crypto API).
 # Compressed modules are stored decompressed so busybox modprobe loads them; the guest's modules.dep is
@@ -180,7 +181,7 @@ done
 NFT_MODULES="nf_tables nft_ct nft_nat nft_masq nft_chain_nat"
 modules_wanted() {
   sed -n 's#^kernel/net/netfilter/ipvs/\([^:/]*\)\.ko[^:]*:.*#\1#p' "$MODDIR/modules.dep"
-  echo veth dummy bridge $NFT_MODULES ${VM_EXTRA_MODULES:-}
+  echo veth dummy bridge ipip $NFT_MODULES ${VM_EXTRA_MODULES:-}
   [ "${VM_NET:-}" != user ] || echo virtio_pci virtio_net
 }
 show_depends() {
@@ -214,7 +215,7 @@ depmod -b "$root" "$kver" || die "depmod failed on the initramfs module tree"
 show_depends ip_vs | xargs -rn1 basename | sed 's/\.ko.*//' >"$root/etc/preload-modules"
 # nftables' expression modules are loaded up front too (busybox modprobe may not resolve the
 # kernel's nft-expr-* aliases).
-for m in $NFT_MODULES dummy bridge; do show_depends $m | xargs -rn1 basename | sed 's/\.ko.*//'; done >>"$root/etc/preload-modules"
+for m in $NFT_MODULES dummy bridge ipip; do show_depends $m | xargs -rn1 basename | sed 's/\.ko.*//'; done >>"$root/etc/preload-modules"
 if [ "${VM_NET:-}" = user ]; then
   for m in virtio_pci virtio_net; do show_depends $m | xargs -rn1 basename | sed 's/\.ko.*//'; done >>"$root/etc/preload-modules"
 fi

@@ -325,6 +325,61 @@ func TestDataplaneDirectRouting(t *testing.T) {
 	}
 }
 
+// (4) Tunnel, beside direct routing: IPVS encapsulates the client's packets in IPIP to the real server, which
+// decapsulates them onto the VIP on its lo and answers the client directly. The masquerade
+// rule source-NATs connections by their conntrack mark; IPVS resets conntrack on the packet it
+// encapsulates, so the outer packet (to the real server's address, which no prefix exempts
+// here) carries no mark and is not masqueraded: the rule counts nothing.
+func TestDataplaneTunnel(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	newNode(t, "n7", "tun", false)
+	const vip = "192.0.2.124"
+	ipcmd(t, "-n", "n7", "link", "add", "br1", "type", "bridge")
+	ipcmd(t, "-n", "n7", "addr", "add", "10.40.2.1/24", "dev", "br1")
+	ipcmd(t, "-n", "n7", "link", "set", "br1", "up")
+	for i, name := range []string{"ctun", "tun1"} {
+		ipcmd(t, "netns", "add", name)
+		n := name
+		t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", n).Run() })
+		ipcmd(t, "-n", "n7", "link", "add", "b-"+name, "type", "veth", "peer", "name", "eth0", "netns", name)
+		ipcmd(t, "-n", "n7", "link", "set", "b-"+name, "master", "br1")
+		ipcmd(t, "-n", "n7", "link", "set", "b-"+name, "up")
+		ipcmd(t, "-n", name, "link", "set", "lo", "up")
+		ipcmd(t, "-n", name, "addr", "add", fmt.Sprintf("10.40.2.%d/24", i+2), "dev", "eth0")
+		ipcmd(t, "-n", name, "link", "set", "eth0", "up")
+		ipcmd(t, "-n", name, "route", "add", "default", "via", "10.40.2.1")
+	}
+	// The real server: the ipip module's tunl0 takes in every IPIP packet; the VIP is on lo.
+	ipcmd(t, "-n", "tun1", "link", "set", "tunl0", "up")
+	ipcmd(t, "-n", "tun1", "addr", "add", vip+"/32", "dev", "lo")
+	sh(t, "/sbin/ip", "netns", "exec", "tun1", "sh", "-c",
+		"for c in all default tunl0; do echo 0 > /proc/sys/net/ipv4/conf/$c/rp_filter; done; "+
+			"echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore && echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce")
+	serve(t, "tun1", ":8080", "tun1")
+	vs := poolVS(t, ns, "tun", vip, 8080, "tun", "10.40.2.3")
+	vs.Spec.Forwarding = &v1alpha1.Forwarding{Method: v1alpha1.ForwardingTunnel, Tunnel: &v1alpha1.Tunnel{Type: v1alpha1.TunnelIPIP}}
+	must(t, k8s.Create(ctx, vs))
+	waitTable(t, "n7", []string{"-A -t " + vip + ":8080 -s wrr", "-a -t " + vip + ":8080 -r 10.40.2.3:8080 -i -w 1 --tun-type ipip"}, vip)
+	waitBound(t, "n7", vip, true)
+	c, who, err := dial("ctun", vip+":8080")
+	if err != nil {
+		t.Fatalf("tunnel: %v", err)
+	}
+	defer c.Close()
+	must(t, echo(c, "through the tunnel"))
+	if who != "tun1" {
+		t.Errorf("reached %q", who)
+	}
+	// The connection went through the tunnel: the real server's tunl0 took in its packets.
+	if out := sh(t, "/sbin/ip", "-n", "tun1", "-s", "link", "show", "tunl0"); !regexp.MustCompile(`RX:[^\n]*\n\s+[1-9]`).MatchString(out) {
+		t.Errorf("tunl0 of the real server received nothing:\n%s", out)
+	}
+	if out := nft(t, "n7", "list", "chain", "inet", "kubelvs", "postrouting"); !strings.Contains(out, "masquerade") || regexp.MustCompile(`packets [1-9]`).MatchString(out) {
+		t.Errorf("a tunnelled connection was masqueraded:\n%s", out)
+	}
+}
+
 // (5) and (6): a restart adopts the VIP routes and the table without removing and re-adding
 // them (a long TCP connection through the VIP survives it), and someone else's address and
 // local route on lo and someone else's nftables table are left alone.
