@@ -3,7 +3,6 @@ package vswatch
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -74,9 +73,10 @@ func (d decoder) count(f func(*Counts)) {
 }
 
 // cutEvent fills ev from a watch event in the server's shape, {"type":"T","object":O}, and
-// reports whether it was one. O is checked to be one JSON value (so that an event with more
-// keys after the object is not cut short); the framer checked the event as a whole. O is
-// left in data's buffer, not copied: the watch decodes it before it reads the next event.
+// reports whether it was one. data is one valid JSON value (lineFramer's frames are), so O
+// is one too when it ends where the event does: an event with more keys after the object is
+// not cut short. O is left in data's buffer, not copied: the watch decodes it before it reads
+// the next event.
 func cutEvent(data []byte, ev *metav1.WatchEvent) bool {
 	rest, ok := bytes.CutPrefix(data, eventPrefix)
 	if !ok {
@@ -95,13 +95,37 @@ func cutEvent(data []byte, ev *metav1.WatchEvent) bool {
 	if len(obj) == 0 || obj[len(obj)-1] != '}' {
 		return false
 	}
-	obj = obj[:len(obj)-1]
-	if !json.Valid(obj) {
+	obj = bytes.TrimRight(obj[:len(obj)-1], " \t\r\n")
+	if len(obj) == 0 || obj[0] != '{' || valueEnd(obj) != len(obj) {
 		return false
 	}
 	ev.Type = string(typ)
 	ev.Object = runtime.RawExtension{Raw: obj}
 	return true
+}
+
+// valueEnd returns the length of the object or array b starts with, b being valid JSON
+// from there on (so brackets and string quotes are all it has to follow); -1 when it does not
+// end in b.
+func valueEnd(b []byte) int {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++ // the escaped byte, a quote maybe
+				}
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
 }
 
 // decodeVirtualService decodes data as a VirtualService, without its managed fields and
@@ -163,6 +187,7 @@ func NewSerializers(scheme *runtime.Scheme, counts *Counts) runtime.NegotiatedSe
 		if s := infos[i].StreamSerializer; s != nil {
 			c := *s
 			c.Serializer = decoder{Serializer: s.Serializer, counts: counts}
+			c.Framer = lineFramer{Framer: s.Framer}
 			infos[i].StreamSerializer = &c
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -210,6 +211,16 @@ func TestVirtualServiceWatchDecodeFrames(t *testing.T) {
 		{name: "no object", body: `{"type":"ADDED"}`, slow: 2, wantErr: true},
 		{name: "not json", body: `{"type":"ADDED","object":{`, wantErr: true},
 		{name: "two events", body: `{"type":"ADDED","object":` + vs + "}\n" + `{"type":"DELETED","object":` + vs + "}\n", fast: 4},
+		// Framing: client-go's framer takes over from a line that is not one value by itself.
+		{name: "no newline at the end", body: `{"type":"ADDED","object":` + vs + `}`, fast: 2},
+		{name: "blank lines and CRLF", body: "\r\n\n" + `{"type":"ADDED","object":` + vs + "}\r\n\n" + `{"type":"DELETED","object":` + vs + "}\r\n", fast: 4},
+		{name: "pretty printed", body: "{\n  \"type\": \"ADDED\",\n  \"object\": " + vs + "\n}\n", fast: 1, slow: 1},
+		{name: "pretty after a line", body: `{"type":"ADDED","object":` + vs + "}\n{\n\"type\":\"DELETED\",\n\"object\":" + vs + "}\n" + `{"type":"MODIFIED","object":` + vs + "}\n",
+			fast: 5, slow: 1},
+		{name: "two events on a line", body: `{"type":"ADDED","object":` + vs + `}{"type":"DELETED","object":` + vs + "}\n", fast: 4},
+		{name: "a line ending in a brace that is not an event", body: `{"type":"ADDED","object":{` + gv + `,"kind":"VirtualService","metadata":{}` + "\n" + `}}` + "\n", fast: 2},
+		{name: "braces and quotes in strings", body: `{"type":"ADDED","object":{` + gv + `,"kind":"VirtualService","metadata":{"name":"a","annotations":{"x":"}\"{[","y":"\\"}}}}`, fast: 2},
+		{name: "a long event", body: `{"type":"ADDED","object":{` + gv + `,"kind":"VirtualService","metadata":{"name":"a","annotations":{"x":"` + strings.Repeat("0123456789", 20000) + `"}}}}` + "\n", fast: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want, wantErr := decodeWatch(clientGo(), []byte(tc.body))
