@@ -44,6 +44,12 @@ type Model struct {
 // Seq returns the number of changes made to the model so far.
 func (m *Model) Seq() uint64 { return m.seq }
 
+// ChangedSince reports whether service k changed after the model's Seq was since (while the
+// model keeps that: until an audit planned from a later Seq).
+func (m *Model) ChangedSince(k lvs.ServiceKey, since uint64) bool {
+	return m.modified[k.Canonical()] > since
+}
+
 // modify records a change of service k.
 func (m *Model) modify(k lvs.ServiceKey) {
 	m.seq++

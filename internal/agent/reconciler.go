@@ -378,12 +378,57 @@ func (r *Reconciler) Repair(ctx context.Context, table []ipvs.TableEntry, since 
 // PollDrains dumps the destinations of each service that has draining destinations (one dump
 // per service, never the whole table) and removes those that are done.
 func (r *Reconciler) PollDrains(ctx context.Context) error {
+	return r.FinishDrains(ctx, r.ReadDrains(ctx, r.DrainTargets()))
+}
+
+// DrainPoll is what a drain poll dumps: the services with draining destinations, as the model
+// had them when its Seq was Since.
+type DrainPoll struct {
+	Since    uint64
+	Services []lvs.Service
+}
+
+// DrainRead is a DrainPoll's dumps, one per service (Dests[i] and Errs[i] are Services[i]'s).
+type DrainRead struct {
+	DrainPoll
+	Dests [][]ipvs.Destination
+	Errs  []error
+}
+
+// DrainTargets returns the services a drain poll dumps.
+func (r *Reconciler) DrainTargets() DrainPoll {
+	p := DrainPoll{Since: r.model.Seq()}
+	for _, k := range r.model.Draining() {
+		p.Services = append(p.Services, r.model.services[k].Service)
+	}
+	return p
+}
+
+// ReadDrains dumps the destinations of p's services. Unlike the rest of the reconciler it may
+// run on another goroutine while the reconciler goes on (it reads the kernel only): the loop
+// polls drains without stopping syncs, and passes the read to FinishDrains.
+func (r *Reconciler) ReadDrains(ctx context.Context, p DrainPoll) DrainRead {
+	d := DrainRead{DrainPoll: p, Dests: make([][]ipvs.Destination, len(p.Services)), Errs: make([]error, len(p.Services))}
+	for i := range p.Services {
+		d.Dests[i], d.Errs[i] = r.cfg.Kernel.Destinations(ctx, &p.Services[i])
+		r.cfg.Metrics.requests(requestDump, 1)
+	}
+	return d
+}
+
+// FinishDrains removes the draining destinations d shows done, and the services being removed
+// that have none left. A service the model changed after the poll began is left to the next
+// poll: its dump may predate the change (a destination added since would look gone).
+func (r *Reconciler) FinishDrains(ctx context.Context, d DrainRead) error {
 	var steps []Step
 	var errs []error
-	for _, k := range r.model.Draining() {
-		o := r.model.services[k]
-		dests, err := r.cfg.Kernel.Destinations(ctx, &o.Service)
-		r.cfg.Metrics.requests(requestDump, 1)
+	now := r.cfg.Now()
+	for i := range d.Services {
+		k := d.Services[i].Key()
+		if r.model.ChangedSince(k, d.Since) {
+			continue
+		}
+		dests, err := d.Dests[i], d.Errs[i]
 		if errors.Is(err, ipvs.ErrServiceNotFound) {
 			dests, err = nil, nil // gone: PlanDrain forgets its destinations; the audit re-creates a wanted service
 		}
@@ -391,7 +436,7 @@ func (r *Reconciler) PollDrains(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("agent: poll drain of %s: %w", k, err))
 			continue
 		}
-		steps = append(steps, r.model.PlanDrain(k, dests, r.cfg.Now())...)
+		steps = append(steps, r.model.PlanDrain(k, dests, now)...)
 	}
 	_, err := r.apply(ctx, steps)
 	errs = append(errs, err, r.saveCheckpoint())

@@ -151,6 +151,58 @@ func TestReconcilerDrainSurvivesRestart(t *testing.T) {
 	}
 }
 
+// A drain poll's dumps are made while the reconciler goes on: the result of a service that
+// changed after the poll began is left to the next poll (its dump predates the change), and
+// the others' are applied.
+func TestReconcilerDrainPollOvertaken(t *testing.T) {
+	fk, dir, c := newFakeKernel(), t.TempDir(), &clock{now: t0}
+	r := newTestReconciler(t, fk, dir, c)
+	ka, kb := key(lvs.TCP, "192.0.2.10", 80), key(lvs.TCP, "192.0.2.11", 80)
+	other := types.NamespacedName{Namespace: "ns", Name: "other"}
+	mustSync(t, r,
+		Want{Key: web, Generation: 1, Services: []desired.Service{wsvc(ka, "wrr", dst("10.1.0.1", 8080, 1), dst("10.1.0.2", 8080, 1))}},
+		Want{Key: other, Generation: 1, Services: []desired.Service{wsvc(kb, "wrr", dst("10.2.0.1", 8080, 1), dst("10.2.0.2", 8080, 1))}})
+	// Both lose their second destination, which drains (no connections: done at the next poll).
+	mustSync(t, r,
+		Want{Key: web, Generation: 2, Services: []desired.Service{wsvc(ka, "wrr", dst("10.1.0.1", 8080, 1))}},
+		Want{Key: other, Generation: 2, Services: []desired.Service{wsvc(kb, "wrr", dst("10.2.0.1", 8080, 1))}})
+	poll := r.DrainTargets()
+	if len(poll.Services) != 2 {
+		t.Fatalf("the poll dumps %d services, want 2", len(poll.Services))
+	}
+	read := r.ReadDrains(t.Context(), poll)
+	// After the dumps, web gets a destination the dump does not show.
+	mustSync(t, r, Want{Key: web, Generation: 3, Services: []desired.Service{wsvc(ka, "wrr", dst("10.1.0.1", 8080, 1), dst("10.1.0.3", 8080, 1))}})
+	fk.resetCounts()
+	if err := r.FinishDrains(t.Context(), read); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := fk.counts(); w != 1 || fk.kind(ipvs.DeleteDestination) != 1 {
+		t.Errorf("finishing the overtaken poll: %d writes (%v), want other's drained destination deleted only", w, fk.kinds())
+	}
+	if diff := cmp.Diff([]string{
+		"-A TCP 192.0.2.10:80 -s wrr",
+		"-A TCP 192.0.2.11:80 -s wrr",
+		"-a TCP 192.0.2.10:80 -r 10.1.0.1:8080 -w 1 Masquerade",
+		"-a TCP 192.0.2.10:80 -r 10.1.0.2:8080 -w 0 Masquerade",
+		"-a TCP 192.0.2.10:80 -r 10.1.0.3:8080 -w 1 Masquerade",
+		"-a TCP 192.0.2.11:80 -r 10.2.0.1:8080 -w 1 Masquerade",
+	}, fk.dump()); diff != "" {
+		t.Errorf("table after the overtaken poll (-want +got):\n%s", diff)
+	}
+	if r.Model().Owned(ka).Dest(lvs.DestinationKey{Address: netip.MustParseAddr("10.1.0.3"), Port: 8080}) == nil {
+		t.Errorf("the model forgot the destination added after the dump")
+	}
+	// The next poll dumps web anew and ends its drain.
+	fk.resetCounts()
+	if err := r.PollDrains(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if w, d := fk.counts(); w != 1 || d != 1 || fk.kind(ipvs.DeleteDestination) != 1 {
+		t.Errorf("the next poll: %d writes (%v), %d dumps; want one delete after one dump", w, fk.kinds(), d)
+	}
+}
+
 // A VirtualService deleted while the agent was down is drained and removed when it starts
 // again; a service someone else made is never touched.
 func TestReconcilerCleansUpAfterDowntime(t *testing.T) {

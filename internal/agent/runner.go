@@ -211,11 +211,24 @@ func (r *Runner) loop(ctx context.Context) error {
 	var drain <-chan time.Time
 	var report reportClock
 	audited := make(chan auditRead, 1)
+	// A drain poll's dumps and an audit's table read are made on goroutines of their own: at
+	// thousands of services they take long, and changes must not wait for them. An audit's
+	// read does not begin while a drain poll's is out: the audit's repair forgets which
+	// services changed before its read began, which the poll's result is checked against.
+	drained := make(chan DrainRead, 1)
+	polling, auditDue := false, false
+	startAudit := func() {
+		since, start := rec.Model().Seq(), time.Now()
+		go func() {
+			table, err := rec.ReadTable(ctx)
+			audited <- auditRead{table, err, since, start}
+		}()
+	}
 	for {
 		if failed := r.process(ctx); len(failed) > 0 {
 			time.AfterFunc(r.cfg.RetryPeriod, func() { r.mark(failed, time.Time{}) })
 		}
-		if drain == nil && rec.Model().HasDraining() {
+		if drain == nil && !polling && rec.Model().HasDraining() {
 			drain = time.After(r.cfg.DrainPoll)
 		}
 		checkpoint := r.checkpointTimer()
@@ -234,18 +247,24 @@ func (r *Runner) loop(ctx context.Context) error {
 				r.cfg.Log.Error(err, "checkpoint")
 			}
 		case <-drain:
-			drain = nil
-			if err := rec.PollDrains(ctx); err != nil {
+			drain, polling = nil, true
+			p := rec.DrainTargets()
+			go func() { drained <- rec.ReadDrains(ctx, p) }()
+		case d := <-drained:
+			polling = false
+			if err := rec.FinishDrains(ctx, d); err != nil {
 				r.cfg.Log.Error(err, "drain poll")
 			}
+			if auditDue {
+				auditDue = false
+				startAudit()
+			}
 		case <-audit.C:
-			// The table is read on a goroutine of its own: at thousands of services the read
-			// takes long, and changes must not wait for it.
-			since, start := rec.Model().Seq(), time.Now()
-			go func() {
-				table, err := rec.ReadTable(ctx)
-				audited <- auditRead{table, err, since, start}
-			}()
+			if polling {
+				auditDue = true
+			} else {
+				startAudit()
+			}
 		case a := <-audited:
 			r.finishAudit(ctx, a)
 			audit.Reset(jitter(r.cfg.AuditPeriod))
