@@ -106,6 +106,18 @@ func clientGo() runtime.NegotiatedSerializer {
 	return serializer.WithoutConversionCodecFactory{CodecFactory: serializer.NewCodecFactory(scheme)}
 }
 
+// newNamespace creates a namespace and returns it with the VirtualServices' resource version
+// a watch of what is made in it then starts from.
+func newNamespace(t testing.TB, prefix string) (*corev1.Namespace, string) {
+	t.Helper()
+	c := srv(t).Client
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix}}
+	must(t, c.Create(t.Context(), ns))
+	var list v1alpha1.VirtualServiceList
+	must(t, c.List(t.Context(), &list))
+	return ns, list.ResourceVersion
+}
+
 // captureWatch returns the raw body of a watch of ns's VirtualServices from resourceVersion
 // rv, up to n events, as the API server sent it.
 func captureWatch(t testing.TB, ns, rv string, n int) []byte {
@@ -133,11 +145,7 @@ func captureWatch(t testing.TB, ns, rv string, n int) []byte {
 func TestVirtualServiceWatchDecode(t *testing.T) {
 	ctx := t.Context()
 	c := srv(t).Client
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "vswatch-"}}
-	must(t, c.Create(ctx, ns))
-	var list v1alpha1.VirtualServiceList
-	must(t, c.List(ctx, &list))
-	rv := list.ResourceVersion
+	ns, rv := newNamespace(t, "vswatch-")
 	full := &v1alpha1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "full",
 		Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"note": "a \"quoted\" \\ wéb value\n"}},
 		Spec: v1alpha1.VirtualServiceSpec{
@@ -276,17 +284,14 @@ func BenchmarkVirtualServiceWatchDecode(b *testing.B) {
 	const n = 500
 	ctx := b.Context()
 	c := srv(b).Client
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "vswatch-bench-"}}
-	must(b, c.Create(ctx, ns))
-	var list v1alpha1.VirtualServiceList
-	must(b, c.List(ctx, &list))
+	ns, rv := newNamespace(b, "vswatch-bench-")
 	for i := range n {
 		must(b, c.Create(ctx, &v1alpha1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("vs-%d", i)},
 			Spec: v1alpha1.VirtualServiceSpec{Addresses: []string{fmt.Sprintf("198.18.%d.%d", i/250, 1+i%250)},
 				Ports:       []v1alpha1.VirtualServicePort{{Port: 80, Protocol: v1alpha1.ProtocolTCP}},
 				BackendRefs: []v1alpha1.BackendRef{{Name: fmt.Sprintf("svc-%d", i)}}}}))
 	}
-	body := captureWatch(b, ns.Name, list.ResourceVersion, n)
+	body := captureWatch(b, ns.Name, rv, n)
 	for _, tc := range []struct {
 		name string
 		ns   runtime.NegotiatedSerializer

@@ -116,6 +116,26 @@ func nft(t *testing.T, ns string, args ...string) string {
 	return sh(t, "/sbin/ip", append([]string{"netns", "exec", ns, "nft"}, args...)...)
 }
 
+// segment makes one network segment: a bridge br in node at prefix.1/24 with a namespace per
+// name on it, at prefix.2, prefix.3, ... in order, each routing through node.
+func segment(t *testing.T, node, br, prefix string, names ...string) {
+	t.Helper()
+	ipcmd(t, "-n", node, "link", "add", br, "type", "bridge")
+	ipcmd(t, "-n", node, "addr", "add", prefix+".1/24", "dev", br)
+	ipcmd(t, "-n", node, "link", "set", br, "up")
+	for i, name := range names {
+		ipcmd(t, "netns", "add", name)
+		t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", name).Run() })
+		ipcmd(t, "-n", node, "link", "add", "b-"+name, "type", "veth", "peer", "name", "eth0", "netns", name)
+		ipcmd(t, "-n", node, "link", "set", "b-"+name, "master", br)
+		ipcmd(t, "-n", node, "link", "set", "b-"+name, "up")
+		ipcmd(t, "-n", name, "link", "set", "lo", "up")
+		ipcmd(t, "-n", name, "addr", "add", fmt.Sprintf("%s.%d/24", prefix, i+2), "dev", "eth0")
+		ipcmd(t, "-n", name, "link", "set", "eth0", "up")
+		ipcmd(t, "-n", name, "route", "add", "default", "via", prefix+".1")
+	}
+}
+
 func poolVS(t *testing.T, ns, name, vip string, port int32, zone string, servers ...string) *v1alpha1.VirtualService {
 	t.Helper()
 	ctx := context.Background()
@@ -275,22 +295,8 @@ func TestDataplaneDirectRouting(t *testing.T) {
 	ns := newNamespace(t)
 	newNode(t, "n5", "dr", false)
 	const vip = "192.0.2.122"
-	// One segment: a bridge in the director with the client and the real server on it.
-	ipcmd(t, "-n", "n5", "link", "add", "br0", "type", "bridge")
-	ipcmd(t, "-n", "n5", "addr", "add", "10.40.1.1/24", "dev", "br0")
-	ipcmd(t, "-n", "n5", "link", "set", "br0", "up")
-	for i, name := range []string{"cdr", "dr1"} {
-		ipcmd(t, "netns", "add", name)
-		n := name
-		t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", n).Run() })
-		ipcmd(t, "-n", "n5", "link", "add", "b-"+name, "type", "veth", "peer", "name", "eth0", "netns", name)
-		ipcmd(t, "-n", "n5", "link", "set", "b-"+name, "master", "br0")
-		ipcmd(t, "-n", "n5", "link", "set", "b-"+name, "up")
-		ipcmd(t, "-n", name, "link", "set", "lo", "up")
-		ipcmd(t, "-n", name, "addr", "add", fmt.Sprintf("10.40.1.%d/24", i+2), "dev", "eth0")
-		ipcmd(t, "-n", name, "link", "set", "eth0", "up")
-		ipcmd(t, "-n", name, "route", "add", "default", "via", "10.40.1.1")
-	}
+	// One segment: the client and the real server on a bridge in the director.
+	segment(t, "n5", "br0", "10.40.1", "cdr", "dr1")
 	ipcmd(t, "-n", "dr1", "addr", "add", vip+"/32", "dev", "lo")
 	sh(t, "/sbin/ip", "netns", "exec", "dr1", "sh", "-c",
 		"echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore && echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce")
@@ -335,21 +341,7 @@ func TestDataplaneTunnel(t *testing.T) {
 	ns := newNamespace(t)
 	newNode(t, "n7", "tun", false)
 	const vip = "192.0.2.124"
-	ipcmd(t, "-n", "n7", "link", "add", "br1", "type", "bridge")
-	ipcmd(t, "-n", "n7", "addr", "add", "10.40.2.1/24", "dev", "br1")
-	ipcmd(t, "-n", "n7", "link", "set", "br1", "up")
-	for i, name := range []string{"ctun", "tun1"} {
-		ipcmd(t, "netns", "add", name)
-		n := name
-		t.Cleanup(func() { _ = exec.Command("/sbin/ip", "netns", "del", n).Run() })
-		ipcmd(t, "-n", "n7", "link", "add", "b-"+name, "type", "veth", "peer", "name", "eth0", "netns", name)
-		ipcmd(t, "-n", "n7", "link", "set", "b-"+name, "master", "br1")
-		ipcmd(t, "-n", "n7", "link", "set", "b-"+name, "up")
-		ipcmd(t, "-n", name, "link", "set", "lo", "up")
-		ipcmd(t, "-n", name, "addr", "add", fmt.Sprintf("10.40.2.%d/24", i+2), "dev", "eth0")
-		ipcmd(t, "-n", name, "link", "set", "eth0", "up")
-		ipcmd(t, "-n", name, "route", "add", "default", "via", "10.40.2.1")
-	}
+	segment(t, "n7", "br1", "10.40.2", "ctun", "tun1")
 	// The real server: the ipip module's tunl0 takes in every IPIP packet; the VIP is on lo.
 	ipcmd(t, "-n", "tun1", "link", "set", "tunl0", "up")
 	ipcmd(t, "-n", "tun1", "addr", "add", vip+"/32", "dev", "lo")
