@@ -19,7 +19,6 @@ import (
 	"github.com/spf13/cobra"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -32,7 +31,6 @@ import (
 	"github.com/kubelvs/kubelvs/internal/agent"
 	"github.com/kubelvs/kubelvs/internal/dataplane"
 	"github.com/kubelvs/kubelvs/internal/podstats"
-	"github.com/kubelvs/kubelvs/internal/vswatch"
 	"github.com/kubelvs/kubelvs/pkg/ipvs"
 )
 
@@ -349,18 +347,10 @@ func newAgentManager(o *agentOptions) (ctrl.Manager, error) {
 	if probe == "0" {
 		probe = ""
 	}
-	httpClient, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("creating the Kubernetes HTTP client: %w", err)
-	}
-	vsList, err := vswatch.ListWatch(cfg, httpClient, scheme, nil)
+	cacheOpts, clientOpts, err := agent.ClusterOptions(cfg, scheme, o.node)
 	if err != nil {
 		return nil, err
 	}
-	// The caches and the client share one HTTP client (and so one connection), the
-	// VirtualServices' own list and watch included.
-	cacheOpts, clientOpts := agent.CacheOptions(o.node, vsList), agent.ClientOptions()
-	cacheOpts.HTTPClient, clientOpts.HTTPClient = httpClient, httpClient
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsOpts,

@@ -60,8 +60,10 @@ func startAgentB(t testing.TB, node string, fk *fakeKernel, dp ...Dataplane) {
 // dp, when given, is the reconciler's dataplane.
 func startAgentDir(t testing.TB, node string, fk *fakeKernel, dir string, ready func(), dp ...Dataplane) (stop func()) {
 	t.Helper()
+	co, cl, err := ClusterOptions(env.Config, env.Scheme, node)
+	must(t, err)
 	opts := ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0", Cache: testCacheOptions(t, node), Client: testClientOptions(t)}
+		HealthProbeBindAddress: "0", Cache: co, Client: cl}
 	mgr, err := ctrl.NewManager(env.Config, opts)
 	must(t, err)
 	must(t, controllers.SetupIndexes(t.Context(), Indexer(mgr.GetCache())))

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -8,6 +9,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/kubelvs/kubelvs/api/v1alpha1"
 	"github.com/kubelvs/kubelvs/internal/podstats"
+	"github.com/kubelvs/kubelvs/internal/vswatch"
 )
 
 // CacheOptions are the agent's informer caches: every object trimmed (TrimObject), only its
@@ -43,6 +46,23 @@ func CacheOptions(node string, vsList toolscache.ListerWatcher) cache.Options {
 	}
 }
 
+// ClusterOptions are the agent's cache and client options for the API server of cfg: the
+// VirtualServices listed and watched through vswatch, and the caches and the client on one
+// HTTP client (one connection), the VirtualServices' list and watch included.
+func ClusterOptions(cfg *rest.Config, scheme *runtime.Scheme, node string) (cache.Options, client.Options, error) {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return cache.Options{}, client.Options{}, fmt.Errorf("agent: the Kubernetes HTTP client: %w", err)
+	}
+	vsList, err := vswatch.ListWatch(cfg, httpClient, scheme, nil)
+	if err != nil {
+		return cache.Options{}, client.Options{}, err
+	}
+	co, cl := CacheOptions(node, vsList), ClientOptions()
+	co.HTTPClient, cl.HTTPClient = httpClient, httpClient
+	return co, cl, nil
+}
+
 // ClientOptions make the objects the agent writes but does not watch bypass the cache: read
 // through it, they would start informers on every node's Lease and IPVSNode.
 func ClientOptions() client.Options {
@@ -52,8 +72,7 @@ func ClientOptions() client.Options {
 }
 
 // newInformer is the caches' informer constructor: client-go's, with the VirtualServices'
-// list and watch replaced by vsList
-// (vswatch.ListWatch: a cheaper decoder of their watch).
+// list and watch replaced by vsList.
 func newInformer(vsList toolscache.ListerWatcher) func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer {
 	return func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, idx toolscache.Indexers) toolscache.SharedIndexInformer {
 		if _, ok := obj.(*v1alpha1.VirtualService); ok && vsList != nil {

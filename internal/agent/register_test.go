@@ -36,8 +36,10 @@ func TestRunnerIgnoresTheReplayedInitialList(t *testing.T) {
 	for i := range 20 {
 		must(t, c.Create(ctx, vs(fmt.Sprintf("old-%d", i), fmt.Sprintf("192.0.2.%d", 100+i))))
 	}
+	co, cl, err := ClusterOptions(env.Config, env.Scheme, "replay-node")
+	must(t, err)
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0", Cache: testCacheOptions(t, "replay-node"), Client: testClientOptions(t)})
+		HealthProbeBindAddress: "0", Cache: co, Client: cl})
 	must(t, err)
 	must(t, controllers.SetupIndexes(ctx, Indexer(mgr.GetCache())))
 	cctx, cancel := context.WithCancel(ctx)

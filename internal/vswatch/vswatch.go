@@ -52,24 +52,18 @@ func (d decoder) Decode(data []byte, defaults *schema.GroupVersionKind, into run
 	switch t := into.(type) {
 	case *metav1.WatchEvent:
 		if cutEvent(data, t) {
-			d.count(func(c *Counts) { c.FastEvents.Add(1) })
+			d.counts.FastEvents.Add(1)
 			return t, nil, nil
 		}
 	case nil:
 		if vs := decodeVirtualService(data); vs != nil {
-			d.count(func(c *Counts) { c.FastObjects.Add(1) })
+			d.counts.FastObjects.Add(1)
 			gvk := vsGVK
 			return vs, &gvk, nil
 		}
 	}
-	d.count(func(c *Counts) { c.Slow.Add(1) })
+	d.counts.Slow.Add(1)
 	return d.Serializer.Decode(data, defaults, into)
-}
-
-func (d decoder) count(f func(*Counts)) {
-	if d.counts != nil {
-		f(d.counts)
-	}
 }
 
 // cutEvent fills ev from a watch event in the server's shape, {"type":"T","object":O}, and
@@ -177,6 +171,9 @@ type serializers struct {
 // NewSerializers is the VirtualServices' client's NegotiatedSerializer for scheme; counts,
 // when not nil, counts the decodes.
 func NewSerializers(scheme *runtime.Scheme, counts *Counts) runtime.NegotiatedSerializer {
+	if counts == nil {
+		counts = &Counts{}
+	}
 	base := serializer.WithoutConversionCodecFactory{CodecFactory: serializer.NewCodecFactory(scheme)}
 	infos := slices.Clone(base.SupportedMediaTypes())
 	for i := range infos {

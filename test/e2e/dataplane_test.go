@@ -136,6 +136,22 @@ func segment(t *testing.T, node, br, prefix string, names ...string) {
 	}
 }
 
+// strictARP makes a real server that has the VIP answer ARP only for its own addresses.
+func strictARP(t *testing.T, ns string) {
+	t.Helper()
+	sh(t, "/sbin/ip", "netns", "exec", ns, "sh", "-c",
+		"echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore && echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce")
+}
+
+// notMasqueraded checks that node's masquerade rules exist and counted no packet: what
+// connections of the kind went through was not source-NATed.
+func notMasqueraded(t *testing.T, node, what string) {
+	t.Helper()
+	if out := nft(t, node, "list", "chain", "inet", "kubelvs", "postrouting"); !strings.Contains(out, "masquerade") || regexp.MustCompile(`packets [1-9]`).MatchString(out) {
+		t.Errorf("%s was masqueraded:\n%s", what, out)
+	}
+}
+
 func poolVS(t *testing.T, ns, name, vip string, port int32, zone string, servers ...string) *v1alpha1.VirtualService {
 	t.Helper()
 	ctx := context.Background()
@@ -298,8 +314,7 @@ func TestDataplaneDirectRouting(t *testing.T) {
 	// One segment: the client and the real server on a bridge in the director.
 	segment(t, "n5", "br0", "10.40.1", "cdr", "dr1")
 	ipcmd(t, "-n", "dr1", "addr", "add", vip+"/32", "dev", "lo")
-	sh(t, "/sbin/ip", "netns", "exec", "dr1", "sh", "-c",
-		"echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore && echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce")
+	strictARP(t, "dr1")
 	serve(t, "dr1", ":8080", "dr1")
 	vs := poolVS(t, ns, "dr", vip, 8080, "dr", "10.40.1.3")
 	vs.Spec.Forwarding = &v1alpha1.Forwarding{Method: v1alpha1.ForwardingDirectRouting}
@@ -316,9 +331,7 @@ func TestDataplaneDirectRouting(t *testing.T) {
 		t.Errorf("reached %q", who)
 	}
 	// A DR destination is not masqueraded (its packets keep the VIP as their destination).
-	if out := nft(t, "n5", "list", "chain", "inet", "kubelvs", "postrouting"); !strings.Contains(out, "masquerade") || regexp.MustCompile(`packets [1-9]`).MatchString(out) {
-		t.Errorf("a DR connection was masqueraded:\n%s", out)
-	}
+	notMasqueraded(t, "n5", "a DR connection")
 	arping := func(target string) string {
 		out, _ := exec.Command("/sbin/ip", "netns", "exec", "cdr", "arping", "-c", "2", "-w", "3", "-I", "eth0", target).CombinedOutput()
 		return string(out)
@@ -331,11 +344,12 @@ func TestDataplaneDirectRouting(t *testing.T) {
 	}
 }
 
-// (4) Tunnel, beside direct routing: IPVS encapsulates the client's packets in IPIP to the real server, which
-// decapsulates them onto the VIP on its lo and answers the client directly. The masquerade
-// rule source-NATs connections by their conntrack mark; IPVS resets conntrack on the packet it
-// encapsulates, so the outer packet (to the real server's address, which no prefix exempts
-// here) carries no mark and is not masqueraded: the rule counts nothing.
+// (4) Tunnel, beside direct routing: IPVS encapsulates the client's packets in IPIP to the
+// real server, which decapsulates them onto the VIP on its lo and answers the client
+// directly. The masquerade rule source-NATs connections by their conntrack mark; IPVS resets
+// conntrack on the packet it encapsulates, so the outer packet (to the real server's address,
+// which no prefix exempts here) carries no mark and is not masqueraded: the rule counts
+// nothing.
 func TestDataplaneTunnel(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -346,8 +360,8 @@ func TestDataplaneTunnel(t *testing.T) {
 	ipcmd(t, "-n", "tun1", "link", "set", "tunl0", "up")
 	ipcmd(t, "-n", "tun1", "addr", "add", vip+"/32", "dev", "lo")
 	sh(t, "/sbin/ip", "netns", "exec", "tun1", "sh", "-c",
-		"for c in all default tunl0; do echo 0 > /proc/sys/net/ipv4/conf/$c/rp_filter; done; "+
-			"echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore && echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce")
+		"for c in all default tunl0; do echo 0 > /proc/sys/net/ipv4/conf/$c/rp_filter; done")
+	strictARP(t, "tun1")
 	serve(t, "tun1", ":8080", "tun1")
 	vs := poolVS(t, ns, "tun", vip, 8080, "tun", "10.40.2.3")
 	vs.Spec.Forwarding = &v1alpha1.Forwarding{Method: v1alpha1.ForwardingTunnel, Tunnel: &v1alpha1.Tunnel{Type: v1alpha1.TunnelIPIP}}
@@ -367,9 +381,7 @@ func TestDataplaneTunnel(t *testing.T) {
 	if out := sh(t, "/sbin/ip", "-n", "tun1", "-s", "link", "show", "tunl0"); !regexp.MustCompile(`RX:[^\n]*\n\s+[1-9]`).MatchString(out) {
 		t.Errorf("tunl0 of the real server received nothing:\n%s", out)
 	}
-	if out := nft(t, "n7", "list", "chain", "inet", "kubelvs", "postrouting"); !strings.Contains(out, "masquerade") || regexp.MustCompile(`packets [1-9]`).MatchString(out) {
-		t.Errorf("a tunnelled connection was masqueraded:\n%s", out)
-	}
+	notMasqueraded(t, "n7", "a tunnelled connection")
 }
 
 // (5) and (6): a restart adopts the VIP routes and the table without removing and re-adding
